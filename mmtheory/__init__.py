@@ -1,0 +1,31 @@
+"""mmtheory: put the theory of multi-modal learning (Huang et al., NeurIPS 2021) to the test."""
+
+from mmtheory.data import MultiModalData
+from mmtheory.errors import DataFormatError, SpecError
+from mmtheory.seeding import as_generator, derive, torch_generator
+from mmtheory.subsets import (
+    Subset,
+    all_subsets,
+    cumulative_subsets,
+    nested_pairs,
+    parse_subset,
+    parse_subsets,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataFormatError",
+    "MultiModalData",
+    "SpecError",
+    "Subset",
+    "__version__",
+    "all_subsets",
+    "as_generator",
+    "cumulative_subsets",
+    "derive",
+    "nested_pairs",
+    "parse_subset",
+    "parse_subsets",
+    "torch_generator",
+]

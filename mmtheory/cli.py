@@ -1,0 +1,67 @@
+"""The ``mmtheory`` command line: thin verbs over library functions.
+
+User mistakes (bad values, missing files, malformed specs) print one line on
+stderr and exit with status 2; nothing prints a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmtheory",
+        description="Test the theory of multi-modal learning (Huang et al., NeurIPS 2021).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("reproduce", help="reproduce the paper's synthetic table, crossover and checks")
+    r.add_argument("--out", default="runs/reproduce", help="output directory (default: runs/reproduce)")
+    r.add_argument("--quick", action="store_true", help="reduced grid: a few minutes on 2 CPU cores")
+    r.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    s = sub.add_parser("sweep", help="run a sweep spec (TOML) into a results directory")
+    s.add_argument("spec", help="path of the TOML spec")
+    s.add_argument("--out", required=True, help="output directory (results.csv, records/)")
+    s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
+    s.add_argument("--dry-run", action="store_true", help="print the resolved grid and its size only")
+
+    b = sub.add_parser("bench", help="time the batched engine against a loop and vmap")
+    b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    b.add_argument("--out", default="benchmarks", help="directory for bench.csv and bench.md")
+    b.add_argument("--quick", action="store_true", help="fewer repeats and smaller cases")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "reproduce":
+            from mmtheory.reproduce import reproduce
+
+            reproduce(out=args.out, quick=args.quick, device=args.device)
+        elif args.command == "sweep":
+            from mmtheory.experiments import run_spec_file
+
+            run_spec_file(args.spec, out=args.out, device=args.device, dry_run=args.dry_run)
+        elif args.command == "bench":
+            from mmtheory.bench import run_bench
+
+            run_bench(device=args.device, out=args.out, quick=args.quick)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"mmtheory {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"mmtheory {args.command}: interrupted; finished runs are saved", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Exceptions raised for user mistakes.
+
+Values that break a rule raise :class:`ValueError`, wrong types :class:`TypeError`;
+files that do not have the expected layout raise :class:`DataFormatError`, and
+malformed sweep specs :class:`SpecError`. The CLI prints any of them as one line.
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataFormatError", "SpecError"]
+
+
+class DataFormatError(ValueError):
+    """A data file does not have the layout its loader expects.
+
+    The message names the file, the key and what was expected.
+    """
+
+
+class SpecError(ValueError):
+    """A sweep specification (TOML or keywords) is malformed.
+
+    The message names the field, the rule and the value given.
+    """

@@ -1,0 +1,18 @@
+"""Ground-truth worlds for mmtheory: data-generating processes that hand back their truth."""
+
+from synthetic.base import LinearLatentWorld, World
+from synthetic.linear import LinearWorld
+from synthetic.nonlinear import NonlinearWorld
+from synthetic.overlap import OverlapWorld
+from synthetic.presets import PRESETS, iemocap_like, table4_world
+
+__all__ = [
+    "World",
+    "LinearLatentWorld",
+    "LinearWorld",
+    "NonlinearWorld",
+    "OverlapWorld",
+    "PRESETS",
+    "iemocap_like",
+    "table4_world",
+]

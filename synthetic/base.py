@@ -1,0 +1,350 @@
+"""The world interface and the linear latent-model machinery with exact oracles.
+
+A world is a data-generating process whose truth is known. Every world has
+modality ``names`` and ``dims``, a ``task`` and ``loss``, ``sample(n, seed)``,
+``bayes_risk()`` (= r(h* o g*)), ``g_star`` / ``h_star`` and ``params()``.
+
+:class:`LinearLatentWorld` covers every world whose modalities are linear maps of a
+latent vector z (plus independent noise) and whose target is linear in z:
+
+    x_k = T_k z + sigma_k e_k,   y = B z + s eps,   z, e, eps with unit variances.
+
+All second moments are closed forms (zero means):
+Sigma = T T^T + diag(sigma^2), Sigma_xy = T B^T, Sigma_yy = B B^T + s^2 I. For
+squared loss this gives the exact population risk of any linear predictor, the exact
+eta of any linear encoder and the large-sample eta_inf(M) (THEORY.md section 3).
+The latent and the noise may be Gaussian or uniform on [-sqrt 3, sqrt 3] (bounded,
+same second moments): every second-moment formula holds for both.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from mmtheory.data import MultiModalData
+from mmtheory.seeding import SeedLike, as_generator
+from mmtheory.subsets import Subset, parse_subset
+
+__all__ = ["World", "LinearLatentWorld", "check_unit_interval", "per_modality"]
+
+_SQRT3 = float(np.sqrt(3.0))
+#: Sample size of the fixed Monte Carlo estimate of a Bayes risk without closed form.
+BAYES_MC_SAMPLES = 400_000
+
+
+def check_unit_interval(value: float, name: str) -> float:
+    """``value`` as a float in [0, 1], or a ValueError naming ``name``."""
+    v = float(value)
+    if not 0.0 <= v <= 1.0:
+        raise ValueError(f"{name} must be in [0, 1], got {value}")
+    return v
+
+
+def per_modality(value: float | Sequence[float], k: int, name: str, *, low: float = 0.0) -> np.ndarray:
+    """Broadcast a scalar to ``k`` modalities, or check a sequence has ``k`` entries >= low."""
+    arr = np.atleast_1d(np.asarray(value, dtype=float))
+    if arr.ndim != 1 or arr.size not in (1, k):
+        raise ValueError(f"{name} must be a number or a list of {k} numbers, got {value!r}")
+    if not np.all(np.isfinite(arr)) or np.any(arr < low):
+        raise ValueError(f"{name} must be finite and >= {low}, got {value!r}")
+    return np.broadcast_to(arr, (k,)).copy()
+
+
+class World(abc.ABC):
+    """A data-generating process with known truth."""
+
+    names: tuple[str, ...]
+    task: str  # "regression" or "classification"
+
+    @property
+    @abc.abstractmethod
+    def dims(self) -> dict[str, int]:
+        """Feature dimension of each modality."""
+
+    @property
+    def loss(self) -> str:
+        """``"squared"`` (summed over output dimensions) or ``"cross_entropy"``."""
+        return "squared" if self.task == "regression" else "cross_entropy"
+
+    @property
+    def name(self) -> str:
+        """Short identifier used in the ``world`` column of result tables."""
+        return type(self).__name__
+
+    @abc.abstractmethod
+    def sample(self, n: int, seed: SeedLike = None) -> MultiModalData:
+        """``n`` i.i.d. samples. The first m rows of ``sample(n, s)`` equal ``sample(m, s)``."""
+
+    @abc.abstractmethod
+    def bayes_risk(self) -> float:
+        """r(h* o g*): the risk of the true model."""
+
+    @abc.abstractmethod
+    def params(self) -> dict[str, object]:
+        """The world's parameters (scalars), recorded as columns of result tables."""
+
+    #: ``"exact"`` or ``"monte_carlo"``: how :meth:`bayes_risk` is computed.
+    bayes_risk_method: str = "exact"
+    #: standard error of :meth:`bayes_risk` (0 when exact).
+    bayes_risk_se: float = 0.0
+
+    @property
+    def has_exact_oracles(self) -> bool:
+        """True when population risks of linear predictors have closed forms."""
+        return False
+
+    def subset(self, spec: object) -> Subset:
+        return parse_subset(spec, self.names)
+
+    @staticmethod
+    def _check_n(n: int) -> int:
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        return int(n)
+
+
+def _draw(rng: np.random.Generator, shape: tuple[int, ...], kind: str) -> np.ndarray:
+    """Unit-variance draws: standard normal, or uniform on [-sqrt 3, sqrt 3]."""
+    if kind == "gaussian":
+        return rng.standard_normal(shape)
+    return rng.uniform(-_SQRT3, _SQRT3, size=shape)
+
+
+def _pinv_quad(S: np.ndarray, C: np.ndarray) -> float:
+    """trace(C^T S^+ C) for symmetric PSD ``S``, with an eigenvalue cut-off (pinvh)."""
+    if S.shape[0] == 0:
+        return 0.0
+    w, V = np.linalg.eigh(S)
+    cut = max(S.shape) * np.finfo(float).eps * max(float(w.max()), 0.0) * 10
+    keep = w > cut
+    P = V[:, keep].T @ C
+    return float(np.sum(P**2 / w[keep][:, None]))
+
+
+class LinearLatentWorld(World):
+    """x_k = T_k z + sigma_k e_k, target linear in z (see the module docstring).
+
+    Subclasses set ``names``, ``task``, ``_T`` (dict name -> (d_k, r)), ``_noise``
+    (dict name -> sigma_k), ``_B`` ((p, r)), ``_label_noise`` and ``latent``.
+    For classification the rows of ``B z`` are the logits of p classes and labels
+    are drawn from their softmax; the second-moment oracles then describe x only.
+    """
+
+    latent: str = "gaussian"
+    _T: dict[str, np.ndarray]
+    _noise: dict[str, float]
+    _B: np.ndarray
+    _label_noise: float
+
+    # ---------------------------------------------------------------- basics
+    @property
+    def dims(self) -> dict[str, int]:
+        return {k: int(self._T[k].shape[0]) for k in self.names}
+
+    @property
+    def latent_dim(self) -> int:
+        return int(self._B.shape[1])
+
+    @property
+    def output_dim(self) -> int:
+        return int(self._B.shape[0])
+
+    @property
+    def has_exact_oracles(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def T(self) -> np.ndarray:
+        """(sum d_k, r): the stacked modality maps."""
+        return np.concatenate([self._T[k] for k in self.names], axis=0)
+
+    @property
+    def B(self) -> np.ndarray:
+        """(p, r): the target map (regression) or logit map (classification)."""
+        return self._B.copy()
+
+    def feature_slices(self) -> dict[str, slice]:
+        out, start = {}, 0
+        for k in self.names:
+            d = self._T[k].shape[0]
+            out[k] = slice(start, start + d)
+            start += d
+        return out
+
+    # -------------------------------------------------------------- sampling
+    def sample_latent(self, n: int, seed: SeedLike = None) -> np.ndarray:
+        """The latent z of ``sample(n, seed)``, shape (n, r)."""
+        n = self._check_n(n)
+        return _draw(as_generator(seed, "latent"), (n, self.latent_dim), self.latent)
+
+    def sample(self, n: int, seed: SeedLike = None) -> MultiModalData:
+        n = self._check_n(n)
+        z = self.sample_latent(n, seed)
+        x = {}
+        for k in self.names:
+            xk = z @ self._T[k].T
+            if self._noise[k] > 0:
+                e = _draw(as_generator(seed, "noise", k), xk.shape, self.latent)
+                xk = xk + self._noise[k] * e
+            x[k] = xk
+        signal = z @ self._B.T
+        if self.task == "regression":
+            y = signal
+            if self._label_noise > 0:
+                y = y + self._label_noise * _draw(as_generator(seed, "label"), y.shape, self.latent)
+            y = y[:, 0] if y.shape[1] == 1 else y
+            return MultiModalData(x, y)
+        u = as_generator(seed, "label").random(n)
+        p = _softmax(signal)
+        labels = np.minimum((np.cumsum(p, axis=1) < u[:, None]).sum(axis=1), p.shape[1] - 1)
+        return MultiModalData(x, labels.astype(np.int64), n_classes=self.output_dim)
+
+    # ------------------------------------------------------- second moments
+    def second_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(Sigma (d, d), Sigma_xy (d, p), Sigma_yy (p, p)), exact, zero means.
+
+        For classification Sigma_xy and Sigma_yy describe the logits ``B z``.
+        """
+        T = self.T
+        noise = np.concatenate([np.full(self._T[k].shape[0], self._noise[k]) for k in self.names])
+        sigma = T @ T.T + np.diag(noise**2)
+        sxy = T @ self._B.T
+        syy = self._B @ self._B.T
+        if self.task == "regression":
+            syy = syy + self._label_noise**2 * np.eye(self.output_dim)
+        return sigma, sxy, syy
+
+    def _require_oracles(self, what: str) -> None:
+        if not self.has_exact_oracles:
+            raise ValueError(
+                f"{what} has a closed form only for regression worlds with squared loss; "
+                f"this world's task is {self.task!r}"
+            )
+
+    def risk_linear(self, W: np.ndarray | torch.Tensor, bias: object = None) -> np.ndarray | float:
+        """Exact population squared risk of ``x -> W^T x`` (summed over outputs).
+
+        Parameters
+        ----------
+        W : array ``(d,)``, ``(d, p)`` or batched ``(B, d, p)``; d = sum of modality dims.
+
+        Returns
+        -------
+        float, or array ``(B,)`` for batched W:
+        ``tr(W^T Sigma W) - 2 tr(W^T Sigma_xy) + tr(Sigma_yy)``.
+        """
+        self._require_oracles("risk_linear")
+        W = np.asarray(W.detach().cpu() if isinstance(W, torch.Tensor) else W, dtype=float)
+        sigma, sxy, syy = self.second_moments()
+        squeeze = W.ndim < 3
+        if W.ndim == 1:
+            W = W[:, None]
+        if W.ndim == 2:
+            W = W[None]
+        if W.shape[1] != sigma.shape[0] or W.shape[2] != self.output_dim:
+            raise ValueError(
+                f"W must have shape (d={sigma.shape[0]}, p={self.output_dim}) or (B, d, p), "
+                f"got {W.shape}"
+            )
+        quad = np.einsum("bdp,de,bep->b", W, sigma, W)
+        cross = np.einsum("bdp,dp->b", W, sxy)
+        risk = quad - 2 * cross + np.trace(syy)
+        return float(risk[0]) if squeeze else risk
+
+    def _best_value(self, B: np.ndarray) -> float:
+        """trace(Sigma_yx B (B^T Sigma B)^+ B^T Sigma_xy): variance explained by x -> B^T x."""
+        sigma, sxy, _ = self.second_moments()
+        return _pinv_quad(B.T @ sigma @ B, B.T @ sxy)
+
+    def bayes_risk(self) -> float:
+        """Risk of the best linear predictor on all modalities (exact, regression).
+
+        For Gaussian worlds this is the Bayes risk; for uniform latents with noisy
+        modalities it is r(h* o g*) over the linear class H o G.
+        """
+        self._require_oracles("bayes_risk")
+        sigma, _, syy = self.second_moments()
+        return float(np.trace(syy)) - self._best_value(np.eye(sigma.shape[0]))
+
+    def eta_linear(self, A: np.ndarray | torch.Tensor, subset: object | None = None) -> float:
+        """Exact eta of the linear encoder g(x) = A^T p_M x (best linear head, squared loss).
+
+        Parameters
+        ----------
+        A : array ``(d, k)``: encoder over the concatenated features.
+        subset : subset M, or None when ``A`` is already masked.
+        """
+        self._require_oracles("eta_linear")
+        A = np.asarray(A.detach().cpu() if isinstance(A, torch.Tensor) else A, dtype=float)
+        if A.ndim == 1:
+            A = A[:, None]
+        d = sum(self.dims.values())
+        if A.ndim != 2 or A.shape[0] != d:
+            raise ValueError(f"A must have shape (d={d}, k), got {A.shape}")
+        if subset is not None:
+            A = self.mask_matrix(subset) @ A
+        _, _, syy = self.second_moments()
+        return float(np.trace(syy)) - self._best_value(A) - self.bayes_risk()
+
+    def mask_matrix(self, subset: object) -> np.ndarray:
+        """P_M: the (d, d) diagonal 0/1 matrix that keeps the modalities of ``subset``."""
+        sub = self.subset(subset)
+        keep = np.concatenate([np.full(self.dims[k], k in sub, dtype=float) for k in self.names])
+        return np.diag(keep)
+
+    def eta_inf(self, subset: object) -> float:
+        """Large-sample eta(M): the Schur-complement excess risk of the best predictor on M."""
+        self._require_oracles("eta_inf")
+        sub = self.subset(subset)
+        sl = self.feature_slices()
+        cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
+        sigma, sxy, syy = self.second_moments()
+        explained = _pinv_quad(sigma[np.ix_(cols, cols)], sxy[cols])
+        return float(np.trace(syy)) - explained - self.bayes_risk()
+
+    def best_linear(self, subset: object | None = None) -> np.ndarray:
+        """(d, p): the population least-squares predictor on ``subset`` (zero rows elsewhere)."""
+        sigma, sxy, _ = self.second_moments()
+        P = np.eye(sigma.shape[0]) if subset is None else self.mask_matrix(subset)
+        S = P @ sigma @ P
+        return np.linalg.pinv(S, hermitian=True) @ (P @ sxy)
+
+    # ------------------------------------------------------------ g*, h*
+    def g_star(self, x: np.ndarray) -> np.ndarray:
+        """g*: (n, d) concatenated features -> (n, r) best linear estimate of the latent."""
+        sigma, _, _ = self.second_moments()
+        return np.asarray(x) @ np.linalg.pinv(sigma, hermitian=True) @ self.T
+
+    def h_star(self, z: np.ndarray) -> np.ndarray:
+        """h*: (n, r) latent -> (n, p) target mean (regression) or class probabilities."""
+        out = np.asarray(z) @ self._B.T
+        return out if self.task == "regression" else _softmax(out)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def latent_entropy_risk(world: LinearLatentWorld | World, logits_fn, n: int = BAYES_MC_SAMPLES):
+    """Monte Carlo E[H(softmax(logits))] over the latent and its standard error.
+
+    The cross-entropy risk of the true conditional p(y | latent): the Bayes risk of a
+    classifier that sees the latent, a lower bound for any classifier of x, equal to
+    the Bayes risk when x determines the latent (noise-free, injective maps).
+    """
+    chunks, total = [], 0
+    rng_seed = 2**31 - 1  # fixed: the same world always reports the same number
+    while total < n:
+        m = min(100_000, n - total)
+        z = _draw(as_generator(rng_seed, "bayes", total), (m, world.latent_dim), world.latent)
+        p = _softmax(logits_fn(z))
+        chunks.append(-(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1))
+        total += m
+    h = np.concatenate(chunks)
+    return float(h.mean()), float(h.std(ddof=1) / np.sqrt(h.size))

@@ -1,0 +1,183 @@
+"""The linear latent world: correlated modalities, imbalance, noise modalities.
+
+Latent z = [s, u_1, ..., u_K], each block of size r. Modality k carries the signal
+v_k = sqrt(rho) s + sqrt(1 - rho) u_k through an injective map A_k (d_k x r, orthonormal
+columns) plus noise: x_k = A_k v_k + sigma_k e_k. rho = 1 makes the views redundant
+(all see s), rho = 0 complementary (each sees its own u_k). The target is
+y = sum_k strength_k C_k v_k + s_y eps (regression, p outputs) or a class drawn from
+softmax(scale * sum_k strength_k C_k v_k) (classification). Optional pure-noise
+modalities carry no signal at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmtheory.seeding import SeedLike, as_generator
+from synthetic.base import (
+    LinearLatentWorld,
+    check_unit_interval,
+    latent_entropy_risk,
+    per_modality,
+)
+
+__all__ = ["LinearWorld"]
+
+
+def _orthonormal(rng: np.random.Generator, d: int, r: int) -> np.ndarray:
+    q, rr = np.linalg.qr(rng.standard_normal((d, r)))
+    return q * np.sign(np.diag(rr))
+
+
+class LinearWorld(LinearLatentWorld):
+    """A linear latent world with correlation ``rho`` between modalities.
+
+    Parameters
+    ----------
+    dims : sequence of int
+        Feature dimension of each informative modality; each must be >= ``latent_dim``.
+    names : sequence of str, optional
+        Modality names (default ``m1 .. mK``).
+    latent_dim : int
+        r, the size of each latent block.
+    rho : float in [0, 1]
+        Fraction of each modality's signal variance that is shared.
+    noise : float or sequence, >= 0
+        Observation noise standard deviation per modality.
+    strength : float or sequence, >= 0
+        Weight of each modality's signal in the target (imbalance).
+    n_noise_modalities : int >= 0
+        Extra modalities of pure noise (unit variance), named ``noise1 ..``.
+    noise_dim : int
+        Dimension of each pure-noise modality.
+    task : "regression" or "classification"
+    output_dim : int
+        Regression outputs p (ignored for classification).
+    n_classes : int >= 2
+        Classes (classification).
+    label_noise : float >= 0
+        Regression target noise standard deviation.
+    scale : float > 0
+        Logit scale (classification): larger means less label noise.
+    latent : "gaussian" or "uniform" (bounded, same second moments)
+    seed : int
+        Seed of the fixed maps A_k and C_k.
+    """
+
+    def __init__(
+        self,
+        dims: Sequence[int] = (10, 10, 10),
+        *,
+        names: Sequence[str] | None = None,
+        latent_dim: int = 4,
+        rho: float = 0.5,
+        noise: float | Sequence[float] = 0.5,
+        strength: float | Sequence[float] = 1.0,
+        n_noise_modalities: int = 0,
+        noise_dim: int = 10,
+        task: str = "regression",
+        output_dim: int = 1,
+        n_classes: int = 2,
+        label_noise: float = 0.5,
+        scale: float = 1.0,
+        latent: str = "gaussian",
+        seed: SeedLike = 0,
+    ) -> None:
+        dims = list(dims) if not isinstance(dims, int) else [dims]
+        K = len(dims)
+        if K < 1:
+            raise ValueError("dims must list at least one modality (K >= 1), got none")
+        for i, d in enumerate(dims):
+            if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1:
+                raise ValueError(f"dims[{i}] must be a positive integer, got {d!r}")
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+        for i, d in enumerate(dims):
+            if d < latent_dim:
+                raise ValueError(
+                    f"dims[{i}]={d} must be >= latent_dim={latent_dim} so that the modality "
+                    "map is injective"
+                )
+        if isinstance(n_noise_modalities, bool) or not isinstance(n_noise_modalities, int) or n_noise_modalities < 0:
+            raise ValueError(f"n_noise_modalities must be an integer >= 0, got {n_noise_modalities!r}")
+        if task not in ("regression", "classification"):
+            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+        if latent not in ("gaussian", "uniform"):
+            raise ValueError(f"latent must be 'gaussian' or 'uniform', got {latent!r}")
+        if task == "classification" and (not isinstance(n_classes, int) or n_classes < 2):
+            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+        if task == "regression" and (not isinstance(output_dim, int) or output_dim < 1):
+            raise ValueError(f"output_dim must be a positive integer, got {output_dim!r}")
+        if not np.isfinite(label_noise) or label_noise < 0:
+            raise ValueError(f"label_noise must be a finite number >= 0, got {label_noise}")
+        if not np.isfinite(scale) or scale <= 0:
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        rho = check_unit_interval(rho, "rho")
+        sigma = per_modality(noise, K, "noise")
+        strengths = per_modality(strength, K, "strength")
+        if names is None:
+            names = [f"m{k + 1}" for k in range(K)]
+        names = list(names)
+        if len(names) != K:
+            raise ValueError(f"names must have one entry per modality ({K}), got {len(names)}")
+        names += [f"noise{j + 1}" for j in range(n_noise_modalities)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"modality names must be distinct, got {names}")
+
+        self.names = tuple(names)
+        self.task, self.latent = task, latent
+        self.rho, self.latent_block = rho, latent_dim
+        self.noise, self.strength = sigma, strengths
+        self.n_noise_modalities, self.scale = n_noise_modalities, float(scale)
+        self.world_seed = seed
+        r = latent_dim
+        total = r * (K + 1)
+        p = output_dim if task == "regression" else n_classes
+        self._T, self._noise = {}, {}
+        B = np.zeros((p, total))
+        for k in range(K):
+            name = names[k]
+            V = np.zeros((r, total))  # v_k = V z
+            V[:, :r] = np.sqrt(rho) * np.eye(r)
+            V[:, r * (k + 1) : r * (k + 2)] = np.sqrt(1 - rho) * np.eye(r)
+            A = _orthonormal(as_generator(seed, "A", name), dims[k], r)
+            self._T[name] = A @ V
+            self._noise[name] = float(sigma[k])
+            C = as_generator(seed, "C", name).standard_normal((p, r)) / np.sqrt(r)
+            B += strengths[k] * C @ V
+        for j in range(n_noise_modalities):
+            name = names[K + j]
+            self._T[name] = np.zeros((noise_dim, total))
+            self._noise[name] = 1.0
+        self._B = B * (self.scale if task == "classification" else 1.0)
+        self._label_noise = float(label_noise) if task == "regression" else 0.0
+        self.label_noise = self._label_noise
+        if task == "classification":
+            mean, se = latent_entropy_risk(self, lambda z: z @ self._B.T)
+            self._bayes, self.bayes_risk_method, self.bayes_risk_se = mean, "monte_carlo", se
+
+    @property
+    def name(self) -> str:
+        return "linear"
+
+    def bayes_risk(self) -> float:
+        """Regression: exact (see LinearLatentWorld). Classification: Monte Carlo
+        cross-entropy of the true p(y | latent), with ``bayes_risk_se``."""
+        if self.task == "classification":
+            return self._bayes
+        return super().bayes_risk()
+
+    def params(self) -> dict[str, object]:
+        return {
+            "rho": self.rho,
+            "latent_dim": self.latent_block,
+            "noise": ",".join(f"{v:g}" for v in self.noise),
+            "strength": ",".join(f"{v:g}" for v in self.strength),
+            "n_noise_modalities": self.n_noise_modalities,
+            "latent": self.latent,
+        }
+
+    def __repr__(self) -> str:
+        return f"LinearWorld(dims={list(self.dims.values())}, rho={self.rho}, task={self.task!r})"

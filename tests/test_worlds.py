@@ -1,0 +1,211 @@
+"""Worlds: exact oracles against Monte Carlo, closed forms, properties, determinism, errors."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+import synthetic
+from mmtheory import all_subsets, nested_pairs
+
+# Bonferroni-corrected two-sided z threshold for a family of checks at a total
+# false-alarm rate of 1e-3: a correct oracle fails a test with probability < 0.001.
+FAMILY_ALPHA = 1e-3
+
+
+def z_threshold(n_checks: int) -> float:
+    return float(stats.norm.isf(FAMILY_ALPHA / (2 * n_checks)))
+
+
+def worlds(seed):
+    return [
+        synthetic.OverlapWorld(3, 4, 0.3, mix=True, seed=seed),
+        synthetic.OverlapWorld(2, 3, 0.7, noise=0.2, latent="uniform", seed=seed),
+        synthetic.LinearWorld((5, 6, 4), latent_dim=3, rho=0.4, noise=(0.3, 1.0, 0.0), seed=seed),
+        synthetic.LinearWorld((4, 4), latent_dim=2, output_dim=2, n_noise_modalities=1,
+                              noise_dim=3, latent="uniform", seed=seed),
+    ]
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_risk_of_fixed_linear_predictor_matches_monte_carlo(seed, index):
+    world = worlds(seed)[index]
+    data = world.sample(200_000, seed=seed + 100)
+    x = data.concat().numpy()
+    y = data.y.numpy().reshape(data.n, -1)
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((x.shape[1], y.shape[1])) * 0.3
+    losses = ((x @ W - y) ** 2).sum(axis=1)
+    exact = world.risk_linear(W)
+    se = losses.std(ddof=1) / np.sqrt(losses.size)
+    # One check per test: |MC - exact| within the two-sided 1e-3 z threshold (3.29 SE).
+    assert abs(losses.mean() - exact) < z_threshold(1) * se
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_second_moments_match_monte_carlo(seed, index):
+    world = worlds(seed)[index]
+    data = world.sample(100_000, seed=seed + 7)
+    x = data.concat().numpy()
+    y = data.y.numpy().reshape(data.n, -1)
+    sigma, sxy, syy = world.second_moments()
+    checks = []
+    for a, b, exact in [(x, x, sigma), (x, y, sxy), (y, y, syy)]:
+        prods = a[:, :, None] * b[:, None, :]
+        mean = prods.mean(axis=0)
+        se = prods.std(axis=0, ddof=1) / np.sqrt(len(a))
+        checks.append((mean, se, exact))
+    n_checks = sum(c[0].size for c in checks)
+    z = z_threshold(n_checks)
+    for mean, se, exact in checks:
+        # entries that are exactly 0 with zero spread (e.g. disjoint blocks) must be exact
+        assert np.all(np.abs(mean - exact) <= z * se + 1e-12)
+
+
+@pytest.mark.parametrize("K,d,w", [(4, 100, 0.5), (3, 7, 0.0), (2, 5, 0.8), (5, 3, 1.0), (1, 4, 0.2)])
+def test_overlap_eta_inf_closed_form(K, d, w):
+    world = synthetic.OverlapWorld(K, d, w)
+    for sub in all_subsets(world.names):
+        assert world.eta_inf(sub) == pytest.approx(d * (1 - w) ** 2 * (K - len(sub)), abs=1e-9)
+    assert world.bayes_risk() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mixed_overlap_world_has_the_same_oracle():
+    plain = synthetic.OverlapWorld(3, 5, 0.4)
+    mixed = synthetic.OverlapWorld(3, 5, 0.4, mix=True, seed=3)
+    for sub in all_subsets(plain.names):
+        assert mixed.eta_inf(sub) == pytest.approx(plain.eta_inf(sub), abs=1e-9)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    dims=st.lists(st.integers(2, 6), min_size=2, max_size=4),
+    rho=st.floats(0, 1),
+    noise=st.floats(0, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_eta_inf_non_increasing_along_nested_subsets(dims, rho, noise, seed):
+    world = synthetic.LinearWorld(dims, latent_dim=2, rho=rho, noise=noise, seed=seed)
+    eta = {str(s): world.eta_inf(s) for s in all_subsets(world.names)}
+    scale = 1e-9 * (1 + max(abs(v) for v in eta.values()))
+    for n, m in nested_pairs(all_subsets(world.names)):
+        assert eta[str(m)] <= eta[str(n)] + scale
+    assert eta["+".join(world.names)] == pytest.approx(0.0, abs=scale)
+
+
+def test_rho_one_noise_free_makes_every_subset_equal():
+    world = synthetic.LinearWorld((5, 4, 6), latent_dim=3, rho=1.0, noise=0.0, label_noise=0.3)
+    etas = [world.eta_inf(s) for s in all_subsets(world.names)]
+    assert np.allclose(etas, etas[0], atol=1e-9)
+    assert world.bayes_risk() == pytest.approx(0.3**2, rel=1e-9)
+
+
+@settings(max_examples=20, deadline=None)
+@given(low=st.floats(0, 1), extra=st.floats(0.01, 2), rho=st.floats(0, 1), seed=st.integers(0, 999))
+def test_more_noise_never_lowers_eta_inf(low, extra, rho, seed):
+    quiet = synthetic.LinearWorld((4, 4, 4), latent_dim=2, rho=rho, noise=(low, 0.5, 0.5), seed=seed)
+    loud = synthetic.LinearWorld((4, 4, 4), latent_dim=2, rho=rho, noise=(low + extra, 0.5, 0.5), seed=seed)
+    for sub in all_subsets(quiet.names):
+        if "m1" in sub:
+            # eta_inf is an excess over each world's own Bayes risk; compare raw best risks
+            raw_quiet = quiet.eta_inf(sub) + quiet.bayes_risk()
+            raw_loud = loud.eta_inf(sub) + loud.bayes_risk()
+            assert raw_loud >= raw_quiet - 1e-9
+
+
+def test_oracle_scores_true_and_constant_encoders():
+    world = synthetic.LinearWorld((5, 5), latent_dim=2, rho=0.5, noise=0.4, seed=1)
+    d = sum(world.dims.values())
+    # the true encoder: the population least-squares predictor on all modalities
+    assert world.eta_linear(world.best_linear()) == pytest.approx(0.0, abs=1e-9)
+    # a constant (zero) encoder: eta = Var y - Bayes risk
+    _, _, syy = world.second_moments()
+    assert world.eta_linear(np.zeros((d, 1))) == pytest.approx(np.trace(syy) - world.bayes_risk())
+    # the risk of the best predictor on M is Bayes + eta_inf(M)
+    for sub in all_subsets(world.names):
+        assert world.risk_linear(world.best_linear(sub)) == pytest.approx(
+            world.bayes_risk() + world.eta_inf(sub), abs=1e-9)
+
+
+def test_duplicated_modality_adds_nothing():
+    world = synthetic.OverlapWorld(2, 3, 1.0)  # w = 1: each modality sees the whole target
+    assert world.eta_inf("m1") == pytest.approx(world.eta_inf("m1+m2"), abs=1e-9)
+
+
+def test_same_seed_same_sample_and_nested_prefixes():
+    for world in worlds(0) + [synthetic.NonlinearWorld(), synthetic.iemocap_like()]:
+        a, b = world.sample(50, seed=3), world.sample(50, seed=3)
+        small = world.sample(20, seed=3)
+        for k in world.names:
+            assert torch.equal(a[k], b[k])
+            assert torch.equal(a[k][:20], small[k])
+        assert torch.equal(a.y, b.y) and torch.equal(a.y[:20], small.y)
+        assert not torch.equal(a[world.names[0]], world.sample(50, seed=4)[world.names[0]])
+
+
+def test_adding_a_modality_keeps_the_other_streams():
+    two = synthetic.LinearWorld((4, 4), latent_dim=2, n_noise_modalities=0, seed=0)
+    three = synthetic.LinearWorld((4, 4), latent_dim=2, n_noise_modalities=1, seed=0)
+    a, b = two.sample(30, seed=1), three.sample(30, seed=1)
+    assert torch.equal(a["m1"], b["m1"]) and torch.equal(a["m2"], b["m2"])
+    assert torch.equal(a.y, b.y)
+
+
+def test_global_seeding_changes_nothing():
+    world = synthetic.LinearWorld()
+    np.random.seed(1)
+    torch.manual_seed(1)
+    a = world.sample(20, seed=5)
+    np.random.seed(2)
+    torch.manual_seed(2)
+    np.random.standard_normal(100)
+    b = world.sample(20, seed=5)
+    assert torch.equal(a["m1"], b["m1"]) and torch.equal(a.y, b.y)
+
+
+def test_nonlinear_g_star_inverts_the_maps():
+    world = synthetic.NonlinearWorld(seed=2)
+    z = np.random.default_rng(0).standard_normal((100, world.latent_dim))
+    zeta = world._zeta(z)
+    data_x = {}
+    for k, name in enumerate(world.names):
+        v = zeta[:, k * world.r : (k + 1) * world.r]
+        from synthetic.nonlinear import _phi
+        data_x[name] = _phi(v @ world._A1[name].T) @ world._A2[name].T
+    assert np.allclose(world.g_star(data_x), zeta, atol=1e-8)
+
+
+def test_classification_bayes_risk_is_below_chance():
+    world = synthetic.iemocap_like()
+    assert 0 < world.bayes_risk() < np.log(6)
+    assert world.bayes_risk_method == "monte_carlo" and world.bayes_risk_se < 1e-2
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: synthetic.OverlapWorld(0, 5, 0.5), "K >= 1"),
+        (lambda: synthetic.OverlapWorld(2, 5, 1.5), r"overlap must be in \[0, 1\], got 1.5"),
+        (lambda: synthetic.OverlapWorld(2, 5, -0.1), "overlap must be in"),
+        (lambda: synthetic.OverlapWorld(2, 5, 0.5, noise=-1), "noise must be"),
+        (lambda: synthetic.LinearWorld((), latent_dim=2), "K >= 1"),
+        (lambda: synthetic.LinearWorld((4, 4), rho=2), r"rho must be in \[0, 1\], got 2"),
+        (lambda: synthetic.LinearWorld((4, 4), rho=-0.5), "rho must be in"),
+        (lambda: synthetic.LinearWorld((4, 4), noise=-0.1), "noise must be finite and >= 0"),
+        (lambda: synthetic.LinearWorld((4, 4), noise=(0.1, 0.2, 0.3)), "list of 2 numbers"),
+        (lambda: synthetic.LinearWorld((4, 2), latent_dim=3), r"dims\[0\]=4 must be >= latent_dim=3|dims\[1\]=2 must be >= latent_dim=3"),
+        (lambda: synthetic.LinearWorld((4, 4), names=("a",)), "one entry per modality"),
+        (lambda: synthetic.LinearWorld((4, 4), task="ranking"), "task must be"),
+        (lambda: synthetic.NonlinearWorld((8, 2), latent_dim=4), r"dims\[1\]=2"),
+        (lambda: synthetic.NonlinearWorld(rho=1.2), "rho must be in"),
+        (lambda: synthetic.OverlapWorld().sample(0), "n must be a positive integer"),
+        (lambda: synthetic.OverlapWorld().eta_inf("m9"), "unknown modality"),
+        (lambda: synthetic.iemocap_like().eta_inf("text"), "closed form only for regression"),
+        (lambda: synthetic.OverlapWorld(2, 3).risk_linear(np.zeros((5, 3))), r"W must have shape \(d=12, p=3\)"),
+    ],
+)
+def test_bad_world_inputs_raise_clear_errors(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
