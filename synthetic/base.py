@@ -57,6 +57,17 @@ def per_modality(value: float | Sequence[float], k: int, name: str, *, low: floa
 class World(abc.ABC):
     """A data-generating process with known truth."""
 
+    def __new__(cls, *args, **kwargs):
+        obj = super().__new__(cls)
+        # the constructor call, recorded so that a sweep can name this world exactly
+        obj._init_args = (args, dict(sorted(kwargs.items())))
+        return obj
+
+    def identity(self) -> str:
+        """A stable string naming this world: class and constructor arguments."""
+        args, kwargs = self._init_args
+        return f"{type(self).__name__}{args!r}{kwargs!r}"
+
     names: tuple[str, ...]
     task: str  # "regression" or "classification"
 
@@ -186,7 +197,7 @@ class LinearLatentWorld(World):
         z = self.sample_latent(n, seed)
         x = {}
         for k in self.names:
-            xk = z @ self._T[k].T
+            xk = self._features(z, k)
             if self._noise[k] > 0:
                 e = _draw(as_generator(seed, "noise", k), xk.shape, self.latent)
                 xk = xk + self._noise[k] * e
@@ -203,12 +214,26 @@ class LinearLatentWorld(World):
         labels = np.minimum((np.cumsum(p, axis=1) < u[:, None]).sum(axis=1), p.shape[1] - 1)
         return MultiModalData(x, labels.astype(np.int64), n_classes=self.output_dim)
 
+    def _features(self, z: np.ndarray, name: str) -> np.ndarray:
+        """Noise-free features of modality ``name``: z T_k^T (subclasses may use structure)."""
+        return z @ self._T[name].T
+
     # ------------------------------------------------------- second moments
     def second_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Sigma (d, d), Sigma_xy (d, p), Sigma_yy (p, p)), exact, zero means.
 
         For classification Sigma_xy and Sigma_yy describe the logits ``B z``.
+        Computed once (worlds are immutable); the arrays returned are read-only.
         """
+        cached = self.__dict__.get("_moments")
+        if cached is None:
+            cached = self._compute_moments()
+            for a in cached:
+                a.setflags(write=False)
+            self.__dict__["_moments"] = cached
+        return cached
+
+    def _compute_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         T = self.T
         noise = np.concatenate([np.full(self._T[k].shape[0], self._noise[k]) for k in self.names])
         sigma = T @ T.T + np.diag(noise**2)
@@ -231,6 +256,8 @@ class LinearLatentWorld(World):
         Parameters
         ----------
         W : array ``(d,)``, ``(d, p)`` or batched ``(B, d, p)``; d = sum of modality dims.
+        bias : array ``(p,)`` or ``(B, p)``, optional intercept (the features have zero mean,
+            so it adds ``|b|^2``).
 
         Returns
         -------
@@ -250,9 +277,13 @@ class LinearLatentWorld(World):
                 f"W must have shape (d={sigma.shape[0]}, p={self.output_dim}) or (B, d, p), "
                 f"got {W.shape}"
             )
-        quad = np.einsum("bdp,de,bep->b", W, sigma, W)
-        cross = np.einsum("bdp,dp->b", W, sxy)
+        quad = np.sum((sigma @ W) * W, axis=(1, 2))
+        cross = np.sum(W * sxy, axis=(1, 2))
         risk = quad - 2 * cross + np.trace(syy)
+        if bias is not None:
+            # zero means: E|W^T x + b - y|^2 = risk(W) + |b|^2
+            b = np.asarray(bias.detach().cpu() if isinstance(bias, torch.Tensor) else bias, dtype=float)
+            risk = risk + (b.reshape(risk.shape[0], -1) ** 2).sum(axis=1)
         return float(risk[0]) if squeeze else risk
 
     def _best_value(self, B: np.ndarray) -> float:
@@ -267,8 +298,10 @@ class LinearLatentWorld(World):
         modalities it is r(h* o g*) over the linear class H o G.
         """
         self._require_oracles("bayes_risk")
-        sigma, _, syy = self.second_moments()
-        return float(np.trace(syy)) - self._best_value(np.eye(sigma.shape[0]))
+        if "_bayes_exact" not in self.__dict__:
+            sigma, sxy, syy = self.second_moments()
+            self.__dict__["_bayes_exact"] = float(np.trace(syy)) - _pinv_quad(sigma, sxy)
+        return self.__dict__["_bayes_exact"]
 
     def eta_linear(self, A: np.ndarray | torch.Tensor, subset: object | None = None) -> float:
         """Exact eta of the linear encoder g(x) = A^T p_M x (best linear head, squared loss).

@@ -82,6 +82,12 @@ class OverlapWorld(LinearLatentWorld):
         self._B = B
         self._label_noise = 0.0
 
+    def _features(self, z: np.ndarray, name: str) -> np.ndarray:
+        if self.mix:
+            return super()._features(z, name)
+        d, k = self.dim, self.names.index(name)
+        return np.concatenate([z[:, :d], z[:, d * (k + 1) : d * (k + 2)]], axis=1)
+
     @property
     def name(self) -> str:
         return "overlap"

@@ -1,0 +1,136 @@
+"""Where a sweep's samples come from: a synthetic world, or real data with a test split.
+
+A source hands out, per seed, the training sample (sample sizes are nested prefixes),
+a test sample, and the refit/evaluation samples used to estimate eta. Only the world
+interface is used: mmtheory never reads a world's internals.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mmtheory.data import MultiModalData
+from mmtheory.seeding import as_generator, derive
+
+__all__ = ["WorldSource", "DataSource", "make_source", "stack_groups"]
+
+
+class WorldSource:
+    """Samples from a world: training data ``world.sample(n, seed)`` (so a user can
+    rebuild it), fresh test / refit / evaluation samples from derived streams."""
+
+    def __init__(self, world, *, n_test: int = 10_000, n_refit: int = 10_000, n_eval: int = 10_000):
+        for name, v in (("n_test", n_test), ("n_refit", n_refit), ("n_eval", n_eval)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 2:
+                raise ValueError(f"{name} must be an integer >= 2, got {v!r}")
+        self.world = world
+        self.n_test, self.n_refit, self.n_eval = n_test, n_refit, n_eval
+        self.names = tuple(world.names)
+        self.dims = dict(world.dims)
+        self.task = world.task
+        self.name = world.name
+        self.identity = world.identity()
+        self.params = dict(world.params())
+        self.risk_method = "monte_carlo"
+        self.eta_method = "monte_carlo"
+        self.max_train = None
+
+    @property
+    def out_dim(self) -> int:
+        if self.task == "classification":
+            return int(getattr(self.world, "output_dim", getattr(self.world, "n_classes", 0)))
+        return int(getattr(self.world, "output_dim", 1))
+
+    @property
+    def oracle(self):
+        """The world when linear predictors have exact risks (else None)."""
+        return self.world if self.world.has_exact_oracles else None
+
+    def bayes_risk(self) -> float:
+        return float(self.world.bayes_risk())
+
+    def train(self, seed: int, n: int) -> MultiModalData:
+        return self.world.sample(n, seed=seed)
+
+    def test(self, seed: int) -> MultiModalData:
+        return self.world.sample(self.n_test, seed=derive(seed, "test"))
+
+    def refit(self, seed: int) -> MultiModalData:
+        return self.world.sample(self.n_refit, seed=derive(seed, "refit"))
+
+    def evaluation(self, seed: int) -> MultiModalData:
+        return self.world.sample(self.n_eval, seed=derive(seed, "eval"))
+
+
+class DataSource:
+    """Real data: a training set (shuffled per seed; sizes are prefixes) and a test split.
+
+    eta is a proxy here: the head is refit on the whole training set and its held-out
+    risk reported (the unknown Bayes risk is not subtracted; it cancels in gamma).
+    """
+
+    def __init__(self, train: MultiModalData, test: MultiModalData, *, name: str = "data"):
+        if not isinstance(train, MultiModalData) or not isinstance(test, MultiModalData):
+            raise TypeError("train and test must be MultiModalData")
+        if train.names != test.names or train.dims != test.dims:
+            raise ValueError(
+                f"test split has modalities {test.dims} but training data has {train.dims}"
+            )
+        if train.task != test.task:
+            raise ValueError(f"train task {train.task!r} differs from test task {test.task!r}")
+        self.train_data, self.test_data = train, test
+        self.names, self.dims, self.task = train.names, dict(train.dims), train.task
+        self.name = self.identity = name
+        self.params: dict[str, object] = {}
+        self.risk_method = self.eta_method = "holdout"
+        self.max_train = train.n
+        self.oracle = None
+        n_classes = max(train.n_classes or 0, test.n_classes or 0)
+        self._out_dim = n_classes if self.task == "classification" else train.output_dim
+
+    @property
+    def out_dim(self) -> int:
+        return self._out_dim
+
+    def bayes_risk(self) -> float:
+        return 0.0
+
+    def train(self, seed: int, n: int) -> MultiModalData:
+        if n > self.train_data.n:
+            raise ValueError(f"m={n} exceeds the {self.train_data.n} training rows")
+        perm = as_generator(seed, "shuffle").permutation(self.train_data.n)
+        return self.train_data.take(perm[:n])
+
+    def test(self, seed: int) -> MultiModalData:
+        return self.test_data
+
+    def refit(self, seed: int) -> MultiModalData:
+        return self.train_data
+
+    def evaluation(self, seed: int) -> MultiModalData:
+        return self.test_data
+
+
+def make_source(obj, *, test: MultiModalData | None = None, **kwargs):
+    """A source from a world, or from MultiModalData plus its ``test`` split."""
+    if isinstance(obj, WorldSource | DataSource):
+        return obj
+    if isinstance(obj, MultiModalData):
+        if test is None:
+            raise ValueError("real data needs a test split: pass test=MultiModalData(...)")
+        return DataSource(obj, test, name=kwargs.pop("name", "data"))
+    if hasattr(obj, "sample") and hasattr(obj, "bayes_risk"):
+        return WorldSource(obj, **kwargs)
+    raise TypeError(f"sweep needs a world or MultiModalData, got {type(obj).__name__}")
+
+
+def stack_groups(datas: list[MultiModalData], names, device, dtype):
+    """Stack G datasets of equal size: list over modalities of (G, n, d_k) and y (G, n[, p])."""
+    xs = [torch.stack([d[k] for d in datas]).to(device=device, dtype=dtype) for k in names]
+    y = torch.stack([d.y for d in datas]).to(device)
+    if datas[0].task == "regression":
+        y = y.to(dtype)
+        if y.ndim == 2:
+            y = y[..., None]
+    return xs, y
+

@@ -1,0 +1,413 @@
+"""Subset-risk sweeps: every (learner, subset, sample size, seed) trained, measured, recorded.
+
+``sweep(world, learner=..., subsets=..., m=..., seeds=...)`` returns the tidy table of
+``results.csv`` (columns in DESIGN.md, a contract). With ``out=DIR`` each run is
+appended to ``DIR/records.jsonl`` as its batch finishes and ``DIR/results.csv`` is
+rebuilt after every batch; re-running skips finished runs (keyed by everything that
+determines their numbers), so a killed sweep resumes where it stopped.
+
+Batching: the closed-form linear learner fits one Gram matrix per seed for all sample
+sizes and subsets. Iterative learners train, per sample size, every pending (seed,
+subset) at once: seeds on the group axis G, subsets on the model axis S, chunked to fit
+the device's memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from mmtheory.engine import fit_least_squares, resolve_device, train_batched
+from mmtheory.estimation import Estimate, evaluate_models, refit_head_eta
+from mmtheory.experiments.records import RecordStore, write_csv_atomic
+from mmtheory.experiments.sources import make_source, stack_groups
+from mmtheory.learners import Learner, ModelPlan, init_model, stack_params
+from mmtheory.subsets import Subset, parse_subsets
+
+__all__ = ["sweep", "resolve_learners", "RESULT_COLUMNS", "LEARNER_PRESETS", "plan_runs"]
+
+#: The contract columns of results.csv, in order (world parameters follow them).
+RESULT_COLUMNS = [
+    "world", "learner", "subset", "n_modalities", "m", "seed", "train_risk", "test_risk",
+    "test_risk_se", "risk_method", "eta", "eta_se", "eta_method", "bayes_risk", "converged",
+]
+_EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "diverged", "grad_norm", "run_id"]
+
+#: Named learners accepted by ``learner=``; dicts and :class:`Learner` objects work too.
+LEARNER_PRESETS: dict[str, dict] = {
+    "linear": {"kind": "linear", "solver": "closed_form"},
+    "linear-adam": {"kind": "linear", "solver": "adam", "lr": 0.05, "steps": 300},
+    "late_fusion": {"kind": "late_fusion", "encoder": "linear", "solver": "adam", "lr": 0.01,
+                    "steps": 300, "latent_dim": 16},
+    "late_fusion-mlp": {"kind": "late_fusion", "encoder": "mlp", "solver": "adam", "lr": 0.01,
+                        "steps": 300, "latent_dim": 16, "hidden": 32},
+    "early_fusion": {"kind": "early_fusion", "encoder": "mlp", "solver": "adam", "lr": 0.01,
+                     "steps": 300, "latent_dim": 32},
+}
+
+
+def resolve_learners(spec, task: str = "regression") -> list[Learner]:
+    """Learners from a name, a dict of :class:`Learner` fields, a Learner, or a list of them.
+
+    The name ``"linear"`` means the exact closed form for regression and full-batch
+    Adam on the cross-entropy for classification (no closed form exists there).
+    """
+    items = spec if isinstance(spec, list | tuple) else [spec]
+    if not items:
+        raise ValueError("learner must name at least one learner, got an empty list")
+    out = []
+    for item in items:
+        if isinstance(item, Learner):
+            out.append(item)
+        elif isinstance(item, str):
+            if item not in LEARNER_PRESETS:
+                raise ValueError(f"unknown learner {item!r}; known: {sorted(LEARNER_PRESETS)}")
+            fields = dict(LEARNER_PRESETS[item])
+            if item == "linear" and task == "classification":
+                fields = dict(LEARNER_PRESETS["linear-adam"], name="linear")
+            out.append(Learner(**fields))
+        elif isinstance(item, dict):
+            known = set(Learner.__dataclass_fields__)
+            unknown = sorted(set(item) - known)
+            if unknown:
+                raise ValueError(f"unknown learner field {unknown[0]!r}; known fields: {sorted(known)}")
+            out.append(Learner(**item))
+        else:
+            raise TypeError(f"learner must be a name, dict or Learner, got {type(item).__name__}")
+    for lrn in out:
+        if lrn.solver == "closed_form" and task != "regression":
+            raise ValueError(
+                "solver 'closed_form' needs a regression task (squared loss); this task is "
+                f"{task!r}: use learner 'linear' or solver 'adam'"
+            )
+    return out
+
+
+def _check_sizes(m, max_train: int | None) -> list[int]:
+    values = [m] if isinstance(m, int | np.integer) else list(m)
+    if not values:
+        raise ValueError("m must list at least one sample size, got an empty list")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < 2:
+            raise ValueError(f"m must be integers >= 2, got {v!r}")
+        if max_train is not None and v > max_train:
+            raise ValueError(f"m={v} exceeds the {max_train} training rows available")
+    return sorted({int(v) for v in values})
+
+
+def _check_seeds(seeds) -> list[int]:
+    values = list(range(seeds)) if isinstance(seeds, int | np.integer) else list(seeds)
+    if not values:
+        raise ValueError("seeds must list at least one seed, got none")
+    for s in values:
+        if isinstance(s, bool) or not isinstance(s, int | np.integer) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+    return sorted({int(s) for s in values})
+
+
+def _run_id(source, learner: Learner, subset: Subset, m: int, seed: int, extra: dict) -> str:
+    key = json.dumps({"world": source.identity, "learner": learner.settings(), "subset": str(subset),
+                      "m": m, "seed": seed, **extra}, sort_keys=True, default=str)
+    return hashlib.sha1(key.encode()).hexdigest()[:16]
+
+
+def _versions() -> dict[str, str]:
+    import mmtheory
+
+    return {"mmtheory": mmtheory.__version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version()}
+
+
+def plan_runs(source, learners, subsets, sizes, seeds, extra) -> list[dict]:
+    """Every run of the grid as a dict (learner, subset, m, seed, run_id)."""
+    return [
+        {"learner": lrn, "subset": sub, "m": m, "seed": seed,
+         "run_id": _run_id(source, lrn, sub, m, seed, extra)}
+        for lrn in learners for sub in subsets for m in sizes for seed in seeds
+    ]
+
+
+class _Runner:
+    def __init__(self, source, device, dtype, store, progress, memory_budget, extra):
+        self.source, self.device, self.store = source, device, store
+        self.dtype_name = dtype
+        self.extra, self.progress = extra, progress
+        self.memory_budget = memory_budget
+        self.versions = _versions()
+        self.bayes = source.bayes_risk()
+        self._cache: dict[tuple, object] = {}
+        self.new_records: list[dict] = []
+
+    # ---------------------------------------------------------------- helpers
+    def _eval_data(self, kind: str, seed: int, dtype):
+        key = (kind, seed, dtype)
+        if key not in self._cache:
+            data = getattr(self.source, kind)(seed)
+            self._cache[key] = stack_groups([data], self.source.names, self.device, dtype)
+        return self._cache[key]
+
+    def _stacked_eval(self, kind, seeds, dtype):
+        parts = [self._eval_data(kind, s, dtype) for s in seeds]
+        xs = [torch.cat([p[0][k] for p in parts]) for k in range(len(self.source.names))]
+        return xs, torch.cat([p[1] for p in parts])
+
+    def _record(self, run, *, train_risk, risk: Estimate, eta: Estimate, g, s, acc=None,
+                converged=True, diverged=False, grad_norm=0.0, wall=0.0, dtype="float64"):
+        src = self.source
+        rec = {
+            "world": src.name, "learner": run["learner"].label, "subset": str(run["subset"]),
+            "n_modalities": len(run["subset"]), "m": run["m"], "seed": run["seed"],
+            "train_risk": float(train_risk), "test_risk": float(risk.value[g, s]),
+            "test_risk_se": float(risk.se[g, s]), "risk_method": risk.method,
+            "eta": float(eta.value[g, s]), "eta_se": float(eta.se[g, s]), "eta_method": eta.method,
+            "bayes_risk": self.bayes, "converged": bool(converged), "diverged": bool(diverged),
+            "grad_norm": float(grad_norm), "run_id": run["run_id"],
+            "test_accuracy": float(acc.value[g, s]) if acc is not None else None,
+            "test_accuracy_se": float(acc.se[g, s]) if acc is not None else None,
+            **{k: v for k, v in src.params.items()},
+            "world_identity": src.identity, "learner_settings": run["learner"].settings(),
+            "device": str(self.device), "dtype": dtype, "wall_s": wall,
+            "versions": self.versions, **self.extra,
+        }
+        if diverged:
+            for key in ("test_risk", "test_risk_se", "eta", "eta_se", "test_accuracy"):
+                rec[key] = None
+        return rec
+
+    def _flush(self, records, bar):
+        if self.store is not None:
+            self.store.append(records)
+        self.new_records.extend(records)
+        bar.update(len(records))
+
+    # ----------------------------------------------------------- closed form
+    def closed_form(self, learner: Learner, runs: list[dict], bar) -> None:
+        src = self.source
+        sl, start = {}, 0
+        for k in src.names:
+            sl[k] = torch.arange(start, start + src.dims[k])
+            start += src.dims[k]
+        by_seed: dict[int, list[dict]] = {}
+        for run in runs:
+            by_seed.setdefault(run["seed"], []).append(run)
+        for seed, seed_runs in by_seed.items():
+            t0 = time.perf_counter()
+            sizes = sorted({r["m"] for r in seed_runs})
+            subs = list(dict.fromkeys(str(r["subset"]) for r in seed_runs))
+            sub_obj = {str(r["subset"]): r["subset"] for r in seed_runs}
+            gram_dtype = torch.float64 if self.dtype_name == "float64" else torch.float32
+            data = src.train(seed, sizes[-1]).to(device=self.device, dtype=gram_dtype)
+            cols = [torch.cat([sl[k] for k in sub_obj[s]]) for s in subs]
+            fits = fit_least_squares([data[k] for k in src.names], data.y, sizes, cols,
+                                     ridge=learner.ridge)
+            plan = ModelPlan(src.names, tuple(src.dims.values()), tuple(sub_obj[s] for s in subs),
+                             src.out_dim)
+            records = []
+            for i, m in enumerate(sizes):
+                row = fits[i]
+                risk, eta, acc = self._estimate_linear(learner, plan, row, seed)
+                wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
+                for run in seed_runs:
+                    if run["m"] != m:
+                        continue
+                    j = subs.index(str(run["subset"]))
+                    records.append(self._record(run, train_risk=row[j].train_loss, risk=risk,
+                                                eta=eta, g=0, s=j, acc=acc, wall=wall))
+            self._flush(records, bar)
+
+    def _estimate_linear(self, learner, plan, row, seed):
+        src = self.source
+        oracle = src.oracle
+        if oracle is not None:
+            risk = np.array([[oracle.risk_linear(f.W.cpu().numpy(), f.b.cpu().numpy()) for f in row]])
+            eta = np.array([[oracle.eta_linear(f.W.cpu().numpy()) for f in row]])
+            zeros = np.zeros_like(risk)
+            return Estimate(risk, zeros, "exact"), Estimate(eta, zeros, "exact"), None
+        # no oracle: wrap the fits as linear-learner parameters and estimate by sampling
+        params = self._linear_params(plan, row)
+        lin = Learner(kind="linear", solver="closed_form")
+        xs, y = self._stacked_eval("test", [seed], torch.float64)
+        risk, acc = evaluate_models(lin, params, plan, xs, y, src.task, src.risk_method)
+        refit = self._stacked_eval("refit", [seed], torch.float64)
+        evaluation = self._stacked_eval("evaluation", [seed], torch.float64)
+        eta = refit_head_eta(lin, params, plan, refit, evaluation, src.task, self.bayes, src.eta_method)
+        return risk, eta, acc
+
+    def _linear_params(self, plan, row):
+        slices, start = {}, 0
+        for k, d in zip(plan.names, plan.dims):
+            slices[k] = slice(start, start + d)
+            start += d
+        models = [[{**{f"W1.{k}": f.W[slices[k]] for k in sub}, "bh": f.b}
+                   for f, sub in zip(row, plan.subsets)]]
+        params = stack_params(models, plan, self.device, torch.float64)
+        return {k: v.detach() for k, v in params.items()}
+
+    # -------------------------------------------------------------- iterative
+    def iterative(self, learner: Learner, runs: list[dict], bar) -> None:
+        src = self.source
+        dtype = torch.float64 if self.dtype_name == "float64" else torch.float32
+        by_m: dict[int, list[dict]] = {}
+        for run in runs:
+            by_m.setdefault(run["m"], []).append(run)
+        for m, m_runs in sorted(by_m.items()):
+            seeds = sorted({r["seed"] for r in m_runs})
+            subs = list(dict.fromkeys(str(r["subset"]) for r in m_runs))
+            sub_obj = {str(r["subset"]): r["subset"] for r in m_runs}
+            for seed_chunk, sub_chunk in self._chunks(learner, m, seeds, subs):
+                self._train_chunk(learner, m, seed_chunk, [sub_obj[s] for s in sub_chunk],
+                                  m_runs, dtype, bar)
+
+    def _chunks(self, learner, m, seeds, subs):
+        src = self.source
+        rows = min(m, learner.batch_size) if learner.batch_size else m
+        widths = {"linear": src.out_dim,
+                  "early_fusion": 2 * learner.latent_dim + src.out_dim,
+                  "late_fusion": len(src.names) * (learner.hidden + 2 * learner.latent_dim) + src.out_dim}
+        per_model = rows * widths[learner.kind] * 4 * 6 + 4 * 4 * sum(src.dims.values()) * max(
+            learner.hidden, learner.latent_dim, src.out_dim)
+        per_group = m * sum(src.dims.values()) * 4 * 2
+        budget = self.memory_budget
+        s_chunk = max(1, min(len(subs), int((budget - per_group) // max(per_model, 1))))
+        g_chunk = max(1, min(len(seeds), int(budget // max(per_group + s_chunk * per_model, 1))))
+        for i in range(0, len(seeds), g_chunk):
+            for j in range(0, len(subs), s_chunk):
+                yield seeds[i : i + g_chunk], subs[j : j + s_chunk]
+
+    def _train_chunk(self, learner, m, seeds, subsets, m_runs, dtype, bar):
+        src = self.source
+        t0 = time.perf_counter()
+        plan = ModelPlan(src.names, tuple(src.dims.values()), tuple(subsets), src.out_dim)
+        datas = [src.train(seed, m) for seed in seeds]
+        xs, y = stack_groups(datas, src.names, self.device, dtype)
+        inits = [[init_model(learner, sub, src.dims, src.out_dim,
+                             key=("init", src.identity, learner.label, str(sub), m, seed), dtype=dtype)
+                  for sub in subsets] for seed in seeds]
+        res = train_batched(learner, plan, xs, y, inits, task=src.task, dtype=dtype,
+                            batch_keys=[("batches", src.identity, m, seed) for seed in seeds])
+        params = res.params
+        test = self._stacked_eval("test", seeds, dtype)
+        risk, acc = evaluate_models(learner, params, plan, *test, src.task, src.risk_method)
+        refit = self._stacked_eval("refit", seeds, dtype)
+        evaluation = self._stacked_eval("evaluation", seeds, dtype)
+        eta = refit_head_eta(learner, params, plan, refit, evaluation, src.task, self.bayes,
+                             src.eta_method)
+        wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
+        wanted = {(r["seed"], str(r["subset"])): r for r in m_runs}
+        records = []
+        for g, seed in enumerate(seeds):
+            for s, sub in enumerate(subsets):
+                run = wanted.get((seed, str(sub)))
+                if run is None or (self.store is not None and run["run_id"] in self.store):
+                    continue
+                records.append(self._record(
+                    run, train_risk=res.train_loss[g, s].item(), risk=risk, eta=eta, g=g, s=s,
+                    acc=acc, converged=bool(res.converged[g, s]), diverged=bool(res.diverged[g, s]),
+                    grad_norm=float(res.grad_norm[g, s]), wall=wall, dtype=str(dtype).split(".")[-1]))
+        self._flush(records, bar)
+
+
+def _default_budget(device: torch.device) -> float:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return 0.6 * free
+    return 2.0 * 2**30
+
+
+def sweep(
+    world,
+    learner="linear",
+    subsets="all",
+    m: int | Sequence[int] = (100,),
+    seeds: int | Iterable[int] = 5,
+    *,
+    device: str = "auto",
+    dtype: str | None = None,
+    out: str | None = None,
+    test=None,
+    n_test: int = 10_000,
+    n_refit: int = 10_000,
+    n_eval: int = 10_000,
+    progress: bool = True,
+    memory_budget: float | None = None,
+) -> pd.DataFrame:
+    """Train an ERM model for every (learner, subset, m, seed); measure risk and eta.
+
+    Parameters
+    ----------
+    world : a world from :mod:`synthetic`, or :class:`~mmtheory.MultiModalData` with ``test``
+    learner : name (see ``LEARNER_PRESETS``), dict of Learner fields, Learner, or a list
+    subsets : ``"all"``, ``"cumulative"`` or a list of subsets (names, initials, indices)
+    m : training-sample sizes (nested prefixes of one sample per seed)
+    seeds : a count or a list of seeds
+    device : ``"auto"``, ``"cpu"`` or ``"cuda"``
+    dtype : ``"float32"`` or ``"float64"`` for iterative solvers (closed forms use float64);
+        default float32
+    out : directory for ``records.jsonl`` and ``results.csv``; finished runs are skipped
+    n_test, n_refit, n_eval : sizes of the fresh test, head-refit and eta-evaluation samples
+
+    Returns
+    -------
+    DataFrame with the ``results.csv`` columns, one row per run of the grid.
+    """
+    source = make_source(world, test=test, **({} if test is not None else
+                                              {"n_test": n_test, "n_refit": n_refit, "n_eval": n_eval}))
+    dev = resolve_device(device)
+    if dtype not in (None, "float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    dtype = dtype or "float32"
+    learners = resolve_learners(learner, source.task)
+    subs = parse_subsets(subsets, source.names)
+    sizes = _check_sizes(m, source.max_train)
+    seed_list = _check_seeds(seeds)
+    extra = {"n_test": n_test, "n_refit": n_refit, "n_eval": n_eval, "dtype_iterative": dtype} \
+        if test is None else {"dtype_iterative": dtype}
+    runs = plan_runs(source, learners, subs, sizes, seed_list, extra)
+    store = RecordStore(out) if out is not None else None
+    pending = [r for r in runs if store is None or r["run_id"] not in store]
+    budget = memory_budget if memory_budget is not None else _default_budget(dev)
+    runner = _Runner(source, dev, dtype, store, progress, budget, extra)
+    with tqdm(total=len(runs), initial=len(runs) - len(pending), disable=not progress,
+              desc=f"sweep {source.name}", unit="model") as bar:
+        for lrn in learners:
+            mine = [r for r in pending if r["learner"] is lrn]
+            if not mine:
+                continue
+            if lrn.solver == "closed_form":
+                runner.closed_form(lrn, mine, bar)
+            else:
+                runner.iterative(lrn, mine, bar)
+            if store is not None:
+                _write_results(store, runs, out)
+    records = {r["run_id"]: r for r in runner.new_records}
+    if store is not None:
+        records = {r["run_id"]: store.get(r["run_id"]) for r in runs}
+    return results_table([records[r["run_id"]] for r in runs])
+
+
+def results_table(records: list[dict]) -> pd.DataFrame:
+    """The tidy results table from run records (contract columns first)."""
+    df = pd.DataFrame.from_records(records)
+    drop = [c for c in ("world_identity", "learner_settings", "versions") if c in df.columns]
+    df = df.drop(columns=drop)
+    first = [c for c in RESULT_COLUMNS + _EXTRA_COLUMNS if c in df.columns]
+    rest = [c for c in df.columns if c not in first]
+    df = df[first + rest]
+    if "test_accuracy" in df.columns and df["test_accuracy"].isna().all():
+        df = df.drop(columns=["test_accuracy", "test_accuracy_se"])
+    return df
+
+
+def _write_results(store: RecordStore, runs: list[dict], out) -> None:
+    done = [store.get(r["run_id"]) for r in runs if r["run_id"] in store]
+    if done:
+        write_csv_atomic(results_table(done), f"{out}/results.csv")
+
