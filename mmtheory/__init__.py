@@ -2,6 +2,8 @@
 
 from mmtheory.data import MultiModalData
 from mmtheory.errors import DataFormatError, SpecError
+from mmtheory.experiments import load_spec, run_spec, sweep
+from mmtheory.learners import Learner
 from mmtheory.seeding import as_generator, derive, torch_generator
 from mmtheory.subsets import (
     Subset,
@@ -16,6 +18,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DataFormatError",
+    "Learner",
+    "load_spec",
+    "run_spec",
+    "sweep",
     "MultiModalData",
     "SpecError",
     "Subset",

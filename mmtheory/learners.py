@@ -48,7 +48,8 @@ class Learner:
     hidden : hidden width of MLP encoders (late fusion)
     fusion : "concat" or "sum" (late fusion)
     activation : "relu", "tanh" or "gelu"
-    solver : "closed_form" (linear, squared loss), "gd" (full batch), "adam"
+    solver : "closed_form" (linear, squared loss), "gd" (full batch), "adam";
+        default: closed_form for kind "linear", adam otherwise
     lr : learning rate of gd / adam
     steps : optimiser steps
     batch_size : minibatch size for adam; None or 0 means full batch
@@ -64,7 +65,7 @@ class Learner:
     hidden: int = 32
     fusion: str = "concat"
     activation: str = "relu"
-    solver: str = "closed_form"
+    solver: str | None = None
     lr: float = 0.01
     steps: int = 200
     batch_size: int | None = None
@@ -76,6 +77,8 @@ class Learner:
     def __post_init__(self) -> None:
         if self.kind not in LEARNER_KINDS:
             raise ValueError(f"learner kind must be one of {LEARNER_KINDS}, got {self.kind!r}")
+        if self.solver is None:
+            object.__setattr__(self, "solver", "closed_form" if self.kind == "linear" else "adam")
         if self.encoder not in ("linear", "mlp"):
             raise ValueError(f"encoder must be 'linear' or 'mlp', got {self.encoder!r}")
         if self.fusion not in ("concat", "sum"):

@@ -40,6 +40,8 @@ RESULT_COLUMNS = [
     "test_risk_se", "risk_method", "eta", "eta_se", "eta_method", "bayes_risk", "converged",
 ]
 _EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "diverged", "grad_norm", "run_id"]
+#: Run metadata, placed after the world's parameters.
+_META_COLUMNS = ["device", "dtype", "dtype_iterative", "n_test", "n_refit", "n_eval", "wall_s"]
 
 #: Named learners accepted by ``learner=``; dicts and :class:`Learner` objects work too.
 LEARNER_PRESETS: dict[str, dict] = {
@@ -399,8 +401,9 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     drop = [c for c in ("world_identity", "learner_settings", "versions") if c in df.columns]
     df = df.drop(columns=drop)
     first = [c for c in RESULT_COLUMNS + _EXTRA_COLUMNS if c in df.columns]
-    rest = [c for c in df.columns if c not in first]
-    df = df[first + rest]
+    meta = [c for c in _META_COLUMNS if c in df.columns]
+    params = sorted(c for c in df.columns if c not in first and c not in meta)
+    df = df[first + params + meta]
     if "test_accuracy" in df.columns and df["test_accuracy"].isna().all():
         df = df.drop(columns=["test_accuracy", "test_accuracy_se"])
     return df
@@ -411,3 +414,49 @@ def _write_results(store: RecordStore, runs: list[dict], out) -> None:
     if done:
         write_csv_atomic(results_table(done), f"{out}/results.csv")
 
+
+
+def run_spec(spec, *, out: str, device: str | None = None, dry_run: bool = False,
+             progress: bool = True) -> pd.DataFrame | None:
+    """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
+    from pathlib import Path
+
+    dev = device or spec.device
+    if dry_run:
+        subs = parse_subsets(spec.subsets, spec.worlds[0].names)
+        print(f"spec {spec.name!r}: {spec.n_runs} runs = {len(spec.worlds)} world(s) x "
+              f"{len(spec.learners)} learner(s) x {len(subs)} subset(s) x {len(spec.m)} size(s) "
+              f"x {len(spec.seeds)} seed(s)")
+        for w in spec.worlds:
+            print(f"  world  {w.identity()}")
+        for lrn in spec.learners:
+            print(f"  learner {lrn.label}: {lrn.settings()}")
+        print(f"  subsets {[str(s) for s in subs]}")
+        print(f"  m {spec.m}")
+        print(f"  seeds {spec.seeds}")
+        print(f"  device {dev}, dtype {spec.dtype}, estimation {spec.estimation or 'defaults'}")
+        return None
+    Path(out).mkdir(parents=True, exist_ok=True)
+    tables = []
+    for world in spec.worlds:
+        tables.append(sweep(world, spec.learners, spec.subsets, spec.m, spec.seeds, device=dev,
+                            dtype=spec.dtype, out=out, progress=progress, **spec.estimation))
+    table = pd.concat(tables, ignore_index=True)
+    write_csv_atomic(table, Path(out) / "results.csv")
+    return table
+
+
+def run_spec_file(path: str, *, out: str, device: str | None = None, dry_run: bool = False):
+    """``mmtheory sweep``: load a TOML spec, run it, save ``results.csv``, print a summary."""
+    from mmtheory.experiments.spec import load_spec
+
+    spec = load_spec(path)
+    table = run_spec(spec, out=out, device=device, dry_run=dry_run)
+    if table is None:
+        return None
+    print(f"wrote {out}/results.csv ({len(table)} rows)")
+    cols = [c for c in ("test_risk", "eta", "test_accuracy") if c in table.columns]
+    keys = ["world", "learner", "subset", "m"] + [c for c in ("overlap", "rho") if c in table.columns]
+    summary = table.groupby(keys, sort=False)[cols].mean()
+    print(summary.to_string(float_format=lambda v: f"{v:.4g}"))
+    return table

@@ -1,0 +1,125 @@
+"""The batched engine equals a per-model loop; the closed form equals numpy's lstsq."""
+
+import numpy as np
+import pytest
+import torch
+
+import synthetic
+from mmtheory.baselines import train_loop, train_vmap
+from mmtheory.engine import fit_least_squares, train_batched
+from mmtheory.estimation import fit_linear_heads
+from mmtheory.learners import Learner, ModelPlan, forward, init_model
+from mmtheory.subsets import all_subsets
+
+LEARNERS = [
+    Learner("linear", solver="gd", lr=0.05, steps=15),
+    Learner("linear", solver="adam", lr=0.02, steps=15, ridge=0.01),
+    Learner("late_fusion", encoder="linear", solver="adam", steps=15, latent_dim=3),
+    Learner("late_fusion", encoder="mlp", solver="adam", steps=15, latent_dim=3, hidden=5, batch_size=7),
+    Learner("late_fusion", encoder="mlp", fusion="sum", activation="tanh", solver="gd", lr=0.1, steps=15, latent_dim=3, hidden=4),
+    Learner("early_fusion", encoder="mlp", solver="adam", steps=15, latent_dim=4, batch_size=9),
+    Learner("early_fusion", encoder="linear", solver="gd", lr=0.05, steps=15, latent_dim=4),
+]
+
+
+def _setup(task, learner, G=2, m=25):
+    if task == "classification":
+        world = synthetic.NonlinearWorld((4, 3, 5), latent_dim=2, n_classes=3)
+        out_dim = 3
+    else:
+        world = synthetic.LinearWorld((4, 3, 5), latent_dim=2, output_dim=2)
+        out_dim = 2
+    subs = all_subsets(world.names)
+    datas = [world.sample(m, seed=g) for g in range(G)]
+    plan = ModelPlan(world.names, tuple(world.dims.values()), tuple(subs), out_dim)
+    inits = [[init_model(learner, s, world.dims, out_dim, key=("t", g, str(s)), dtype=torch.float64)
+              for s in subs] for g in range(G)]
+    xs = [torch.stack([d[k] for d in datas]) for k in world.names]
+    y = torch.stack([d.y for d in datas])
+    if task == "regression":
+        y = y.double()
+    return world, subs, datas, plan, inits, xs, y
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("learner", LEARNERS, ids=lambda lrn: f"{lrn.label}-{lrn.solver}-{lrn.fusion}")
+def test_batched_equals_per_model_loop(task, learner):
+    world, subs, datas, plan, inits, xs, y = _setup(task, learner)
+    res = train_batched(learner, plan, xs, y, inits, task=task, dtype=torch.float64,
+                        batch_keys=[("b", g) for g in range(len(datas))])
+    with torch.no_grad():
+        batched_out = forward(learner, res.params, xs, plan)
+    for g, data in enumerate(datas):
+        for s, sub in enumerate(subs):
+            x = {k: data[k] for k in world.names}
+            model = train_loop(learner, sub, x, y[g], inits[g][s], task=task, batch_key=("b", g))
+            with torch.no_grad():
+                loop_out = model(x)
+            # float64, identical arithmetic up to summation order: 1e-9 is ~1e6 ulps of slack
+            assert torch.allclose(batched_out[g, :, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
+
+
+def test_vmap_baseline_equals_batched_for_linear():
+    learner = Learner("linear", solver="adam", lr=0.02, steps=10)
+    world, subs, datas, plan, inits, xs, y = _setup("classification", learner, G=1)
+    res = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
+    stacked = train_vmap(learner, subs, world.names, {k: datas[0][k] for k in world.names}, y[0],
+                         inits[0], task="classification")
+    weight = stacked[0]  # first.weight: (S, p, d) over all modalities, zero-filled inputs
+    for s, sub in enumerate(subs):
+        col = 0
+        for name in world.names:
+            d = world.dims[name]
+            if name in sub:
+                mine = res.params[f"W1.{name}"][0, plan.members(world.names.index(name)).index(s)]
+                assert torch.allclose(weight[s, :, col : col + d].T, mine, atol=1e-10)
+            col += d
+
+
+def test_closed_form_equals_numpy_lstsq():
+    rng = np.random.default_rng(0)
+    n, d = 60, 7
+    X = rng.standard_normal((n, d))
+    X[:, 6] = X[:, 0]  # a duplicated column: rank-deficient, minimum-norm solution
+    Y = X @ rng.standard_normal((d, 2)) + 0.3 * rng.standard_normal((n, 2)) + 1.5
+    col_sets = [torch.tensor([0, 1, 2]), torch.tensor([0, 3, 4, 5, 6]), torch.arange(7)]
+    sizes = [8, 20, 60]
+    fits = fit_least_squares(torch.from_numpy(X), torch.from_numpy(Y), sizes, col_sets)
+    blocks = fit_least_squares([torch.from_numpy(X[:, :3]), torch.from_numpy(X[:, 3:])],
+                               torch.from_numpy(Y), sizes, col_sets)
+    for i, m in enumerate(sizes):
+        for j, cols in enumerate(col_sets):
+            Z = np.column_stack([X[:m, cols.numpy()], np.ones(m)])
+            coef, *_ = np.linalg.lstsq(Z, Y[:m], rcond=None)
+            fit = fits[i][j]
+            assert np.allclose(fit.W.numpy()[cols.numpy()], coef[:-1], atol=1e-8)
+            assert np.allclose(fit.b.numpy(), coef[-1], atol=1e-8)
+            resid = Y[:m] - Z @ coef
+            assert fit.train_loss == pytest.approx((resid**2).sum() / m, rel=1e-8, abs=1e-10)
+            assert torch.allclose(fit.W, blocks[i][j].W, atol=1e-10)
+
+
+def test_linear_heads_equal_lstsq():
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((2, 40, 3, 4))
+    y = rng.standard_normal((2, 40, 2))
+    W, b = fit_linear_heads(torch.from_numpy(z), torch.from_numpy(y))
+    for g in range(2):
+        for s in range(3):
+            coef, *_ = np.linalg.lstsq(np.column_stack([z[g, :, s], np.ones(40)]), y[g], rcond=None)
+            assert np.allclose(W[g, s].numpy(), coef[:-1], atol=1e-10)
+            assert np.allclose(b[g, s].numpy(), coef[-1], atol=1e-10)
+
+
+def test_planted_nan_model_is_isolated():
+    learner = Learner("late_fusion", encoder="mlp", solver="adam", steps=10, latent_dim=3, hidden=4)
+    world, subs, datas, plan, inits, xs, y = _setup("classification", learner)
+    clean = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
+    poisoned = [[dict(p) for p in row] for row in inits]
+    poisoned[1][3] = {k: torch.full_like(v, float("nan")) for k, v in poisoned[1][3].items()}
+    res = train_batched(learner, plan, xs, y, poisoned, task="classification", dtype=torch.float64)
+    assert bool(res.diverged[1, 3]) and not bool(res.converged[1, 3])
+    assert int(res.diverged.sum()) == 1
+    keep = torch.ones_like(res.diverged)
+    keep[1, 3] = False
+    assert torch.equal(res.train_loss[keep], clean.train_loss[keep])
