@@ -4,6 +4,7 @@ from mmtheory.data import MultiModalData
 from mmtheory.errors import DataFormatError, SpecError
 from mmtheory.experiments import load_spec, run_spec, sweep
 from mmtheory.learners import Learner
+from mmtheory.theory import check
 from mmtheory.seeding import as_generator, derive, torch_generator
 from mmtheory.subsets import (
     Subset,
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DataFormatError",
     "Learner",
+    "check",
     "load_spec",
     "run_spec",
     "sweep",

@@ -114,36 +114,39 @@ def train_loop(learner: Learner, subset: Subset, xs: dict[str, torch.Tensor], y:
 def train_vmap(learner: Learner, subsets: list[Subset], universe: tuple[str, ...],
                xs: dict[str, torch.Tensor], y: torch.Tensor, inits: list[dict[str, torch.Tensor]],
                *, task: str) -> list[torch.Tensor]:
-    """Full-batch ``torch.func`` ensemble over models that all carry every modality.
+    """Full-batch ``torch.func`` ensemble of B models that all carry every modality.
 
-    Absent modalities are zero-filled inputs. Returns the stacked final parameters.
-    Model s is initialised from ``inits[s]`` where present and from model 0's values
-    for the absent modalities' layers (zero input: they never change a prediction).
+    Parameters
+    ----------
+    subsets : B subsets, one per model
+    xs : modality -> (m, d_k) shared by all models, or (B, m, d_k) per model
+    y : (m,) / (m, p) shared, or (B, m) / (B, m, p) per model
+    inits : B parameter dicts (absent modalities' layers are taken from other models:
+        their inputs are zero, so they never change a prediction)
+
+    Returns the stacked final parameters (each with a leading model axis B).
     """
     from torch.func import functional_call, stack_module_state
 
     full = Subset(universe, universe)
-    template_init = dict(inits[0])
-    models = []
-    for sub, init in zip(subsets, inits):
-        merged = dict(template_init)
-        merged.update(init)
-        for key, val in template_init.items():
-            merged.setdefault(key, val)
-        # shapes that depend on |M| (linear/early fusion first layers) come per modality
-        models.append(SingleModel(learner, full, _complete(merged, inits, universe)))
+    B = len(subsets)
+    models = [SingleModel(learner, full, _complete(init, inits, universe)) for init in inits]
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
     device = y.device
     params = {k: v.to(device).detach().requires_grad_(True) for k, v in params.items()}
-    masks = torch.stack([torch.tensor([k in s for k in universe], dtype=y.dtype if task == "regression" else torch.float32)
-                         for s in subsets]).to(device)
-    X = {k: torch.stack([xs[k] * masks[s, i] for s in range(len(subsets))]) for i, k in enumerate(universe)}
+    per_model = next(iter(xs.values())).ndim == 3
+    dtype = next(iter(xs.values())).dtype
+    X = {}
+    for i, k in enumerate(universe):
+        keep = torch.tensor([k in s for s in subsets], dtype=dtype, device=device)
+        data = xs[k] if per_model else xs[k].expand(B, *xs[k].shape)
+        X[k] = data * keep[:, None, None]
 
     def one(p, b, x, target):
         return _loss(functional_call(base, (p, b), (x,)), target, task)
 
-    batched = torch.vmap(one, in_dims=(0, 0, 0, None))
+    batched = torch.vmap(one, in_dims=(0, 0, 0, 0 if per_model else None))
     opt = (torch.optim.Adam if learner.solver == "adam" else torch.optim.SGD)(params.values(), lr=learner.lr)
     for _ in range(learner.steps):
         opt.zero_grad()
@@ -152,9 +155,9 @@ def train_vmap(learner: Learner, subsets: list[Subset], universe: tuple[str, ...
     return [v.detach() for v in params.values()]
 
 
-def _complete(merged: dict, inits: list[dict], universe: tuple[str, ...]) -> dict:
-    """Fill parameters of every modality (from any model that has them)."""
-    out = dict(merged)
+def _complete(own: dict, inits: list[dict], universe: tuple[str, ...]) -> dict:
+    """A model's own parameters, completed for every modality from the other models."""
+    out = dict(own)
     for init in inits:
         for key, val in init.items():
             out.setdefault(key, val)

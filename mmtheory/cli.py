@@ -31,6 +31,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     s.add_argument("--dry-run", action="store_true", help="print the resolved grid and its size only")
 
+    c = sub.add_parser("check", help="bounds.csv and predictions.csv from a sweep's results")
+    c.add_argument("dir", help="directory holding results.csv")
+    c.add_argument("--delta", type=float, default=0.05, help="confidence parameter (default 0.05)")
+    c.add_argument("--radius", type=float, default=None,
+                   help="norm radius of the linear class (default: the largest fitted norm)")
+
+    pl = sub.add_parser("plot", help="regenerate every figure from a run directory's tables")
+    pl.add_argument("dir", help="run directory (e.g. runs/reproduce)")
+
     b = sub.add_parser("bench", help="time the batched engine against a loop and vmap")
     b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     b.add_argument("--out", default="benchmarks", help="directory for bench.csv and bench.md")
@@ -49,6 +58,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mmtheory.experiments import run_spec_file
 
             run_spec_file(args.spec, out=args.out, device=args.device, dry_run=args.dry_run)
+        elif args.command == "check":
+            from mmtheory.theory.report import check_dir
+
+            check_dir(args.dir, delta=args.delta, radius=args.radius)
+        elif args.command == "plot":
+            from mmtheory.artifacts import write_figures
+
+            for path in write_figures(args.dir):
+                print(f"wrote {path}")
         elif args.command == "bench":
             from mmtheory.bench import run_bench
 

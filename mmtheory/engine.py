@@ -47,22 +47,22 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 
 def per_sample_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Loss of every sample and model, (G, m, S).
+    """Loss of every model and sample, (G, S, m).
 
-    out : (G, m, S, p); y : (G, m) class ids or (G, m, p) targets.
+    out : (G, S, m, p); y : (G, m) class ids or (G, m, p) targets (shared by the S models).
     Squared loss is summed over the p outputs.
     """
     if task == "regression":
-        if y.ndim != 3 or y.shape[-1] != out.shape[-1]:
+        if y.ndim != 3 or y.shape[-1] != out.shape[-1] or y.shape[1] != out.shape[2]:
             raise ValueError(f"targets {tuple(y.shape)} do not fit outputs {tuple(out.shape)}")
-        return ((out - y[:, :, None, :]) ** 2).sum(-1)
-    idx = y[:, :, None, None].expand(*out.shape[:3], 1)
+        return ((out - y[:, None]) ** 2).sum(-1)
+    idx = y[:, None, :, None].expand(*out.shape[:3], 1)
     return torch.logsumexp(out, dim=-1) - out.gather(-1, idx).squeeze(-1)
 
 
 def loss_per_model(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
     """Mean loss of each model, (G, S)."""
-    return per_sample_loss(out, y, task).mean(dim=1)
+    return per_sample_loss(out, y, task).mean(dim=2)
 
 
 def _ridge_penalty(params: dict[str, torch.Tensor], plan: ModelPlan, ridge: float) -> torch.Tensor:
@@ -143,10 +143,12 @@ def train_batched(
     G, m = xs[0].shape[:2]
     params = stack_params(inits, plan, device, dtype)
     leaves = list(params.values())
+    # elementwise updates: each model's step equals its solo step; the fused kernels run
+    # one pass over all stacked parameters
     if learner.solver == "adam":
-        opt = torch.optim.Adam(leaves, lr=learner.lr)
+        opt = torch.optim.Adam(leaves, lr=learner.lr, fused=True)
     else:
-        opt = torch.optim.SGD(leaves, lr=learner.lr)
+        opt = torch.optim.SGD(leaves, lr=learner.lr, fused=True)
     bs = learner.batch_size if learner.batch_size and learner.batch_size < m else None
     gens = None
     if bs is not None:

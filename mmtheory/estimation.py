@@ -39,10 +39,10 @@ class Estimate:
 
 
 def _mean_se(losses: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """losses (G, n, S) -> mean and standard error over n, each (G, S)."""
-    n = losses.shape[1]
-    mean = losses.double().mean(dim=1)
-    sd = losses.double().std(dim=1, unbiased=True) if n > 1 else torch.zeros_like(mean)
+    """losses (G, S, n) -> mean and standard error over n, each (G, S)."""
+    n = losses.shape[2]
+    mean = losses.double().mean(dim=2)
+    sd = losses.double().std(dim=2, unbiased=True) if n > 1 else torch.zeros_like(mean)
     return mean.cpu().numpy(), (sd / np.sqrt(n)).cpu().numpy()
 
 
@@ -63,9 +63,9 @@ def evaluate_models(learner: Learner, params: dict[str, torch.Tensor], plan: Mod
         out = forward(learner, params, bx, plan)
         losses.append(per_sample_loss(out, by, task))
         if task == "classification":
-            correct.append((out.argmax(-1) == by[:, :, None]).double())
-    risk = Estimate(*_mean_se(torch.cat(losses, dim=1)), method)
-    acc = Estimate(*_mean_se(torch.cat(correct, dim=1)), method) if correct else None
+            correct.append((out.argmax(-1) == by[:, None]).double())
+    risk = Estimate(*_mean_se(torch.cat(losses, dim=2)), method)
+    acc = Estimate(*_mean_se(torch.cat(correct, dim=2)), method) if correct else None
     return risk, acc
 
 
@@ -77,21 +77,21 @@ def _latents(learner, params, plan, xs) -> torch.Tensor:
         _, z = forward(learner, params, [x[:, start : start + EVAL_CHUNK] for x in xs], plan,
                        return_latent=True)
         parts.append(z)
-    return torch.cat(parts, dim=1)  # (G, n, S, q)
+    return torch.cat(parts, dim=2)  # (G, S, n, q)
 
 
 def fit_linear_heads(z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Least-squares heads with intercept for every model, in float64.
 
-    z : (G, n, S, q) latents; y : (G, n, p). Returns W (G, S, q, p) and b (G, S, p)
+    z : (G, S, n, q) latents; y : (G, n, p). Returns W (G, S, q, p) and b (G, S, p)
     (minimum-norm solutions when a latent is rank-deficient).
     """
     z = z.double()
     y = y.double()
-    G, n, S, q = z.shape
-    Z = torch.cat([z, torch.ones(G, n, S, 1, dtype=z.dtype, device=z.device)], dim=-1)
-    A = torch.einsum("gnsq,gnsr->gsqr", Z, Z)
-    c = torch.einsum("gnsq,gnp->gsqp", Z, y)
+    G, S, n, q = z.shape
+    Z = torch.cat([z, torch.ones(G, S, n, 1, dtype=z.dtype, device=z.device)], dim=-1)
+    A = Z.transpose(-1, -2) @ Z
+    c = Z.transpose(-1, -2) @ y[:, None]
     w, V = torch.linalg.eigh(A)
     cut = w.amax(dim=-1, keepdim=True).clamp_min(0) * (q + 1) * torch.finfo(A.dtype).eps * 10
     inv = torch.where(w > cut, 1.0 / w, torch.zeros_like(w))
@@ -108,28 +108,28 @@ def _fit_softmax_heads(z: torch.Tensor, y: torch.Tensor, n_classes: int, *,
     Latents are standardised per model and feature (an affine change of the head's
     coordinates: the same class of heads, better conditioning). ``init`` = (W, b) in
     the original coordinates warm-starts the solver (e.g. the trained head). Returns
-    W (G, S, q, C), b (G, S, C) in the original coordinates and the final gradient norm
+    W (G, S, q, C), b (G, S, C) in the original coordinates (z is (G, S, n, q)) and the final gradient norm
     per model (G, S).
     """
-    G, n, S, q = z.shape
-    mu = z.mean(dim=1, keepdim=True)
-    sd = z.std(dim=1, keepdim=True).clamp_min(1e-6)
+    G, S, n, q = z.shape
+    mu = z.mean(dim=2, keepdim=True)
+    sd = z.std(dim=2, keepdim=True).clamp_min(1e-6)
     zs = (z - mu) / sd
     if init is None:
         W0 = torch.zeros(G, S, q, n_classes, dtype=z.dtype, device=z.device)
         b0 = torch.zeros(G, S, n_classes, dtype=z.dtype, device=z.device)
     else:
         # h(z) = z W + b = zs (sd W) + (b + mu W)
-        W0 = init[0].to(z.dtype) * sd[:, 0, :, :, None]
-        b0 = init[1].to(z.dtype) + torch.einsum("gsq,gsqc->gsc", mu[:, 0], init[0].to(z.dtype))
+        W0 = init[0].to(z.dtype) * sd[:, :, 0, :, None]
+        b0 = init[1].to(z.dtype) + (mu[:, :, 0, None, :] @ init[0].to(z.dtype))[:, :, 0]
     W = W0.clone().requires_grad_(True)
     b = b0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([W, b], lr=lr)
-    idx = y[:, :, None, None].expand(G, n, S, 1)
+    opt = torch.optim.Adam([W, b], lr=lr, fused=True)
+    idx = y[:, None, :, None].expand(G, S, n, 1)
 
     def objective():
-        out = torch.einsum("gnsq,gsqc->gnsc", zs, W) + b[:, None]
-        return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(1)
+        out = zs @ W + b[:, :, None]
+        return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(2)
 
     for _ in range(steps):
         opt.zero_grad()
@@ -138,8 +138,8 @@ def _fit_softmax_heads(z: torch.Tensor, y: torch.Tensor, n_classes: int, *,
     opt.zero_grad()
     objective().sum().backward()
     grad = torch.sqrt(W.grad.pow(2).sum((-1, -2)) + b.grad.pow(2).sum(-1)).detach()
-    W_orig = (W / sd[:, 0, :, :, None]).detach()
-    b_orig = (b - torch.einsum("gsq,gsqc->gsc", mu[:, 0], W_orig)).detach()
+    W_orig = (W / sd[:, :, 0, :, None]).detach()
+    b_orig = (b - (mu[:, :, 0, None, :] @ W_orig)[:, :, 0]).detach()
     return W_orig, b_orig, grad
 
 
@@ -188,12 +188,12 @@ def refit_head_eta(learner: Learner, params: dict[str, torch.Tensor], plan: Mode
         y_fit, y_ev = refit[1][sl], evaluation[1][sl]
         if task == "regression":
             W, b = fit_linear_heads(z_fit, y_fit)
-            out = torch.einsum("gnsq,gsqp->gnsp", z_ev.double(), W) + b[:, None]
+            out = z_ev.double() @ W + b[:, :, None]
             losses = per_sample_loss(out, y_ev.double(), task)
         else:
             W, b, _ = _fit_softmax_heads(z_fit, y_fit, plan.out_dim,
                                          init=_trained_head(learner, pg, plan))
-            out = torch.einsum("gnsq,gsqc->gnsc", z_ev, W) + b[:, None]
+            out = z_ev @ W + b[:, :, None]
             losses = per_sample_loss(out, y_ev, task)
         mean, se = _mean_se(losses)
         values.append(mean - bayes_risk)

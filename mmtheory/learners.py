@@ -11,7 +11,7 @@ Three architectures share one batched representation:
 
 Batching. Parameters are stacked on leading axes (G, S): G data groups (seeds that
 share a sample size) and S models per group (subsets x learner variants). Activations
-have layout (G, m, S, h). A subset is a mask: the layer of modality k is computed only
+have layout (G, S, m, h): (models, samples, features). A subset is a mask: the layer of modality k is computed only
 for the S_k models whose subset contains k (stacked weights (G, S_k, d_k, h)), and its
 output is scattered into the S models with ``index_add``. For late fusion this skips
 the constant output of an absent encoder, which a linear head with a bias absorbs: the
@@ -232,7 +232,10 @@ def unstack_params(params: dict[str, torch.Tensor], plan: ModelPlan, g: int, s: 
 
 def _modality_layer(xs: list[torch.Tensor], params: dict[str, torch.Tensor], prefix: str,
                     plan: ModelPlan, width: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """Per modality k: (k, member index, x_k W_k) of shape (G, m, S_k, width)."""
+    """Per modality k: (k, member index, x_k W_k) of shape (G, S_k, m, width).
+
+    One wide GEMM per group, (m, d_k) @ (d_k, S_k * width), then one transposing copy.
+    """
     out = []
     for k, name in enumerate(plan.names):
         key = f"{prefix}.{name}"
@@ -243,9 +246,17 @@ def _modality_layer(xs: list[torch.Tensor], params: dict[str, torch.Tensor], pre
         x = xs[k]  # (G, m, d_k)
         if x.shape[0] != G or x.shape[-1] != d:
             raise ValueError(f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}")
-        y = torch.bmm(x, W.permute(0, 2, 1, 3).reshape(G, d, Sk * width)).view(G, x.shape[1], Sk, width)
+        m = x.shape[1]
+        y = torch.bmm(x, W.permute(0, 2, 1, 3).reshape(G, d, Sk * width))
+        y = y.view(G, m, Sk, width).transpose(1, 2).contiguous()
         out.append((k, plan.member_index(k, x.device), y))
     return out
+
+
+def _per_model(h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """(G, S, m, a) @ (G, S, a, b) -> (G, S, m, b) as one bmm over G * S models."""
+    G, S, m, a = h.shape
+    return torch.bmm(h.reshape(G * S, m, a), W.reshape(G * S, a, W.shape[-1])).view(G, S, m, -1)
 
 
 def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Tensor],
@@ -259,8 +270,8 @@ def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Te
 
     Returns
     -------
-    out : (G, m, S, p) predictions (regression) or logits.
-    latent : (G, m, S, q), only with ``return_latent``: the encoder's output g(x)
+    out : (G, S, m, p) predictions (regression) or logits.
+    latent : (G, S, m, q), only with ``return_latent``: the encoder's output g(x)
         (late fusion: the concatenated latents, absent modalities zero-filled;
         early fusion: the fused layer; linear: the composite's outputs).
     """
@@ -270,43 +281,43 @@ def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Te
     kind = learner.kind
     act = _ACTIVATIONS[learner.activation]
     if kind == "linear":
-        out = params["bh"][:, None].expand(G, m, S, p).clone()
+        out = params["bh"][:, :, None].expand(G, S, m, p).clone()
         for _, idx, y in _modality_layer(xs, params, "W1", plan, p):
-            out.index_add_(2, idx, y)
+            out.index_add_(1, idx, y)
         return (out, out) if return_latent else out
     if kind == "early_fusion":
         lat = learner.latent_dim
-        pre = params["b"][:, None].expand(G, m, S, lat).clone()
+        pre = params["b"][:, :, None].expand(G, S, m, lat).clone()
         for _, idx, y in _modality_layer(xs, params, "W1", plan, lat):
-            pre.index_add_(2, idx, y)
+            pre.index_add_(1, idx, y)
         z = act(pre) if learner.encoder == "mlp" else pre
-        out = torch.einsum("gmsl,gslp->gmsp", z, params["Wh"]) + params["bh"][:, None]
+        out = _per_model(z, params["Wh"]) + params["bh"][:, :, None]
         return (out, z) if return_latent else out
     lat = learner.latent_dim
     width = learner.hidden if learner.encoder == "mlp" else lat
-    out = params["bh"][:, None].expand(G, m, S, p).clone()
+    out = params["bh"][:, :, None].expand(G, S, m, p).clone()
     latents = []
     summed = None
     for k, idx, y in _modality_layer(xs, params, "W1", plan, width):
         name = plan.names[k]
-        h = y + params[f"b1.{name}"][:, None]
+        h = y + params[f"b1.{name}"][:, :, None]
         if learner.encoder == "mlp":
-            h = torch.einsum("gmsh,gshl->gmsl", act(h), params[f"W2.{name}"]) + params[f"b2.{name}"][:, None]
+            h = _per_model(act(h), params[f"W2.{name}"]) + params[f"b2.{name}"][:, :, None]
         if learner.fusion == "concat":
-            out.index_add_(2, idx, torch.einsum("gmsl,gslp->gmsp", h, params[f"Wh.{name}"]))
+            out.index_add_(1, idx, _per_model(h, params[f"Wh.{name}"]))
         else:
             if summed is None:
-                summed = torch.zeros(G, m, S, lat, dtype=ref.dtype, device=ref.device)
-            summed.index_add_(2, idx, h)
+                summed = torch.zeros(G, S, m, lat, dtype=ref.dtype, device=ref.device)
+            summed.index_add_(1, idx, h)
         if return_latent:
             latents.append((k, idx, h))
     if learner.fusion == "sum":
-        out = out + torch.einsum("gmsl,gslp->gmsp", summed, params["Wh"])
+        out = out + _per_model(summed, params["Wh"])
     if not return_latent:
         return out
     if learner.fusion == "sum":
         return out, summed
-    z = torch.zeros(G, m, S, lat * len(plan.names), dtype=ref.dtype, device=ref.device)
+    z = torch.zeros(G, S, m, lat * len(plan.names), dtype=ref.dtype, device=ref.device)
     for k, idx, h in latents:
-        z[..., k * lat : (k + 1) * lat].index_add_(2, idx, h)
+        z[..., k * lat : (k + 1) * lat].index_add_(1, idx, h)
     return out, z

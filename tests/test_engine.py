@@ -56,7 +56,7 @@ def test_batched_equals_per_model_loop(task, learner):
             with torch.no_grad():
                 loop_out = model(x)
             # float64, identical arithmetic up to summation order: 1e-9 is ~1e6 ulps of slack
-            assert torch.allclose(batched_out[g, :, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
+            assert torch.allclose(batched_out[g, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
 
 
 def test_vmap_baseline_equals_batched_for_linear():
@@ -101,12 +101,12 @@ def test_closed_form_equals_numpy_lstsq():
 
 def test_linear_heads_equal_lstsq():
     rng = np.random.default_rng(1)
-    z = rng.standard_normal((2, 40, 3, 4))
+    z = rng.standard_normal((2, 3, 40, 4))  # (G, S, n, q)
     y = rng.standard_normal((2, 40, 2))
     W, b = fit_linear_heads(torch.from_numpy(z), torch.from_numpy(y))
     for g in range(2):
         for s in range(3):
-            coef, *_ = np.linalg.lstsq(np.column_stack([z[g, :, s], np.ones(40)]), y[g], rcond=None)
+            coef, *_ = np.linalg.lstsq(np.column_stack([z[g, s], np.ones(40)]), y[g], rcond=None)
             assert np.allclose(W[g, s].numpy(), coef[:-1], atol=1e-10)
             assert np.allclose(b[g, s].numpy(), coef[-1], atol=1e-10)
 

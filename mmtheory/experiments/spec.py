@@ -34,18 +34,25 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import synthetic
 from mmtheory.errors import SpecError
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec", "WORLD_KINDS"]
 
-WORLD_KINDS = {
-    "overlap": synthetic.OverlapWorld,
-    "linear": synthetic.LinearWorld,
-    "nonlinear": synthetic.NonlinearWorld,
-    "iemocap_like": synthetic.iemocap_like,
-    "table4": synthetic.table4_world,
-}
+#: World kinds a spec may name (``synthetic`` is imported when a spec is parsed: it
+#: depends on mmtheory's data layer, so importing it here would be circular).
+WORLD_KINDS = ("overlap", "linear", "nonlinear", "iemocap_like", "table4")
+
+
+def _world_factory(kind: str):
+    import synthetic
+
+    return {
+        "overlap": synthetic.OverlapWorld,
+        "linear": synthetic.LinearWorld,
+        "nonlinear": synthetic.NonlinearWorld,
+        "iemocap_like": synthetic.iemocap_like,
+        "table4": synthetic.table4_world,
+    }[kind]
 #: Parameters whose value is itself a list; a grid over them is a list of lists.
 _LIST_PARAMS = {"dims", "names", "noise", "strength"}
 _TOP_KEYS = {"name", "device", "dtype", "world", "learner", "grid", "estimation"}
@@ -101,7 +108,7 @@ def _world_grid(table: dict) -> list:
     for combo in itertools.product(*axes):
         kwargs = dict(combo)
         try:
-            worlds.append(WORLD_KINDS[kind](**kwargs))
+            worlds.append(_world_factory(kind)(**kwargs))
         except TypeError as err:
             raise SpecError(f"world {kind!r}: {err}") from None
         except ValueError as err:

@@ -212,6 +212,7 @@ class _Runner:
                                      ridge=learner.ridge)
             plan = ModelPlan(src.names, tuple(src.dims.values()), tuple(sub_obj[s] for s in subs),
                              src.out_dim)
+            theory = self._theory_columns(data, sizes, [sub_obj[s] for s in subs])
             records = []
             for i, m in enumerate(sizes):
                 row = fits[i]
@@ -221,9 +222,40 @@ class _Runner:
                     if run["m"] != m:
                         continue
                     j = subs.index(str(run["subset"]))
-                    records.append(self._record(run, train_risk=row[j].train_loss, risk=risk,
-                                                eta=eta, g=0, s=j, acc=acc, wall=wall))
+                    rec = self._record(run, train_risk=row[j].train_loss, risk=risk,
+                                       eta=eta, g=0, s=j, acc=acc, wall=wall)
+                    rec["weight_norm"] = float(row[j].W.norm())
+                    rec.update(theory.get((m, str(run["subset"])), {}))
+                    records.append(rec)
             self._flush(records, bar)
+
+    def _theory_columns(self, data, sizes, subsets) -> dict:
+        """Columns the bound checks need, for worlds with exact oracles and a scalar target:
+        the oracle's empirical risk on each training prefix, E||x_M||^2 = tr Sigma_MM, and
+        the loss constants L and C."""
+        oracle = self.source.oracle
+        if oracle is None or self.source.out_dim != 1:
+            return {}
+        from mmtheory.theory.constants import world_constants
+
+        consts = world_constants(oracle)
+        sigma, _, _ = oracle.second_moments()
+        diag = np.diag(sigma)
+        sl = oracle.feature_slices()
+        w_star = torch.from_numpy(np.asarray(oracle.best_linear())).to(self.device)
+        X = torch.cat([data[k] for k in self.source.names], dim=1).double()
+        resid = (data.y.double().reshape(len(data.y), -1) - X @ w_star.double()).pow(2).sum(1)
+        csum = torch.cumsum(resid, 0)
+        out = {}
+        for m in sizes:
+            oracle_train = float(csum[m - 1]) / m
+            for sub in subsets:
+                energy = float(sum(diag[sl[k]].sum() for k in sub))
+                out[(m, str(sub))] = {
+                    "oracle_train_risk": oracle_train, "feature_energy": energy,
+                    "feature_energy_all": float(diag.sum()), "loss_L": consts.L, "loss_C": consts.C,
+                    "constants_rigorous": consts.rigorous}
+        return out
 
     def _estimate_linear(self, learner, plan, row, seed):
         src = self.source

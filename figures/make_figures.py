@@ -1,0 +1,37 @@
+"""Rebuild the README's figures from the committed run tables in ``figures/data/``.
+
+Reads tables only (never trains) and writes ``fig2b_overlap`` and ``fig2a_crossover``
+(PNG and PDF) beside this script. The tables come from ``mmtheory reproduce`` (full mode);
+refresh them with ``python figures/make_figures.py --from runs/reproduce``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from mmtheory.artifacts import write_figures
+
+HERE = Path(__file__).resolve().parent
+TABLES = ["table4/results.csv", "crossover/results.csv", "crossover/total.txt", "table4.csv",
+          "crossover.csv", "report.md"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="source", help="copy the tables of this run directory first")
+    args = parser.parse_args()
+    data = HERE / "data"
+    if args.source:
+        for rel in TABLES:
+            src = Path(args.source) / rel
+            if src.exists():
+                (data / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(src, data / rel)
+    for path in write_figures(data, dest=HERE):
+        print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

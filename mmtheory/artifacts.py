@@ -1,0 +1,95 @@
+"""Tables, figures and the report of a run directory, built from its saved tables only.
+
+``write_figures(run_dir)`` regenerates every figure from the CSV tables in ``run_dir``
+(``mmtheory plot DIR``); it never trains. Each figure is written as PNG and PDF.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmtheory.plots import mean_ci, plot_accuracy_vs_ratio, plot_overlap_mse, plt
+from mmtheory.reference import paper_table4
+
+__all__ = ["table4_comparison", "crossover_summary", "write_figures", "FIGURES"]
+
+#: figure name -> (table it reads, what it shows)
+FIGURES = {
+    "fig2b_overlap": ("table4/results.csv", "latent MSE vs number of modalities, per overlap"),
+    "fig2a_crossover": ("crossover/results.csv", "accuracy vs training-sample ratio, per subset"),
+}
+
+
+def table4_comparison(results: pd.DataFrame) -> pd.DataFrame:
+    """Our Table 4 beside the paper's: mean test MSE and eta over seeds, eta_inf, ratio."""
+    rows = []
+    paper = paper_table4().set_index(["subset", "overlap"])
+    for (w, subset), g in results.groupby(["overlap", "subset"], sort=True):
+        mean, lo, hi = mean_ci(g.test_risk)
+        ref = paper.paper_mse.get((subset, w), np.nan)
+        rows.append({
+            "overlap": w, "subset": subset, "n_modalities": int(g.n_modalities.iloc[0]),
+            "mse": mean, "mse_ci_low": lo, "mse_ci_high": hi, "eta": g.eta.mean(),
+            "eta_inf": 100 * (1 - w) ** 2 * (4 - int(g.n_modalities.iloc[0])),
+            "paper_mse": ref, "ratio": mean / ref if ref and ref > 0 else np.nan,
+            "n_seeds": len(g),
+        })
+    return pd.DataFrame(rows).sort_values(["overlap", "n_modalities"], ascending=[False, True])
+
+
+def crossover_summary(results: pd.DataFrame, total: int) -> pd.DataFrame:
+    """Mean test accuracy and 95% CI over seeds for every (subset, m)."""
+    rows = []
+    for (subset, m), g in results.groupby(["subset", "m"]):
+        mean, lo, hi = mean_ci(g.test_accuracy)
+        rows.append({"subset": subset, "n_modalities": subset.count("+") + 1, "m": m,
+                     "ratio": m / total, "accuracy": mean, "ci_low": lo, "ci_high": hi,
+                     "eta": g.eta.mean(), "n_seeds": len(g)})
+    return pd.DataFrame(rows).sort_values(["m", "n_modalities", "subset"])
+
+
+def _save(fig, run_dir: Path, name: str) -> list[Path]:
+    paths = []
+    for ext in ("png", "pdf"):
+        path = run_dir / f"{name}.{ext}"
+        fig.savefig(path, dpi=200 if ext == "png" else None, bbox_inches="tight")
+        paths.append(path)
+    plt.close(fig)
+    return paths
+
+
+def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[Path]:
+    """Every figure whose table exists in ``run_dir``, written to ``dest`` (default: the
+    run directory); returns the files written."""
+    run_dir = Path(run_dir)
+    dest = Path(dest) if dest is not None else run_dir
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    written: list[Path] = []
+    t4 = run_dir / FIGURES["fig2b_overlap"][0]
+    if t4.exists():
+        res = pd.read_csv(t4)
+        cum = res[res.subset.isin(["m1", "m1+m2", "m1+m2+m3", "m1+m2+m3+m4"])]
+        paper = paper_table4()
+        paper["n_modalities"] = paper.subset.str.count(r"\+") + 1
+        fig, ax = plt.subplots(figsize=(5.2, 3.8))
+        plot_overlap_mse(cum, ax, paper=paper[paper.overlap.isin(cum.overlap.unique())])
+        ax.set_title("Latent quality vs modalities (overlap world, reconstructed)", fontsize=10)
+        written += _save(fig, dest, "fig2b_overlap")
+    cx = run_dir / FIGURES["fig2a_crossover"][0]
+    if cx.exists():
+        res = pd.read_csv(cx)
+        total_file = run_dir / "crossover" / "total.txt"
+        total = int(total_file.read_text()) if total_file.exists() else int(res.m.max())
+        fig, ax = plt.subplots(figsize=(5.6, 4.0))
+        plot_accuracy_vs_ratio(res, ax, total=total)
+        ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
+        written += _save(fig, dest, "fig2a_crossover")
+    if not written:
+        raise FileNotFoundError(
+            f"{run_dir} holds none of the tables figures are made from: "
+            + ", ".join(v[0] for v in FIGURES.values()))
+    return written

@@ -1,0 +1,198 @@
+"""``mmtheory reproduce``: the paper's synthetic table and figures, with a report.
+
+What it runs today (each part a sweep whose records make it resumable):
+
+1. Table 4 / Fig. 2b (reconstructed overlap world): exact least squares on 20,000
+   samples, cumulative modalities, overlap in {1, 0.8, 0.5, 0.2, 0}; beside the paper.
+2. Fig. 2a analogue: late fusion on the IEMOCAP-shaped world (text/video/audio), all 7
+   subsets, training-set ratios 1e-3 .. 1 of 13,200: the small-sample crossover.
+
+The report says plainly which parts of the paper's programme are not built yet.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import mmtheory
+from mmtheory.artifacts import crossover_summary, table4_comparison, write_figures
+from mmtheory.engine import resolve_device
+from mmtheory.experiments.records import write_csv_atomic
+from mmtheory.experiments.sweep import sweep
+
+__all__ = ["reproduce", "CROSSOVER_TOTAL", "NOT_BUILT"]
+
+CROSSOVER_TOTAL = 13_200
+#: Parts of the paper's programme this version does not run yet (issue numbers).
+NOT_BUILT = [
+    "Rademacher complexity, Theorem 1 and 2 bound checks and predictions P1-P9 "
+    "(`mmtheory check`, issue #4)",
+    "the real-data pipeline: IEMOCAP loaders and the shipped UCI Multiple Features run "
+    "(`mmtheory data`, issue #6)",
+    "the related methods as learners: I2M2, MIMO, BOGC-MML, OGM-GE, cross-modal pretraining (issue #7)",
+    "correlation figures (eta and m* against rho) and the Table 3 analogue (issues #4, #5)",
+]
+
+
+def _settings(quick: bool) -> dict:
+    if quick:
+        return {"t4_seeds": 2, "ratios": [1e-3, 1e-2, 1e-1, 1.0], "cx_seeds": 3, "steps": 200,
+                "n_eval": 3000}
+    return {"t4_seeds": 5, "ratios": [1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0], "cx_seeds": 5,
+            "steps": 200, "n_eval": 5000}
+
+
+def reproduce(out: str = "runs/reproduce", quick: bool = False, device: str = "auto",
+              progress: bool = True, *, settings: dict | None = None) -> Path:
+    """Run the reproduction into ``out`` and write ``report.md``; returns the report path."""
+    import synthetic
+
+    t_start = time.perf_counter()
+    dev = resolve_device(device)
+    cfg = {**_settings(quick), **(settings or {})}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    timings = {}
+
+    t0 = time.perf_counter()
+    tables = []
+    for w in (1.0, 0.8, 0.5, 0.2, 0.0):
+        world = synthetic.table4_world(w)
+        tables.append(sweep(world, "linear", "cumulative", m=[20_000], seeds=cfg["t4_seeds"],
+                            device=str(dev), dtype="float32", out=out / "table4", progress=progress))
+    t4 = pd.concat(tables, ignore_index=True)
+    write_csv_atomic(t4, out / "table4" / "results.csv")
+    comparison = table4_comparison(t4)
+    write_csv_atomic(comparison, out / "table4.csv")
+    timings["table4"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    world = synthetic.iemocap_like()
+    total = cfg.get("total", CROSSOVER_TOTAL)
+    ms = sorted({max(12, round(r * total)) for r in cfg["ratios"]})
+    learner = {"kind": "late_fusion", "encoder": "linear", "latent_dim": 32, "solver": "adam",
+               "lr": 0.01, "steps": cfg["steps"], "batch_size": 2048}
+    cx = sweep(world, learner, "all", m=ms, seeds=cfg["cx_seeds"], device=str(dev),
+               out=out / "crossover", n_test=cfg["n_eval"], n_refit=cfg["n_eval"],
+               n_eval=cfg["n_eval"], progress=progress)
+    (out / "crossover" / "total.txt").write_text(str(total))
+    summary = crossover_summary(cx, total)
+    write_csv_atomic(summary, out / "crossover.csv")
+    timings["crossover"] = time.perf_counter() - t0
+
+    figures = write_figures(out)
+    timings["total"] = time.perf_counter() - t_start
+    report = _report(out, comparison, summary, figures, timings, dev, quick, {**cfg, "total": total})
+    print(f"wrote {report}")
+    print(_table4_text(comparison))
+    return report
+
+
+def _table4_text(comparison: pd.DataFrame) -> str:
+    shown = comparison[comparison.paper_mse > 0]
+    lines = ["| overlap | subset | ours (MSE) | 95% CI | paper | ours/paper | eta | eta_inf |",
+             "|---:|---|---:|---|---:|---:|---:|---:|"]
+    for r in shown.itertuples():
+        lines.append(f"| {r.overlap:g} | {r.subset} | {r.mse:.2f} | [{r.mse_ci_low:.2f}, "
+                     f"{r.mse_ci_high:.2f}] | {r.paper_mse:.2f} | {r.ratio:.3f} | {r.eta:.2f} | "
+                     f"{r.eta_inf:.0f} |")
+    zero = comparison[~(comparison.paper_mse > 0)]
+    lines.append("")
+    lines.append(f"Cells where the paper reports 0 (overlap 1, or all four modalities): our largest "
+                 f"MSE there is {zero.mse.abs().max():.2e}.")
+    return "\n".join(lines)
+
+
+def _crossover_text(summary: pd.DataFrame) -> str:
+    ms = sorted(summary.m.unique())
+    total = summary.m.iloc[0] / summary.ratio.iloc[0]
+    subsets = sorted(summary.subset.unique(), key=lambda s: (s.count("+"), s))
+    head = "| subset (accuracy %, 95% CI) | " + " | ".join(f"ratio {m / total:.2g}" for m in ms) + " |"
+    lines = [head, "|---|" + "---:|" * len(ms)]
+    for s in subsets:
+        cells = []
+        for m in ms:
+            r = summary[(summary.subset == s) & (summary.m == m)].iloc[0]
+            cells.append(f"{100 * r.accuracy:.1f} [{100 * r.ci_low:.1f}, {100 * r.ci_high:.1f}]")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _crossover_verdict(summary: pd.DataFrame) -> str:
+    lo, hi = summary.m.min(), summary.m.max()
+    total = summary.m.iloc[0] / summary.ratio.iloc[0]
+    small, large = summary[summary.m == lo], summary[summary.m == hi]
+    best_small = small.sort_values("accuracy").iloc[-1]
+    full = "text+video+audio"
+    f_small, f_large = small[small.subset == full].iloc[0], large[large.subset == full].iloc[0]
+    singles = large[large.n_modalities == 1].sort_values("accuracy").iloc[-1]
+    beats = f_large.ci_low > singles.ci_high
+    return (f"At ratio {lo / total:.2g} the best subset is {best_small.subset} "
+            f"({100 * best_small.accuracy:.1f}%); all three modalities reach "
+            f"{100 * f_small.accuracy:.1f}%. At ratio {hi / total:.2g} all three reach "
+            f"{100 * f_large.accuracy:.1f}% [{100 * f_large.ci_low:.1f}, {100 * f_large.ci_high:.1f}] "
+            f"against the best single modality {singles.subset} at {100 * singles.accuracy:.1f}% "
+            f"[{100 * singles.ci_low:.1f}, {100 * singles.ci_high:.1f}]: intervals "
+            f"{'do not overlap' if beats else 'overlap'}.")
+
+
+def _report(out: Path, comparison, summary, figures, timings, dev, quick, cfg) -> Path:
+    versions = {"mmtheory": mmtheory.__version__, "torch": torch.__version__,
+                "numpy": np.__version__, "pandas": pd.__version__,
+                "python": platform.python_version()}
+    ratio = comparison.ratio.dropna()
+    lines = [
+        "# mmtheory reproduction report",
+        "",
+        f"Mode: {'quick' if quick else 'full'}; device {dev}; wall time {timings['total']:.0f} s "
+        f"(Table 4: {timings['table4']:.0f} s, crossover: {timings['crossover']:.0f} s).",
+        f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. "
+        f"Threads: {torch.get_num_threads()}. Settings: {cfg}.",
+        "",
+        "## Table 4 / Fig. 2b: latent quality against the number of modalities",
+        "",
+        "The paper's synthetic generator was not published. Ours is a **reconstruction** "
+        "(THEORY.md section 5): shared c and private u_k ~ N(0, I_100), modality k observes "
+        "[c; u_k], target z* = w c + (1 - w) sum_k u_k, encoder fit by exact least squares on "
+        "20,000 samples; MSE = test risk summed over the 100 outputs, exact from the world's "
+        f"oracle. Seeds: {cfg['t4_seeds']}. Ours/paper over the non-zero cells: "
+        f"min {ratio.min():.3f}, max {ratio.max():.3f}.",
+        "",
+        _table4_text(comparison),
+        "",
+        "![Fig. 2b](fig2b_overlap.png)",
+        "",
+        "## Fig. 2a analogue: the small-sample crossover",
+        "",
+        "A synthetic stand-in for IEMOCAP (not the dataset): text 100-d, video 500-d, audio "
+        "100-d, 6 classes, unequal strengths; late fusion with one linear encoder per modality "
+        "(latent 32), concatenation and a linear head, Adam lr 0.01, batch 2048, "
+        f"{cfg['steps']} steps; test accuracy on fresh samples; mean and 95% t-interval over "
+        f"{cfg['cx_seeds']} seeds.",
+        "",
+        _crossover_verdict(summary),
+        "",
+        _crossover_text(summary),
+        "",
+        "![Fig. 2a analogue](fig2a_crossover.png)",
+        "",
+        "## Not built yet",
+        "",
+        *[f"- {item}" for item in NOT_BUILT],
+        "",
+        "## Files",
+        "",
+        "- `table4.csv`, `crossover.csv`: the tables above; `table4/`, `crossover/`: per-run "
+        "records (`records.jsonl`) and `results.csv`.",
+        *[f"- `{p.name}`" for p in figures],
+        "",
+    ]
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
