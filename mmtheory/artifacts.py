@@ -11,7 +11,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmtheory.plots import mean_ci, plot_accuracy_vs_ratio, plot_overlap_mse, plt
+from mmtheory.plots import (
+    mean_ci,
+    plot_accuracy_vs_ratio,
+    plot_bounds,
+    plot_eta_vs_rho,
+    plot_mstar_vs_rho,
+    plot_overlap_mse,
+    plt,
+)
 from mmtheory.reference import paper_table4
 
 __all__ = ["table4_comparison", "crossover_summary", "write_figures", "FIGURES"]
@@ -20,6 +28,8 @@ __all__ = ["table4_comparison", "crossover_summary", "write_figures", "FIGURES"]
 FIGURES = {
     "fig2b_overlap": ("table4/results.csv", "latent MSE vs number of modalities, per overlap"),
     "fig2a_crossover": ("crossover/results.csv", "accuracy vs training-sample ratio, per subset"),
+    "fig_correlation": ("correlation_eta.csv", "eta_inf and the crossover m* against rho"),
+    "fig_bounds": ("bounds_summary.csv", "Theorem 1 and 2 right sides against measured left sides"),
 }
 
 
@@ -88,6 +98,23 @@ def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[P
         plot_accuracy_vs_ratio(res, ax, total=total)
         ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
         written += _save(fig, dest, "fig2a_crossover")
+    eta_path = run_dir / FIGURES["fig_correlation"][0]
+    if eta_path.exists():
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+        plot_eta_vs_rho(pd.read_csv(eta_path), a1)
+        mstar_path = run_dir / "correlation_mstar.csv"
+        if mstar_path.exists():
+            plot_mstar_vs_rho(pd.read_csv(mstar_path), a2)
+        a1.set_title("eta_inf against correlation", fontsize=10)
+        a2.set_title("crossover m* of m1+m2 over m1 ('none': never)", fontsize=10)
+        fig.tight_layout()
+        written += _save(fig, dest, "fig_correlation")
+    b_path = run_dir / FIGURES["fig_bounds"][0]
+    if b_path.exists():
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+        plot_bounds(pd.read_csv(b_path), axes)
+        fig.tight_layout()
+        written += _save(fig, dest, "fig_bounds")
     if not written:
         raise FileNotFoundError(
             f"{run_dir} holds none of the tables figures are made from: "

@@ -15,7 +15,8 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from scipy import stats  # noqa: E402
 
-__all__ = ["mean_ci", "plot_overlap_mse", "plot_accuracy_vs_ratio", "palette"]
+__all__ = ["mean_ci", "plot_overlap_mse", "plot_accuracy_vs_ratio", "plot_eta_vs_rho",
+           "plot_mstar_vs_rho", "plot_bounds", "palette"]
 
 
 def palette(n: int):
@@ -94,3 +95,62 @@ def plot_accuracy_vs_ratio(table: pd.DataFrame, ax=None, *, total: int | None = 
     ax.legend(title="modalities", frameon=False, ncol=2)
     ax.grid(alpha=0.3, which="both")
     return ax
+
+
+def plot_eta_vs_rho(eta: pd.DataFrame, ax=None):
+    """Exact large-sample eta_inf(M) against the correlation rho, one line per subset."""
+    ax = ax or plt.gca()
+    subsets = sorted(eta.subset.unique(), key=lambda s: (s.count("+"), s))
+    for colour, sub in zip(palette(len(subsets)), subsets):
+        g = eta[eta.subset == sub].sort_values("rho")
+        ax.plot(g.rho, g.eta_inf, "-o", color=colour, markersize=4,
+                label=f"{sub} (|M| = {sub.count('+') + 1})")
+    ax.set_xlabel("correlation between modalities rho")
+    ax.set_ylabel("eta_inf(M) (excess squared risk)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3)
+    return ax
+
+
+def plot_mstar_vs_rho(mstar: pd.DataFrame, ax=None):
+    """Crossover sample size m* (the pair starts to beat the best single modality) against rho,
+    with bootstrap intervals over seeds; rho values with no crossover are marked at the axis."""
+    ax = ax or plt.gca()
+    ok = mstar.dropna(subset=["m_star"])
+    err = [ok.m_star - ok.ci_low, ok.ci_high - ok.m_star]
+    ax.errorbar(ok.rho, ok.m_star, yerr=err, fmt="-o", color=palette(1)[0], capsize=3, markersize=4)
+    none = mstar[mstar.m_star.isna()]
+    for r in none.rho:
+        ax.annotate("none", (r, 0.04), xycoords=("data", "axes fraction"), ha="center",
+                    fontsize=8, color="0.3")
+        ax.axvline(r, color="0.85", linewidth=0.8, zorder=0)
+    ax.set_xlim(min(mstar.rho) - 0.05, max(mstar.rho) + 0.05)
+    ax.set_yscale("log")
+    ax.set_xlabel("correlation between modalities rho")
+    ax.set_ylabel("crossover sample size m*")
+    ax.grid(alpha=0.3, which="both")
+    return ax
+
+
+def plot_bounds(summary: pd.DataFrame, axes=None):
+    """Theorem 1 and 2: right sides against the measured left sides over m (log axes)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    c = palette(2)
+    a1, a2 = axes
+    a1.plot(summary.m, summary.thm1_rhs, "-o", color=c[0], markersize=4, label="Theorem 1 right side")
+    a1.plot(summary.m, summary.thm1_lhs.abs(), "--s", color=c[1], markersize=4,
+            label="|r_M - r_N| measured (mean)")
+    a2.plot(summary.m, summary.thm2_rhs, "-o", color=c[0], markersize=4, label="Theorem 2 right side")
+    a2.plot(summary.m, summary.thm2_lhs, "--s", color=c[1], markersize=4,
+            label="eta(g_M) measured (mean)")
+    for ax, title, col in ((a1, "Theorem 1", "thm1_violation_rate"), (a2, "Theorem 2", "thm2_violation_rate")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("training samples m")
+        ax.set_ylabel("squared risk")
+        worst = summary[col].max()
+        ax.set_title(f"{title}: worst violation rate {worst:.3f}", fontsize=10)
+        ax.legend(frameon=False, fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+    return axes

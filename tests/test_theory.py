@@ -134,3 +134,25 @@ def test_check_golden_files():
                                   golden_p[cols].fillna("").astype(str))
     assert np.allclose(preds.statistic.astype(float), golden_p.statistic.astype(float),
                        rtol=1e-9, equal_nan=True)
+
+
+def test_shapley_by_hand():
+    from mmtheory.theory.contributions import interaction_indices, shapley_values
+
+    # v(empty)=0, v(a)=1, v(b)=2, v(ab)=5: phi_a = (1 + (5-2))/2 = 2, phi_b = (2 + 4)/2 = 3
+    v = {frozenset(): 0.0, frozenset("a"): 1.0, frozenset("b"): 2.0, frozenset("ab"): 5.0}
+    assert shapley_values(v, ["a", "b"]) == {"a": 2.0, "b": 3.0}
+    assert interaction_indices(v, ["a", "b"]) == {("a", "b"): 2.0}
+
+
+def test_contributions_are_efficient_and_duplicate_modality_splits_evenly():
+    from mmtheory.theory.contributions import contributions_table
+
+    world = synthetic.OverlapWorld(3, 4, 1.0)  # every modality sees the whole target
+    table = sweep(world, "linear", "all", m=[500], seeds=2, progress=False, dtype="float64")
+    c = contributions_table(table)
+    phi = c[(c.kind == "shapley") & (c.value == "risk")].set_index("modality").estimate
+    null = table.null_risk.iloc[0]
+    full = table[table.subset == "m1+m2+m3"].test_risk.mean()
+    assert phi.sum() == pytest.approx(null - full, rel=1e-9)  # efficiency
+    assert np.allclose(phi, phi.iloc[0], rtol=1e-6)  # symmetric players, equal shares

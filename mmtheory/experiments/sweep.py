@@ -39,7 +39,8 @@ RESULT_COLUMNS = [
     "world", "learner", "subset", "n_modalities", "m", "seed", "train_risk", "test_risk",
     "test_risk_se", "risk_method", "eta", "eta_se", "eta_method", "bayes_risk", "converged",
 ]
-_EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "diverged", "grad_norm", "run_id"]
+_EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "null_risk", "diverged", "grad_norm",
+                  "run_id"]
 #: Run metadata, placed after the world's parameters.
 _META_COLUMNS = ["device", "dtype", "dtype_iterative", "n_test", "n_refit", "n_eval", "wall_s"]
 
@@ -179,10 +180,34 @@ class _Runner:
             "device": str(self.device), "dtype": dtype, "wall_s": wall,
             "versions": self.versions, **self.extra,
         }
+        rec["null_risk"] = self._null_risk(run["seed"])
         if diverged:
             for key in ("test_risk", "test_risk_se", "eta", "eta_se", "test_accuracy"):
                 rec[key] = None
         return rec
+
+    def _null_risk(self, seed: int) -> float:
+        """Risk of the best constant predictor (the empty modality set): exact from the
+        oracle, else fitted on the training data and measured on the test sample."""
+        key = ("null", seed)
+        if key not in self._cache:
+            src = self.source
+            if src.oracle is not None:
+                value = float(np.trace(src.oracle.second_moments()[2]))
+            else:
+                test = src.test(seed)
+                fit = src.refit(seed)
+                if src.task == "regression":
+                    y_fit = fit.y.double().reshape(fit.n, -1)
+                    y = test.y.double().reshape(test.n, -1)
+                    value = float(((y - y_fit.mean(0)) ** 2).sum(1).mean())
+                else:
+                    k = src.out_dim
+                    counts = torch.bincount(fit.y, minlength=k).double() + 0.5
+                    logp = torch.log(counts / counts.sum())
+                    value = float(-logp[test.y].mean())
+            self._cache[key] = value
+        return self._cache[key]
 
     def _flush(self, records, bar):
         if self.store is not None:

@@ -225,7 +225,10 @@ def _p8(df: pd.DataFrame) -> list[dict]:
 
 
 def check(results: pd.DataFrame, delta: float = 0.05, radius: float | None = None):
-    """(bounds, predictions) DataFrames with the columns of bounds.csv and predictions.csv."""
+    """(bounds, predictions) DataFrames with the columns of bounds.csv and predictions.csv.
+
+    Diverged runs are excluded (``mmtheory check`` prints how many); the modality
+    contributions are :func:`mmtheory.theory.contributions.contributions_table`."""
     if not 0 < delta < 1:
         raise ValueError(f"delta must be in (0, 1), got {delta}")
     missing = {"subset", "m", "seed", "test_risk", "eta", "train_risk"} - set(results.columns)

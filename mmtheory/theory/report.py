@@ -8,6 +8,7 @@ import pandas as pd
 
 from mmtheory.experiments.records import write_csv_atomic
 from mmtheory.theory.check import check
+from mmtheory.theory.contributions import contributions_table
 
 __all__ = ["check_dir", "format_predictions"]
 
@@ -36,8 +37,13 @@ def check_dir(run_dir: str, delta: float = 0.05, radius: float | None = None):
     bounds, predictions = check(results, delta=delta, radius=radius)
     write_csv_atomic(bounds, Path(run_dir) / "bounds.csv")
     write_csv_atomic(predictions, Path(run_dir) / "predictions.csv")
-    print(f"wrote {Path(run_dir) / 'bounds.csv'} ({len(bounds)} rows) and "
-          f"{Path(run_dir) / 'predictions.csv'} ({len(predictions)} rows)")
+    contributions = contributions_table(results)
+    write_csv_atomic(contributions, Path(run_dir) / "contributions.csv")
+    n_div = int(results.diverged.astype(bool).sum()) if "diverged" in results.columns else 0
+    print(f"wrote {Path(run_dir) / 'bounds.csv'} ({len(bounds)} rows), "
+          f"{Path(run_dir) / 'predictions.csv'} ({len(predictions)} rows) and "
+          f"{Path(run_dir) / 'contributions.csv'} ({len(contributions)} rows); "
+          f"{n_div} diverged run(s) excluded")
     if not bounds.empty:
         agg = bounds.groupby("m").agg(thm1_violation_rate=("thm1_holds", lambda v: 1 - v.mean()),
                                       thm2_violation_rate=("thm2_holds", lambda v: 1 - v.mean()),
