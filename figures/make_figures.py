@@ -1,7 +1,7 @@
 """Rebuild the README's figures from the committed run tables in ``figures/data/``.
 
-Reads tables only (never trains) and writes ``fig2b_overlap`` and ``fig2a_crossover``
-(PNG and PDF) beside this script. The tables come from ``mmtheory reproduce`` (full mode);
+Reads tables only (never trains) and writes ``fig2b_overlap``, ``fig2a_crossover``,
+``fig_correlation`` and ``fig_bounds`` (PNG and PDF) beside this script. The tables come from ``mmtheory reproduce`` (full mode);
 refresh them with ``python figures/make_figures.py --from runs/reproduce``.
 """
 
@@ -15,7 +15,8 @@ from mmtheory.artifacts import write_figures
 
 HERE = Path(__file__).resolve().parent
 TABLES = ["table4/results.csv", "crossover/results.csv", "crossover/total.txt", "table4.csv",
-          "crossover.csv", "report.md"]
+          "crossover.csv", "table3.csv", "correlation_eta.csv", "correlation_mstar.csv",
+          "bounds_summary.csv", "predictions.csv", "report.md"]
 
 
 def main() -> None:

@@ -22,7 +22,10 @@ from mmtheory.plots import (
 )
 from mmtheory.reference import paper_table4
 
-__all__ = ["table4_comparison", "crossover_summary", "write_figures", "FIGURES"]
+__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "write_figures", "FIGURES"]
+
+#: The paper's Table 3 pairs (M | N), in its modality initials.
+TABLE3_PAIRS = [("TA", "T"), ("TV", "T"), ("TVA", "TV"), ("TVA", "TA")]
 
 #: figure name -> (table it reads, what it shows)
 FIGURES = {
@@ -61,6 +64,30 @@ def crossover_summary(results: pd.DataFrame, total: int) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values(["m", "n_modalities", "subset"])
 
 
+def table3_analogue(results: pd.DataFrame, universe=("text", "video", "audio")) -> pd.DataFrame:
+    """Test-accuracy difference (M minus N, percentage points) beside the latent gap
+    gamma = eta_N - eta_M (refit heads; positive = M's encoder better, in cross-entropy
+    units) at the largest m, with the number of seeds on which their signs agree."""
+    from mmtheory.subsets import parse_subset
+
+    m = results.m.max()
+    at = results[results.m == m]
+    rows = []
+    for M, N in TABLE3_PAIRS:
+        sm, sn = str(parse_subset(M, universe)), str(parse_subset(N, universe))
+        a = at[at.subset == sm].set_index("seed")
+        b = at[at.subset == sn].set_index("seed")
+        seeds = a.index.intersection(b.index)
+        acc = 100 * (a.test_accuracy.loc[seeds] - b.test_accuracy.loc[seeds])
+        gamma = b.eta.loc[seeds] - a.eta.loc[seeds]
+        rows.append({"pair": f"{M}|{N}", "M": sm, "N": sn, "m": m,
+                     "acc_diff": acc.mean(), "acc_diff_ci": mean_ci(acc)[1:],
+                     "gamma": gamma.mean(), "gamma_ci": mean_ci(gamma)[1:],
+                     "sign_agree": int((np.sign(acc) == np.sign(gamma)).sum()),
+                     "n_seeds": len(seeds)})
+    return pd.DataFrame(rows)
+
+
 def _save(fig, run_dir: Path, name: str) -> list[Path]:
     paths = []
     for ext in ("png", "pdf"):
@@ -94,7 +121,7 @@ def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[P
         res = pd.read_csv(cx)
         total_file = run_dir / "crossover" / "total.txt"
         total = int(total_file.read_text()) if total_file.exists() else int(res.m.max())
-        fig, ax = plt.subplots(figsize=(5.6, 4.0))
+        fig, ax = plt.subplots(figsize=(7.0, 4.0))
         plot_accuracy_vs_ratio(res, ax, total=total)
         ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
         written += _save(fig, dest, "fig2a_crossover")

@@ -92,7 +92,7 @@ def plot_accuracy_vs_ratio(table: pd.DataFrame, ax=None, *, total: int | None = 
     ax.set_xscale("log")
     ax.set_xlabel(f"training-sample ratio (fraction of {total:,} samples)")
     ax.set_ylabel("test accuracy (%)")
-    ax.legend(title="modalities", frameon=False, ncol=2)
+    ax.legend(title="modalities", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
     return ax
 

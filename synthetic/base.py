@@ -29,7 +29,14 @@ from mmtheory.data import MultiModalData
 from mmtheory.seeding import SeedLike, as_generator
 from mmtheory.subsets import Subset, parse_subset
 
-__all__ = ["World", "LinearLatentWorld", "check_unit_interval", "per_modality"]
+__all__ = [
+    "World",
+    "LinearLatentWorld",
+    "check_latent_dims",
+    "check_target",
+    "check_unit_interval",
+    "per_modality",
+]
 
 _SQRT3 = float(np.sqrt(3.0))
 #: Sample size of the fixed Monte Carlo estimate of a Bayes risk without closed form.
@@ -42,6 +49,36 @@ def check_unit_interval(value: float, name: str) -> float:
     if not 0.0 <= v <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
     return v
+
+
+def check_latent_dims(dims, latent_dim: int) -> list[int]:
+    """``dims`` as a list of K >= 1 integers, each >= ``latent_dim`` (injective maps)."""
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    if not dims:
+        raise ValueError("dims must list at least one modality (K >= 1), got none")
+    if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
+        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    for i, d in enumerate(dims):
+        if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1:
+            raise ValueError(f"dims[{i}] must be a positive integer, got {d!r}")
+        if d < latent_dim:
+            raise ValueError(
+                f"dims[{i}]={d} must be >= latent_dim={latent_dim} so that the modality "
+                "map is injective"
+            )
+    return [int(d) for d in dims]
+
+
+def check_target(task: str, n_classes: int, scale: float, label_noise: float) -> None:
+    """Validate the target settings shared by the latent worlds."""
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if task == "classification" and (not isinstance(n_classes, int) or n_classes < 2):
+        raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"scale must be a finite number > 0, got {scale}")
+    if not np.isfinite(label_noise) or label_noise < 0:
+        raise ValueError(f"label_noise must be a finite number >= 0, got {label_noise}")
 
 
 def per_modality(value: float | Sequence[float], k: int, name: str, *, low: float = 0.0) -> np.ndarray:

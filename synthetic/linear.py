@@ -18,6 +18,8 @@ import numpy as np
 from mmtheory.seeding import SeedLike, as_generator
 from synthetic.base import (
     LinearLatentWorld,
+    check_latent_dims,
+    check_target,
     check_unit_interval,
     latent_entropy_risk,
     per_modality,
@@ -85,35 +87,15 @@ class LinearWorld(LinearLatentWorld):
         latent: str = "gaussian",
         seed: SeedLike = 0,
     ) -> None:
-        dims = list(dims) if not isinstance(dims, int) else [dims]
+        dims = check_latent_dims(dims, latent_dim)
         K = len(dims)
-        if K < 1:
-            raise ValueError("dims must list at least one modality (K >= 1), got none")
-        for i, d in enumerate(dims):
-            if isinstance(d, bool) or not isinstance(d, int | np.integer) or d < 1:
-                raise ValueError(f"dims[{i}] must be a positive integer, got {d!r}")
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        for i, d in enumerate(dims):
-            if d < latent_dim:
-                raise ValueError(
-                    f"dims[{i}]={d} must be >= latent_dim={latent_dim} so that the modality "
-                    "map is injective"
-                )
+        check_target(task, n_classes, scale, label_noise)
         if isinstance(n_noise_modalities, bool) or not isinstance(n_noise_modalities, int) or n_noise_modalities < 0:
             raise ValueError(f"n_noise_modalities must be an integer >= 0, got {n_noise_modalities!r}")
-        if task not in ("regression", "classification"):
-            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
         if latent not in ("gaussian", "uniform"):
             raise ValueError(f"latent must be 'gaussian' or 'uniform', got {latent!r}")
-        if task == "classification" and (not isinstance(n_classes, int) or n_classes < 2):
-            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
         if task == "regression" and (not isinstance(output_dim, int) or output_dim < 1):
             raise ValueError(f"output_dim must be a positive integer, got {output_dim!r}")
-        if not np.isfinite(label_noise) or label_noise < 0:
-            raise ValueError(f"label_noise must be a finite number >= 0, got {label_noise}")
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a finite number > 0, got {scale}")
         rho = check_unit_interval(rho, "rho")
         sigma = per_modality(noise, K, "noise")
         strengths = per_modality(strength, K, "strength")

@@ -18,7 +18,16 @@ import numpy as np
 
 from mmtheory.data import MultiModalData
 from mmtheory.seeding import SeedLike, as_generator
-from synthetic.base import World, _draw, _softmax, check_unit_interval, latent_entropy_risk, per_modality
+from synthetic.base import (
+    World,
+    _draw,
+    _softmax,
+    check_latent_dims,
+    check_target,
+    check_unit_interval,
+    latent_entropy_risk,
+    per_modality,
+)
 from synthetic.linear import _orthonormal
 
 __all__ = ["NonlinearWorld"]
@@ -71,26 +80,9 @@ class NonlinearWorld(World):
         label_noise: float = 0.1,
         seed: SeedLike = 0,
     ) -> None:
-        dims = list(dims)
+        dims = check_latent_dims(dims, latent_dim)
         K = len(dims)
-        if K < 1:
-            raise ValueError("dims must list at least one modality (K >= 1), got none")
-        if not isinstance(latent_dim, int) or latent_dim < 1:
-            raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
-        for i, d in enumerate(dims):
-            if not isinstance(d, int | np.integer) or d < latent_dim:
-                raise ValueError(
-                    f"dims[{i}]={d!r} must be an integer >= latent_dim={latent_dim} so that the "
-                    "modality map is injective"
-                )
-        if task not in ("regression", "classification"):
-            raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
-        if task == "classification" and (not isinstance(n_classes, int) or n_classes < 2):
-            raise ValueError(f"n_classes must be an integer >= 2, got {n_classes!r}")
-        if not np.isfinite(scale) or scale <= 0:
-            raise ValueError(f"scale must be a finite number > 0, got {scale}")
-        if not np.isfinite(label_noise) or label_noise < 0:
-            raise ValueError(f"label_noise must be a finite number >= 0, got {label_noise}")
+        check_target(task, n_classes, scale, label_noise)
         self.rho = check_unit_interval(rho, "rho")
         self.noise = per_modality(noise, K, "noise")
         names = list(names) if names is not None else [f"m{k + 1}" for k in range(K)]

@@ -217,3 +217,16 @@ def test_real_data_path_uses_holdout():
 
 def test_public_api_names():
     assert callable(mt.sweep)
+
+
+def test_adding_a_subset_or_seed_keeps_the_other_runs():
+    world = synthetic.NonlinearWorld((4, 4, 4), latent_dim=2, n_classes=3)
+    kw = dict(learner={"kind": "late_fusion", "encoder": "mlp", "latent_dim": 3, "hidden": 4,
+                       "steps": 20, "batch_size": 16},
+              m=[40], n_test=300, n_refit=300, n_eval=300, progress=False, dtype="float64")
+    small = sweep(world, subsets=["m1", "m1+m2"], seeds=[0], **kw)
+    big = sweep(world, subsets=["m1", "m1+m2", "m2+m3", "all"], seeds=[0, 1], **kw)
+    keep = big[big.subset.isin(["m1", "m1+m2"]) & (big.seed == 0)].reset_index(drop=True)
+    # same random streams; only the batch shapes of the matrix products differ (float64)
+    for col in ("train_risk", "test_risk", "eta"):
+        assert np.allclose(keep[col], small[col], rtol=1e-10, atol=1e-12), col

@@ -156,3 +156,20 @@ def test_contributions_are_efficient_and_duplicate_modality_splits_evenly():
     full = table[table.subset == "m1+m2+m3"].test_risk.mean()
     assert phi.sum() == pytest.approx(null - full, rel=1e-9)  # efficiency
     assert np.allclose(phi, phi.iloc[0], rtol=1e-6)  # symmetric players, equal shares
+
+
+def test_random_label_fit_matches_hat_matrix_trace_and_grows_with_the_subset(seed):
+    from mmtheory.theory import random_label_fit
+
+    world = synthetic.LinearWorld((6, 6), latent_dim=2, seed=seed)
+    data = world.sample(60, seed=seed)
+    lin = Learner("linear")
+    est = random_label_fit(lin, data, "m1", n_draws=400, seed=seed, clip=None)
+    # E (1/m) sigma^T H sigma = tr(H) / m = (6 + 1) / 60 for least squares with intercept:
+    # within 4 standard errors of the 400-draw mean (false alarm ~ 6e-5)
+    assert abs(est.value - 7 / 60) < 4 * est.se and not est.rigorous
+    both = random_label_fit(lin, data, "m1+m2", n_draws=400, seed=seed, clip=None)
+    assert both.value > est.value
+    mlp = Learner("late_fusion", encoder="mlp", latent_dim=4, hidden=8, steps=60, lr=0.05)
+    small = random_label_fit(mlp, data, "m1", n_draws=8, seed=seed)
+    assert 0 <= small.value <= 1

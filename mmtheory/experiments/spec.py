@@ -82,6 +82,23 @@ class SweepSpec:
         return len(self.worlds) * len(self.learners) * n_sub * len(self.m) * len(self.seeds)
 
 
+def _table(doc: dict, key: str, allowed: set[str]) -> dict:
+    """``doc[key]`` as a table with only ``allowed`` keys (empty when absent)."""
+    table = doc.get(key, {})
+    if not isinstance(table, dict):
+        raise SpecError(f"[{key}] must be a table, got {type(table).__name__}")
+    _unknown(table, allowed, f"[{key}]")
+    return table
+
+
+def _as_spec_error(field_name: str, fn, *args):
+    """Call ``fn``; a ValueError or TypeError becomes a SpecError naming ``field_name``."""
+    try:
+        return fn(*args)
+    except (ValueError, TypeError) as err:
+        raise SpecError(f"{field_name}: {err}") from None
+
+
 def _unknown(keys, allowed, where):
     extra = sorted(set(keys) - set(allowed))
     if extra:
@@ -107,12 +124,7 @@ def _world_grid(table: dict) -> list:
     worlds = []
     for combo in itertools.product(*axes):
         kwargs = dict(combo)
-        try:
-            worlds.append(_world_factory(kind)(**kwargs))
-        except TypeError as err:
-            raise SpecError(f"world {kind!r}: {err}") from None
-        except ValueError as err:
-            raise SpecError(f"world {kind!r}: {err}") from None
+        worlds.append(_as_spec_error(f"world {kind!r}", lambda: _world_factory(kind)(**kwargs)))
     names = {w.names for w in worlds}
     if len(names) != 1:
         raise SpecError("every world of a grid must have the same modality names")
@@ -140,14 +152,8 @@ def parse_spec(doc: dict, *, where: str = "spec") -> SweepSpec:
         learners_raw = [learners_raw]
     from mmtheory.experiments.sweep import resolve_learners
 
-    try:
-        learners = resolve_learners(learners_raw, worlds[0].task)
-    except (ValueError, TypeError) as err:
-        raise SpecError(f"learner: {err}") from None
-    grid = doc.get("grid", {})
-    if not isinstance(grid, dict):
-        raise SpecError("[grid] must be a table")
-    _unknown(grid, _GRID_KEYS, "[grid]")
+    learners = _as_spec_error("learner", resolve_learners, learners_raw, worlds[0].task)
+    grid = _table(doc, "grid", _GRID_KEYS)
     if "m" in grid and "ratios" in grid:
         raise SpecError("[grid] takes either 'm' or 'ratios' (with 'of'), not both")
     if "ratios" in grid:
@@ -171,14 +177,8 @@ def parse_spec(doc: dict, *, where: str = "spec") -> SweepSpec:
     subsets = grid.get("subsets", "all")
     from mmtheory.subsets import parse_subsets
 
-    try:
-        parse_subsets(subsets, worlds[0].names)
-    except (ValueError, TypeError) as err:
-        raise SpecError(f"grid.subsets: {err}") from None
-    est = doc.get("estimation", {})
-    if not isinstance(est, dict):
-        raise SpecError("[estimation] must be a table")
-    _unknown(est, _EST_KEYS, "[estimation]")
+    _as_spec_error("grid.subsets", parse_subsets, subsets, worlds[0].names)
+    est = _table(doc, "estimation", _EST_KEYS)
     for k, v in est.items():
         if not isinstance(v, int) or isinstance(v, bool) or v < 2:
             raise SpecError(f"estimation.{k} must be an integer >= 2, got {v!r}")

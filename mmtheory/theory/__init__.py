@@ -14,6 +14,7 @@ from mmtheory.theory.rademacher import (
     linear_ball_monte_carlo,
     linear_ball_population_bound,
     mlp_norm_bound,
+    random_label_fit,
 )
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "linear_ball_monte_carlo",
     "linear_ball_population_bound",
     "mlp_norm_bound",
+    "random_label_fit",
     "selection_rule",
     "squared_loss_constants",
     "thm1_rhs",

@@ -23,6 +23,7 @@ __all__ = [
     "linear_ball_population_bound",
     "linear_ball_monte_carlo",
     "mlp_norm_bound",
+    "random_label_fit",
 ]
 
 
@@ -71,3 +72,46 @@ def mlp_norm_bound(weights: list[np.ndarray], x_bound: float, m: int) -> Complex
     prod = float(np.prod([np.linalg.norm(np.asarray(W)) for W in weights]))
     return Complexity(x_bound * (math.sqrt(2 * D * math.log(2)) + 1) * prod / math.sqrt(m), 0.0,
                       True, "golowich_rakhlin_shamir_2018")
+
+
+def random_label_fit(learner, data, subset, *, n_draws: int = 32, seed: SeedLike = 0,
+                     clip: float | None = 1.0) -> Complexity:
+    """Random-label-fit estimate of the complexity the *trained* learner reaches on ``data``.
+
+    Draw sigma uniform on {-1, +1}^m, train the learner on the targets sigma (squared loss)
+    and measure (1/m) sum_i sigma_i f_sigma(x_i), predictions clipped to [-clip, clip]
+    (``clip=None``: unclipped). All draws are trained at once by the batched engine (one
+    group per draw); the closed-form linear learner is solved exactly. An *estimate* of
+    R^_S for the functions the optimiser reaches (Zhang et al., ICLR 2017, "fitting random
+    labels"), not a rigorous bound: unclipped least squares gives exactly rank(X_M~)/m in
+    expectation (the hat matrix's trace, with the intercept column).
+    """
+    import torch
+
+    from mmtheory.engine import train_batched
+    from mmtheory.learners import ModelPlan, forward, init_model
+    from mmtheory.subsets import parse_subset
+
+    sub = parse_subset(subset, data.names)
+    m = data.n
+    rng = as_generator(seed, "random-labels")
+    sigma = rng.choice(np.array([-1.0, 1.0]), size=(n_draws, m))
+    if learner.kind == "linear" and learner.solver == "closed_form":
+        X = data.concat(sub).double().numpy()
+        Z = np.column_stack([X, np.ones(m)])
+        coef, *_ = np.linalg.lstsq(Z, sigma.T, rcond=None)
+        preds = (Z @ coef).T
+    else:
+        plan = ModelPlan(data.names, tuple(data.dims.values()), (sub,), 1)
+        inits = [[init_model(learner, sub, data.dims, 1, key=("random-labels", g))]
+                 for g in range(n_draws)]
+        xs = [data[k].float()[None].expand(n_draws, m, -1).contiguous() for k in data.names]
+        y = torch.from_numpy(sigma).float()[..., None]
+        res = train_batched(learner, plan, xs, y, inits, task="regression")
+        with torch.no_grad():
+            preds = forward(learner, res.params, xs, plan)[:, 0, :, 0].double().numpy()
+    if clip is not None:
+        preds = np.clip(preds, -clip, clip)
+    fits = (sigma * preds).mean(axis=1)
+    return Complexity(float(fits.mean()), float(fits.std(ddof=1) / math.sqrt(n_draws)), False,
+                      "random_label_fit")
