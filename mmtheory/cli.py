@@ -37,6 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--radius", type=float, default=None,
                    help="norm radius of the linear class (default: the largest fitted norm)")
 
+    d = sub.add_parser("data", help="the all-subsets pipeline on real data (mfeat ships offline)")
+    d.add_argument("dataset", choices=["mfeat", "npz"], help="mfeat (shipped) or a generic .npz")
+    d.add_argument("--path", help="the .npz file (dataset npz)")
+    d.add_argument("--out", default=None, help="output directory (default runs/<dataset>)")
+    d.add_argument("--seeds", type=int, default=5)
+    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     pl = sub.add_parser("plot", help="regenerate every figure from a run directory's tables")
     pl.add_argument("dir", help="run directory (e.g. runs/reproduce)")
 
@@ -62,6 +69,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mmtheory.theory.report import check_dir
 
             check_dir(args.dir, delta=args.delta, radius=args.radius)
+        elif args.command == "data":
+            from mmtheory.datasets import load_mfeat, load_npz
+            from mmtheory.realdata import run_real
+
+            if args.dataset == "npz":
+                if not args.path:
+                    raise ValueError("dataset npz needs --path FILE.npz")
+                loaded = load_npz(args.path)
+            else:
+                loaded = load_mfeat()
+            run_real(loaded, args.out or f"runs/{args.dataset}", seeds=args.seeds, device=args.device)
         elif args.command == "plot":
             from mmtheory.artifacts import write_figures
 

@@ -55,7 +55,6 @@ def bounds_table(results: pd.DataFrame, delta: float = 0.05, radius: float | Non
     rows = []
     for key, world in df.groupby(_world_keys(df), dropna=False, sort=False):
         R = radius if radius is not None else float(world.weight_norm.max())
-        by = world.set_index(["subset", "m", "seed"])
         for (m, seed), g in world.groupby(["m", "seed"]):
             runs = g.set_index("subset")
             for n_sub, m_sub in _pairs(list(runs.index)):
@@ -78,7 +77,6 @@ def bounds_table(results: pd.DataFrame, delta: float = 0.05, radius: float | Non
                     "thm2_ratio": r2 / a.eta if a.eta > 0 else np.inf,
                     "constants_rigorous": bool(a.get("constants_rigorous", False)),
                 })
-        del by
     out = pd.DataFrame(rows)
     if out.empty:
         return pd.DataFrame(columns=BOUND_COLUMNS)
@@ -92,11 +90,24 @@ def _row(pred, statement, M="", N="", m="", n=0, stat=np.nan, lo=np.nan, hi=np.n
             "statistic": stat, "ci_low": lo, "ci_high": hi, "holds": holds, "detail": detail}
 
 
-def _paired(world: pd.DataFrame, m_sub: str, n_sub: str, m: int, col: str) -> np.ndarray:
-    a = world[(world.subset == m_sub) & (world.m == m)].set_index("seed")[col]
-    b = world[(world.subset == n_sub) & (world.m == m)].set_index("seed")[col]
-    common = a.index.intersection(b.index)
-    return (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
+class _Index:
+    """One world's table indexed by (subset, m) -> {column: values by seed}, built once:
+    the pairwise statistics look values up thousands of times."""
+
+    def __init__(self, world: pd.DataFrame):
+        self.cells: dict[tuple[str, int], pd.DataFrame] = {
+            key: g.set_index("seed") for key, g in world.groupby(["subset", "m"])}
+
+    def paired(self, m_sub: str, n_sub: str, m: int, col: str) -> np.ndarray:
+        a, b = self.cells.get((m_sub, m)), self.cells.get((n_sub, m))
+        if a is None or b is None:
+            return np.array([], dtype=float)
+        common = a.index.intersection(b.index)
+        return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+
+
+def _paired(world, m_sub: str, n_sub: str, m: int, col: str) -> np.ndarray:
+    return world.paired(m_sub, n_sub, m, col)
 
 
 def _risk_column(world: pd.DataFrame) -> str:
@@ -108,10 +119,9 @@ def _risk_column(world: pd.DataFrame) -> str:
     return "test_risk"
 
 
-def _crossover(world, m_sub, n_sub, col: str, seeds_boot: int = 500):
+def _crossover(world, m_sub, n_sub, col: str, ms, seeds_boot: int = 500):
     """m* where mean(r_M - r_N) turns from > 0 to <= 0 (log-linear interpolation), with a
     bootstrap interval over seeds; None when there is no such crossing."""
-    ms = sorted(world.m.unique())
     diffs = {m: _paired(world, m_sub, n_sub, m, col) for m in ms}
     if any(len(v) == 0 for v in diffs.values()):
         return None
@@ -127,10 +137,9 @@ def _crossover(world, m_sub, n_sub, col: str, seeds_boot: int = 500):
     if not np.isfinite(point):
         return None
     rng = np.random.default_rng(0)
-    boots = []
-    for _ in range(seeds_boot):
-        boots.append(cross([v[rng.integers(0, len(v), len(v))].mean() for v in diffs.values()]))
-    boots = np.array(boots)
+    means = np.stack([v[rng.integers(0, len(v), size=(seeds_boot, len(v)))].mean(axis=1)
+                      for v in diffs.values()], axis=1)  # (seeds_boot, sizes)
+    boots = np.array([cross(row) for row in means])
     found = np.isfinite(boots)
     lo, hi = (np.quantile(boots[found], [0.025, 0.975]) if found.any() else (np.nan, np.nan))
     return point, float(lo), float(hi), float(found.mean())
@@ -148,10 +157,11 @@ def predictions_table(results: pd.DataFrame, bounds: pd.DataFrame, delta: float 
         m_big, m_small = ms[-1], ms[0]
         risk_col = _risk_column(world)
         small_sizes = [m for m in ms[: max(1, len(ms) // 2)] if m != m_big] or [m_small]
-        for n_sub, m_sub in _pairs(sorted(world.subset.unique())):
+        table, world = world, _Index(world)
+        for n_sub, m_sub in _pairs(sorted(table.subset.unique())):
             g = _paired(world, m_sub, n_sub, m_big, "eta")
             stat, lo, hi = bootstrap_ci(g)
-            tol = 1e-9 * (1 + abs(world.eta).max())
+            tol = 1e-9 * (1 + abs(table.eta).max())
             rows.append(_row("P1", "gamma(M, N) <= 0 for N in M at large m", m_sub, n_sub, m_big,
                              len(g), stat, lo, hi, bool(hi <= tol), f"{label}; mean gamma, bootstrap"))
             gap = _paired(world, m_sub, n_sub, m_big, "test_risk")
@@ -165,7 +175,7 @@ def predictions_table(results: pd.DataFrame, bounds: pd.DataFrame, delta: float 
             n5 = 0
             for m in ms:
                 d = _paired(world, m_sub, n_sub, m, "train_risk")
-                scale = world[(world.m == m)].train_risk.abs().max() + 1e-12
+                scale = table[(table.m == m)].train_risk.abs().max() + 1e-12
                 v5 += int(np.sum(d > P5_RTOL * scale))
                 n5 += len(d)
             rows.append(_row("P5", "L^_M <= L^_N on every sample (nested ERM)", m_sub, n_sub, "all",
@@ -179,16 +189,16 @@ def predictions_table(results: pd.DataFrame, bounds: pd.DataFrame, delta: float 
                 rows.append(_row("P6", "small m: the larger subset has higher risk", m_sub, n_sub,
                                  m6, len(small), s, slo, shi, True,
                                  f"{label}; mean {risk_col}_M - {risk_col}_N, bootstrap"))
-            cx = _crossover(world, m_sub, n_sub, risk_col)
+            cx = _crossover(world, m_sub, n_sub, risk_col, ms)
             if cx is not None:
                 point, lo7, hi7, frac = cx
                 rows.append(_row("P7", "crossover m* past which the larger subset wins", m_sub, n_sub,
                                  "", len(small), point, lo7, hi7, True,
                                  f"{label}; {risk_col}; bootstrap over seeds; crossing found in "
                                  f"{100 * frac:.0f}% of resamples"))
-        full = "+".join(sorted(world.subset.unique(), key=lambda s: -s.count("+"))[0].split("+"))
-        e_big = world[(world.subset == full) & (world.m == m_big)].eta.to_numpy()
-        e_small = world[(world.subset == full) & (world.m == m_small)].eta.to_numpy()
+        full = "+".join(sorted(table.subset.unique(), key=lambda s: -s.count("+"))[0].split("+"))
+        e_big = table[(table.subset == full) & (table.m == m_big)].eta.to_numpy()
+        e_small = table[(table.subset == full) & (table.m == m_small)].eta.to_numpy()
         s9, lo9, hi9 = bootstrap_ci(e_big)
         holds9 = bool(lo9 <= 1e-9 or (len(ms) > 1 and s9 <= 0.1 * max(e_small.mean(), 1e-12)))
         rows.append(_row("P9", "eta(g_[K]) -> 0 with all modalities", full, "", m_big, len(e_big), s9,

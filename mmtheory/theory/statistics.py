@@ -29,7 +29,10 @@ def bootstrap_ci(values, statistic=np.mean, *, level: float = LEVEL, n_boot: int
         return point, point, point
     rng = as_generator(seed, "bootstrap")
     idx = rng.integers(0, v.size, size=(n_boot, v.size))
-    boots = np.array([statistic(v[i]) for i in idx])
+    if statistic is np.mean:
+        boots = v[idx].mean(axis=1)  # vectorised: the same numbers as the loop below
+    else:
+        boots = np.array([statistic(v[i]) for i in idx])
     a = (1 - level) / 2
     return point, float(np.quantile(boots, a)), float(np.quantile(boots, 1 - a))
 
