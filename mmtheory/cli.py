@@ -38,8 +38,11 @@ def _parser() -> argparse.ArgumentParser:
                    help="norm radius of the linear class (default: the largest fitted norm)")
 
     d = sub.add_parser("data", help="the all-subsets pipeline on real data (mfeat ships offline)")
-    d.add_argument("dataset", choices=["mfeat", "npz"], help="mfeat (shipped) or a generic .npz")
-    d.add_argument("--path", help="the .npz file (dataset npz)")
+    d.add_argument("dataset", choices=["mfeat", "npz", "iemocap"],
+                   help="mfeat (shipped), a generic .npz, or your IEMOCAP pickle")
+    d.add_argument("--path", help="the data file (npz, iemocap)")
+    d.add_argument("--layout", default="auto", choices=["auto", "cer", "mult"],
+                   help="IEMOCAP pickle layout (default: detected)")
     d.add_argument("--out", default=None, help="output directory (default runs/<dataset>)")
     d.add_argument("--seeds", type=int, default=5)
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -70,16 +73,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             check_dir(args.dir, delta=args.delta, radius=args.radius)
         elif args.command == "data":
-            from mmtheory.datasets import load_mfeat, load_npz
-            from mmtheory.realdata import run_real
+            from mmtheory.datasets import load_iemocap, load_mfeat, load_npz
+            from mmtheory.realdata import PAPER_PROTOCOL, paper_sizes, run_real
 
-            if args.dataset == "npz":
-                if not args.path:
-                    raise ValueError("dataset npz needs --path FILE.npz")
-                loaded = load_npz(args.path)
+            if args.dataset in ("npz", "iemocap") and not args.path:
+                raise ValueError(f"dataset {args.dataset} needs --path FILE")
+            out = args.out or f"runs/{args.dataset}"
+            if args.dataset == "iemocap":
+                loaded = load_iemocap(args.path, args.layout)
+                run_real(loaded, out, seeds=args.seeds, device=args.device, learner=PAPER_PROTOCOL,
+                         sizes=paper_sizes(loaded))
             else:
-                loaded = load_mfeat()
-            run_real(loaded, args.out or f"runs/{args.dataset}", seeds=args.seeds, device=args.device)
+                loaded = load_npz(args.path) if args.dataset == "npz" else load_mfeat()
+                run_real(loaded, out, seeds=args.seeds, device=args.device)
         elif args.command == "plot":
             from mmtheory.artifacts import write_figures
 

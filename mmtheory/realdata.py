@@ -23,10 +23,26 @@ from mmtheory.theory.check import check
 from mmtheory.theory.contributions import contributions_table
 from mmtheory.theory.statistics import clopper_pearson
 
-__all__ = ["run_real", "REAL_LEARNER", "errors_by_views", "adding_helps"]
+__all__ = ["run_real", "REAL_LEARNER", "PAPER_PROTOCOL", "paper_sizes", "errors_by_views",
+           "adding_helps"]
 
 #: Multinomial logistic regression on the concatenated (zero-filled) views.
 REAL_LEARNER = {"kind": "linear", "solver": "adam", "lr": 0.05, "steps": 300}
+#: The paper's IEMOCAP model: one linear encoder per modality to a 128-d latent,
+#: concatenation, a linear head; Adam, lr 0.01, batch 2048 (epochs unpublished: 300 steps).
+PAPER_PROTOCOL = {"kind": "late_fusion", "encoder": "linear", "latent_dim": 128, "solver": "adam",
+                  "lr": 0.01, "steps": 300, "batch_size": 2048}
+#: The paper's training-set ratios.
+PAPER_RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+#: Minimum training examples per class at the smallest ratio.
+MIN_PER_CLASS = 2
+
+
+def paper_sizes(loaded: Loaded) -> list[int]:
+    """Sample sizes for the paper's ratios: m(r) = max(round(r n), MIN_PER_CLASS x classes),
+    so that the smallest ratio still sees every class (the prefixes are shuffled per seed)."""
+    n, k = loaded.train.n, loaded.train.n_classes or 2
+    return sorted({min(n, max(round(r * n), MIN_PER_CLASS * k)) for r in PAPER_RATIOS})
 
 
 def errors_by_views(results: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ interface is used: mmtheory never reads a world's internals.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mmtheory.data import MultiModalData
@@ -96,10 +97,23 @@ class DataSource:
         return 0.0
 
     def train(self, seed: int, n: int) -> MultiModalData:
+        """The first ``n`` rows of a per-seed order. For classification the order is
+        class-stratified: each class is shuffled, and the classes are interleaved in
+        proportion to their sizes, so every prefix has (nearly) the training split's class
+        proportions and a prefix of a few times the number of classes sees every class."""
         if n > self.train_data.n:
             raise ValueError(f"m={n} exceeds the {self.train_data.n} training rows")
-        perm = as_generator(seed, "shuffle").permutation(self.train_data.n)
-        return self.train_data.take(perm[:n])
+        rng = as_generator(seed, "shuffle")
+        N = self.train_data.n
+        if self.task != "classification":
+            return self.train_data.take(rng.permutation(N)[:n])
+        y = self.train_data.y.numpy()
+        key = np.empty(N)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            rank = rng.permutation(len(idx))
+            key[idx] = (rank + rng.random(len(idx))) / len(idx)
+        return self.train_data.take(np.argsort(key, kind="stable")[:n])
 
     def test(self, seed: int) -> MultiModalData:
         return self.test_data
