@@ -1,4 +1,6 @@
-"""Rebuild the README's figures from the committed run tables in ``figures/data/``.
+"""Rebuild all of the README's figures from the committed run tables in ``figures/data/``
+(each also has its own script: fig2b_overlap.py, fig2a_crossover.py, fig_correlation.py,
+fig_bounds.py).
 
 Reads tables only (never trains) and writes ``fig2b_overlap``, ``fig2a_crossover``,
 ``fig_correlation`` and ``fig_bounds`` (PNG and PDF) beside this script. The tables come from ``mmtheory reproduce`` (full mode);
@@ -30,6 +32,14 @@ def main() -> None:
             if src.exists():
                 (data / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, data / rel)
+        mfeat_png = Path(args.source) / "mfeat" / "errors_by_views.png"
+        if mfeat_png.exists():
+            shutil.copy(mfeat_png, HERE / "mfeat_errors_by_views.png")
+        report = data / "report.md"
+        if report.exists():  # the images live one folder up from data/
+            text = report.read_text().replace("](mfeat/errors_by_views.png)",
+                                              "](../mfeat_errors_by_views.png)")
+            report.write_text(text.replace("](fig", "](../fig"))
     for path in write_figures(data, dest=HERE):
         print(f"wrote {path}")
 

@@ -22,7 +22,8 @@ from mmtheory.plots import (
 )
 from mmtheory.reference import paper_table4
 
-__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "write_figures", "FIGURES"]
+__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "write_figure",
+           "write_figures", "FIGURES", "FIGURE_MAKERS"]
 
 #: The paper's Table 3 pairs (M | N), in its modality initials.
 TABLE3_PAIRS = [("TA", "T"), ("TV", "T"), ("TVA", "TV"), ("TVA", "TA")]
@@ -98,50 +99,74 @@ def _save(fig, run_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def figure_fig2b_overlap(run_dir: Path, dest: Path) -> list[Path]:
+    res = pd.read_csv(run_dir / FIGURES["fig2b_overlap"][0])
+    cum = res[res.subset.isin(["m1", "m1+m2", "m1+m2+m3", "m1+m2+m3+m4"])]
+    paper = paper_table4()
+    paper["n_modalities"] = paper.subset.str.count(r"\+") + 1
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    plot_overlap_mse(cum, ax, paper=paper[paper.overlap.isin(cum.overlap.unique())])
+    ax.set_title("Latent quality vs modalities (overlap world, reconstructed)", fontsize=10)
+    return _save(fig, dest, "fig2b_overlap")
+
+
+def figure_fig2a_crossover(run_dir: Path, dest: Path) -> list[Path]:
+    res = pd.read_csv(run_dir / FIGURES["fig2a_crossover"][0])
+    total_file = run_dir / "crossover" / "total.txt"
+    total = int(total_file.read_text()) if total_file.exists() else int(res.m.max())
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    plot_accuracy_vs_ratio(res, ax, total=total)
+    ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
+    return _save(fig, dest, "fig2a_crossover")
+
+
+def figure_fig_correlation(run_dir: Path, dest: Path) -> list[Path]:
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
+    plot_eta_vs_rho(pd.read_csv(run_dir / FIGURES["fig_correlation"][0]), a1)
+    mstar_path = run_dir / "correlation_mstar.csv"
+    if mstar_path.exists():
+        plot_mstar_vs_rho(pd.read_csv(mstar_path), a2)
+    a1.set_title("eta_inf against correlation", fontsize=10)
+    a2.set_title("crossover m* of m1+m2 over m1 ('none': never)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, dest, "fig_correlation")
+
+
+def figure_fig_bounds(run_dir: Path, dest: Path) -> list[Path]:
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    plot_bounds(pd.read_csv(run_dir / FIGURES["fig_bounds"][0]), axes)
+    fig.tight_layout()
+    return _save(fig, dest, "fig_bounds")
+
+
+#: figure name -> the function that draws it from a run directory's tables
+FIGURE_MAKERS = {
+    "fig2b_overlap": figure_fig2b_overlap,
+    "fig2a_crossover": figure_fig2a_crossover,
+    "fig_correlation": figure_fig_correlation,
+    "fig_bounds": figure_fig_bounds,
+}
+
+
+def write_figure(name: str, run_dir: str | Path, dest: str | Path | None = None) -> list[Path]:
+    """One figure (a key of :data:`FIGURES`) from ``run_dir``'s tables, into ``dest``."""
+    run_dir = Path(run_dir)
+    table = run_dir / FIGURES[name][0]
+    if not table.exists():
+        raise FileNotFoundError(f"{table} does not exist: figure {name!r} is drawn from it")
+    return FIGURE_MAKERS[name](run_dir, Path(dest) if dest is not None else run_dir)
+
+
 def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[Path]:
     """Every figure whose table exists in ``run_dir``, written to ``dest`` (default: the
     run directory); returns the files written."""
     run_dir = Path(run_dir)
-    dest = Path(dest) if dest is not None else run_dir
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
     written: list[Path] = []
-    t4 = run_dir / FIGURES["fig2b_overlap"][0]
-    if t4.exists():
-        res = pd.read_csv(t4)
-        cum = res[res.subset.isin(["m1", "m1+m2", "m1+m2+m3", "m1+m2+m3+m4"])]
-        paper = paper_table4()
-        paper["n_modalities"] = paper.subset.str.count(r"\+") + 1
-        fig, ax = plt.subplots(figsize=(5.2, 3.8))
-        plot_overlap_mse(cum, ax, paper=paper[paper.overlap.isin(cum.overlap.unique())])
-        ax.set_title("Latent quality vs modalities (overlap world, reconstructed)", fontsize=10)
-        written += _save(fig, dest, "fig2b_overlap")
-    cx = run_dir / FIGURES["fig2a_crossover"][0]
-    if cx.exists():
-        res = pd.read_csv(cx)
-        total_file = run_dir / "crossover" / "total.txt"
-        total = int(total_file.read_text()) if total_file.exists() else int(res.m.max())
-        fig, ax = plt.subplots(figsize=(7.0, 4.0))
-        plot_accuracy_vs_ratio(res, ax, total=total)
-        ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
-        written += _save(fig, dest, "fig2a_crossover")
-    eta_path = run_dir / FIGURES["fig_correlation"][0]
-    if eta_path.exists():
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6))
-        plot_eta_vs_rho(pd.read_csv(eta_path), a1)
-        mstar_path = run_dir / "correlation_mstar.csv"
-        if mstar_path.exists():
-            plot_mstar_vs_rho(pd.read_csv(mstar_path), a2)
-        a1.set_title("eta_inf against correlation", fontsize=10)
-        a2.set_title("crossover m* of m1+m2 over m1 ('none': never)", fontsize=10)
-        fig.tight_layout()
-        written += _save(fig, dest, "fig_correlation")
-    b_path = run_dir / FIGURES["fig_bounds"][0]
-    if b_path.exists():
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-        plot_bounds(pd.read_csv(b_path), axes)
-        fig.tight_layout()
-        written += _save(fig, dest, "fig_bounds")
+    for name, (table, _) in FIGURES.items():
+        if (run_dir / table).exists():
+            written += write_figure(name, run_dir, dest)
     if not written:
         raise FileNotFoundError(
             f"{run_dir} holds none of the tables figures are made from: "

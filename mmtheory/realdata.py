@@ -88,6 +88,11 @@ def _figure(by_views: pd.DataFrame, out: Path, title: str) -> list[Path]:
         ax.fill_between(g.m, 100 * g.ci_low, 100 * g.ci_high, color=colour, alpha=0.2, linewidth=0)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("training samples m")
     ax.set_ylabel("test error (%), mean over subsets of that size")
     ax.set_title(title, fontsize=10)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_reproduce_on_a_reduced_grid(tmp_path):
     report = reproduce(out=tmp_path, progress=False, settings={
         "t4_seeds": 1, "ratios": [0.05, 1.0], "cx_seeds": 2, "steps": 20, "n_eval": 300,
-        "total": 400})
+        "total": 400, "rho_seeds": 3, "bound_seeds": 5, "mfeat_seeds": 1, "mfeat_sizes": [40, 200]})
     text = report.read_text()
     for needle in ("Table 4", "reconstruction", "Not built yet", "fig2a_crossover.png", "Versions"):
         assert needle in text
@@ -72,3 +72,17 @@ def test_shipped_specs_parse():
     for path in (ROOT / "mmtheory" / "specs").glob("*.toml"):
         spec = load_spec(path)
         assert spec.n_runs > 0
+
+
+def test_figure_scripts_run_on_the_committed_run(tmp_path):
+    # each figures/*.py script draws one figure from the committed tables
+    import shutil
+
+    figs = tmp_path / "figures"
+    shutil.copytree(ROOT / "figures" / "data", figs / "data")
+    for script in ("fig2b_overlap", "fig2a_crossover", "fig_correlation", "fig_bounds"):
+        shutil.copy(ROOT / "figures" / f"{script}.py", figs)
+        proc = subprocess.run([sys.executable, str(figs / f"{script}.py")], capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+        assert (figs / f"{script}.png").stat().st_size > 10_000

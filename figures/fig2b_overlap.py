@@ -1,0 +1,15 @@
+"""fig2b_overlap: latent MSE vs number of modalities, per overlap.
+
+Reads the committed run tables in figures/data/ (never trains) and writes fig2b_overlap.png and .pdf
+beside this script. Refresh the tables with: python figures/make_figures.py --from runs/reproduce
+"""
+
+from pathlib import Path
+
+from mmtheory.artifacts import write_figure
+
+HERE = Path(__file__).resolve().parent
+
+if __name__ == "__main__":
+    for path in write_figure("fig2b_overlap", HERE / "data", HERE):
+        print(f"wrote {path}")
