@@ -4,7 +4,6 @@ from mmtheory.data import MultiModalData
 from mmtheory.errors import DataFormatError, SpecError
 from mmtheory.experiments import load_spec, run_spec, sweep
 from mmtheory.learners import Learner
-from mmtheory.theory import check
 from mmtheory.seeding import as_generator, derive, torch_generator
 from mmtheory.subsets import (
     Subset,
@@ -14,6 +13,7 @@ from mmtheory.subsets import (
     parse_subset,
     parse_subsets,
 )
+from mmtheory.theory import check
 
 __version__ = "0.1.0"
 

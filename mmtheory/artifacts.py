@@ -22,7 +22,7 @@ from mmtheory.plots import (
 )
 from mmtheory.reference import paper_table4
 
-__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "write_figure",
+__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "save_figure", "write_figure",
            "write_figures", "FIGURES", "FIGURE_MAKERS"]
 
 #: The paper's Table 3 pairs (M | N), in its modality initials.
@@ -89,7 +89,8 @@ def table3_analogue(results: pd.DataFrame, universe=("text", "video", "audio")) 
     return pd.DataFrame(rows)
 
 
-def _save(fig, run_dir: Path, name: str) -> list[Path]:
+def save_figure(fig, run_dir: Path, name: str) -> list[Path]:
+    """Write ``fig`` as ``name.png`` (200 dpi) and ``name.pdf`` into ``run_dir``; close it."""
     paths = []
     for ext in ("png", "pdf"):
         path = run_dir / f"{name}.{ext}"
@@ -107,7 +108,7 @@ def figure_fig2b_overlap(run_dir: Path, dest: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     plot_overlap_mse(cum, ax, paper=paper[paper.overlap.isin(cum.overlap.unique())])
     ax.set_title("Latent quality vs modalities (overlap world, reconstructed)", fontsize=10)
-    return _save(fig, dest, "fig2b_overlap")
+    return save_figure(fig, dest, "fig2b_overlap")
 
 
 def figure_fig2a_crossover(run_dir: Path, dest: Path) -> list[Path]:
@@ -117,7 +118,7 @@ def figure_fig2a_crossover(run_dir: Path, dest: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(7.0, 4.0))
     plot_accuracy_vs_ratio(res, ax, total=total)
     ax.set_title("Accuracy vs training-sample ratio (IEMOCAP-shaped world)", fontsize=10)
-    return _save(fig, dest, "fig2a_crossover")
+    return save_figure(fig, dest, "fig2a_crossover")
 
 
 def figure_fig_correlation(run_dir: Path, dest: Path) -> list[Path]:
@@ -129,14 +130,14 @@ def figure_fig_correlation(run_dir: Path, dest: Path) -> list[Path]:
     a1.set_title("eta_inf against correlation", fontsize=10)
     a2.set_title("crossover m* of m1+m2 over m1 ('none': never)", fontsize=10)
     fig.tight_layout()
-    return _save(fig, dest, "fig_correlation")
+    return save_figure(fig, dest, "fig_correlation")
 
 
 def figure_fig_bounds(run_dir: Path, dest: Path) -> list[Path]:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
     plot_bounds(pd.read_csv(run_dir / FIGURES["fig_bounds"][0]), axes)
     fig.tight_layout()
-    return _save(fig, dest, "fig_bounds")
+    return save_figure(fig, dest, "fig_bounds")
 
 
 #: figure name -> the function that draws it from a run directory's tables

@@ -138,7 +138,7 @@ def train_vmap(learner: Learner, subsets: list[Subset], universe: tuple[str, ...
     per_model = next(iter(xs.values())).ndim == 3
     dtype = next(iter(xs.values())).dtype
     X = {}
-    for i, k in enumerate(universe):
+    for k in universe:
         keep = torch.tensor([k in s for s in subsets], dtype=dtype, device=device)
         data = xs[k] if per_model else xs[k].expand(B, *xs[k].shape)
         X[k] = data * keep[:, None, None]

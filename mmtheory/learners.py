@@ -30,7 +30,8 @@ import torch
 from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
-__all__ = ["Learner", "ModelPlan", "init_params", "forward", "LEARNER_KINDS"]
+__all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "unstack_params", "forward",
+           "LEARNER_KINDS"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmtheory.artifacts import save_figure
 from mmtheory.datasets.loaders import Loaded
 from mmtheory.experiments.records import write_csv_atomic
 from mmtheory.experiments.sources import DataSource
@@ -98,13 +99,7 @@ def _figure(by_views: pd.DataFrame, out: Path, title: str) -> list[Path]:
     ax.set_title(title, fontsize=10)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3, which="both")
-    paths = []
-    for ext in ("png", "pdf"):
-        path = out / f"errors_by_views.{ext}"
-        fig.savefig(path, dpi=200 if ext == "png" else None, bbox_inches="tight")
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    return save_figure(fig, out, "errors_by_views")
 
 
 def run_real(loaded: Loaded, out: str | Path, *, sizes: list[int] | None = None, seeds: int = 5,

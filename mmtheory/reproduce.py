@@ -243,7 +243,7 @@ def _mfeat_text(report: Path | None) -> list[str]:
     h = helps[helps.m == helps.m.max()].iloc[0]
     lines = ["UCI Multiple Features (shipped; 2,000 digits, six views, 10 classes; 1,500 train / "
              "500 test), every one of the 63 subsets of views, multinomial logistic regression. "
-             f"Full report: `mfeat/report.md`.", "",
+             "Full report: `mfeat/report.md`.", "",
              "| views | test error (all training rows) | 95% CI |", "|---:|---:|---|"]
     lines += [f"| {r.n_views} | {r.test_error:.4f} | [{r.ci_low:.4f}, {r.ci_high:.4f}] |"
               for r in big.itertuples()]

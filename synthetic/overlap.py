@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from synthetic.base import LinearLatentWorld, check_unit_interval
 from mmtheory.seeding import SeedLike, as_generator
+from synthetic.base import LinearLatentWorld, check_unit_interval
 
 __all__ = ["OverlapWorld"]
 

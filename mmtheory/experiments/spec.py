@@ -30,9 +30,10 @@ n_eval = 10000
 from __future__ import annotations
 
 import itertools
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomllib
 
 from mmtheory.errors import SpecError
 
@@ -124,7 +125,7 @@ def _world_grid(table: dict) -> list:
     worlds = []
     for combo in itertools.product(*axes):
         kwargs = dict(combo)
-        worlds.append(_as_spec_error(f"world {kind!r}", lambda: _world_factory(kind)(**kwargs)))
+        worlds.append(_as_spec_error(f"world {kind!r}", lambda kw=kwargs: _world_factory(kind)(**kw)))
     names = {w.names for w in worlds}
     if len(names) != 1:
         raise SpecError("every world of a grid must have the same modality names")

@@ -312,7 +312,6 @@ class _Runner:
 
     # -------------------------------------------------------------- iterative
     def iterative(self, learner: Learner, runs: list[dict], bar) -> None:
-        src = self.source
         dtype = torch.float64 if self.dtype_name == "float64" else torch.float32
         by_m: dict[int, list[dict]] = {}
         for run in runs:

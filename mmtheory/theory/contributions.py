@@ -20,7 +20,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pandas as pd
 
 from mmtheory.theory.statistics import bootstrap_ci
