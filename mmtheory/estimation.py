@@ -23,7 +23,8 @@ import torch
 from mmtheory.engine import per_sample_loss
 from mmtheory.learners import Learner, ModelPlan, forward
 
-__all__ = ["Estimate", "evaluate_models", "refit_head_eta", "fit_linear_heads", "EVAL_CHUNK"]
+__all__ = ["Estimate", "evaluate_models", "refit_head_eta", "fit_linear_heads", "f1_scores",
+           "EVAL_CHUNK"]
 
 #: Rows per forward pass when evaluating on large samples (bounds memory).
 EVAL_CHUNK = 4096
@@ -55,7 +56,7 @@ def evaluate_models(learner: Learner, params: dict[str, torch.Tensor], plan: Mod
     xs : list of (G, n, d_k); y : (G, n) or (G, n, p). Evaluated in row chunks.
     Returns (risk, accuracy or None).
     """
-    losses, correct = [], []
+    losses, correct, preds = [], [], []
     n = xs[0].shape[1]
     for start in range(0, n, EVAL_CHUNK):
         bx = [x[:, start : start + EVAL_CHUNK] for x in xs]
@@ -63,10 +64,32 @@ def evaluate_models(learner: Learner, params: dict[str, torch.Tensor], plan: Mod
         out = forward(learner, params, bx, plan)
         losses.append(per_sample_loss(out, by, task))
         if task == "classification":
-            correct.append((out.argmax(-1) == by[:, None]).double())
+            preds.append(out.argmax(-1))
+            correct.append((preds[-1] == by[:, None]).double())
     risk = Estimate(*_mean_se(torch.cat(losses, dim=2)), method)
-    acc = Estimate(*_mean_se(torch.cat(correct, dim=2)), method) if correct else None
+    if not correct:
+        return risk, None
+    acc = Estimate(*_mean_se(torch.cat(correct, dim=2)), method)
+    acc.f1 = f1_scores(torch.cat(preds, dim=2), y, plan.out_dim)
     return risk, acc
+
+
+def f1_scores(pred: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict[str, np.ndarray]:
+    """Per-class F1 (G, S, C), and its macro and support-weighted means (G, S).
+
+    pred : (G, S, n) predicted classes; y : (G, n) true classes. A class that is neither
+    predicted nor present scores F1 = 0 and weight 0 (as in scikit-learn's ``zero_division=0``).
+    """
+    classes = torch.arange(n_classes, device=pred.device)
+    is_pred = pred[..., None] == classes  # (G, S, n, C)
+    is_true = (y[:, None, :, None] == classes).expand_as(is_pred)
+    tp = (is_pred & is_true).sum(2).double()
+    denom = is_pred.sum(2).double() + is_true.sum(2).double()
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    support = is_true.sum(2).double()
+    weighted = (f1 * support).sum(-1) / support.sum(-1).clamp_min(1)
+    return {"per_class": f1.cpu().numpy(), "macro": f1.mean(-1).cpu().numpy(),
+            "weighted": weighted.cpu().numpy()}
 
 
 @torch.no_grad()

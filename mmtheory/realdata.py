@@ -49,12 +49,16 @@ def paper_sizes(loaded: Loaded) -> list[int]:
 def errors_by_views(results: pd.DataFrame) -> pd.DataFrame:
     """Mean test error over the subsets of each size, per seed, then a t-interval over seeds."""
     df = results.assign(test_error=1 - results.test_accuracy)
-    per_seed = df.groupby(["m", "n_modalities", "seed"]).test_error.mean().reset_index()
+    cols = ["test_error"] + (["test_macro_f1"] if "test_macro_f1" in df.columns else [])
+    per_seed = df.groupby(["m", "n_modalities", "seed"])[cols].mean().reset_index()
     rows = []
     for (m, k), g in per_seed.groupby(["m", "n_modalities"]):
         mean, lo, hi = mean_ci(g.test_error)
-        rows.append({"m": m, "n_views": k, "test_error": mean, "ci_low": lo, "ci_high": hi,
-                     "n_seeds": len(g)})
+        row = {"m": m, "n_views": k, "test_error": mean, "ci_low": lo, "ci_high": hi,
+               "n_seeds": len(g)}
+        if "test_macro_f1" in g.columns:
+            row["macro_f1"] = g.test_macro_f1.mean()
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -136,9 +140,11 @@ def run_real(loaded: Loaded, out: str | Path, *, sizes: list[int] | None = None,
         lines += ["Cleaned non-finite values (set to 0): "
                   + ", ".join(f"{k}: {v}" for k, v in loaded.cleaned.items()), ""]
     lines += ["## Test error by number of views (all training rows; 95% t-interval over seeds)", "",
-              "| views | test error | 95% CI |", "|---:|---:|---|"]
-    lines += [f"| {r.n_views} | {r.test_error:.4f} | [{r.ci_low:.4f}, {r.ci_high:.4f}] |"
-              for r in big.itertuples()]
+              "| views | test error | 95% CI | macro F1 |", "|---:|---:|---|---:|"]
+    lines += [f"| {r.n_views} | {r.test_error:.4f} | [{r.ci_low:.4f}, {r.ci_high:.4f}] | "
+              f"{getattr(r, 'macro_f1', float('nan')):.4f} |" for r in big.itertuples()]
+    lines += ["", "Per-class and support-weighted F1 of every run are columns of `results.csv` "
+              "(`test_f1_per_class`, `test_weighted_f1`)."]
     lines += ["", "## Adding one view: how often the test error went down", "",
               "| m | helped / pairs | rate | exact 95% CI |", "|---:|---:|---:|---|"]
     lines += [f"| {r.m} | {r.helped} / {r.pairs} | {r.rate:.3f} | [{r.ci_low:.3f}, {r.ci_high:.3f}] |"

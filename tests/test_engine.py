@@ -123,3 +123,15 @@ def test_planted_nan_model_is_isolated():
     keep = torch.ones_like(res.diverged)
     keep[1, 3] = False
     assert torch.equal(res.train_loss[keep], clean.train_loss[keep])
+
+
+def test_f1_scores_by_hand():
+    from mmtheory.estimation import f1_scores
+
+    y = torch.tensor([[0, 0, 1, 1, 2]])
+    pred = torch.tensor([[[0, 1, 1, 1, 0]]])  # one model
+    f1 = f1_scores(pred, y, 3)
+    # class 0: tp 1, pred 2, true 2 -> 0.5; class 1: tp 2, pred 3, true 2 -> 0.8; class 2: 0
+    assert np.allclose(f1["per_class"][0, 0], [0.5, 0.8, 0.0])
+    assert f1["macro"][0, 0] == pytest.approx(1.3 / 3)
+    assert f1["weighted"][0, 0] == pytest.approx((2 * 0.5 + 2 * 0.8 + 0) / 5)

@@ -39,8 +39,8 @@ RESULT_COLUMNS = [
     "world", "learner", "subset", "n_modalities", "m", "seed", "train_risk", "test_risk",
     "test_risk_se", "risk_method", "eta", "eta_se", "eta_method", "bayes_risk", "converged",
 ]
-_EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "null_risk", "diverged", "grad_norm",
-                  "run_id"]
+_EXTRA_COLUMNS = ["test_accuracy", "test_accuracy_se", "test_macro_f1", "test_weighted_f1",
+                  "test_f1_per_class", "null_risk", "diverged", "grad_norm", "run_id"]
 #: Run metadata, placed after the world's parameters.
 _META_COLUMNS = ["device", "dtype", "dtype_iterative", "n_test", "n_refit", "n_eval", "wall_s"]
 
@@ -175,6 +175,7 @@ class _Runner:
             "grad_norm": float(grad_norm), "run_id": run["run_id"],
             "test_accuracy": float(acc.value[g, s]) if acc is not None else None,
             "test_accuracy_se": float(acc.se[g, s]) if acc is not None else None,
+            **(_f1_columns(acc, g, s) if acc is not None and hasattr(acc, "f1") else {}),
             **{k: v for k, v in src.params.items()},
             "world_identity": src.identity, "learner_settings": run["learner"].settings(),
             "device": str(self.device), "dtype": dtype, "wall_s": wall,
@@ -373,6 +374,12 @@ class _Runner:
         self._flush(records, bar)
 
 
+def _f1_columns(acc, g: int, s: int) -> dict:
+    f1 = acc.f1
+    return {"test_macro_f1": float(f1["macro"][g, s]), "test_weighted_f1": float(f1["weighted"][g, s]),
+            "test_f1_per_class": " ".join(f"{v:.4f}" for v in f1["per_class"][g, s])}
+
+
 def _default_budget(device: torch.device) -> float:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
@@ -461,7 +468,7 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     params = sorted(c for c in df.columns if c not in first and c not in meta)
     df = df[first + params + meta]
     if "test_accuracy" in df.columns and df["test_accuracy"].isna().all():
-        df = df.drop(columns=["test_accuracy", "test_accuracy_se"])
+        df = df.drop(columns=[c for c in df.columns if c.startswith("test_accuracy") or "f1" in c])
     return df
 
 
