@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.dataset == "iemocap":
                 loaded = load_iemocap(args.path, args.layout)
                 run_real(loaded, out, seeds=args.seeds, device=args.device, learner=PAPER_PROTOCOL,
-                         sizes=paper_sizes(loaded))
+                         sizes=paper_sizes(loaded), paper_layout=True)
             else:
                 loaded = load_npz(args.path) if args.dataset == "npz" else load_mfeat()
                 run_real(loaded, out, seeds=args.seeds, device=args.device)

@@ -106,9 +106,49 @@ def _figure(by_views: pd.DataFrame, out: Path, title: str) -> list[Path]:
     return save_figure(fig, out, "errors_by_views")
 
 
+def paper_tables(results: pd.DataFrame, total: int, out: Path) -> list[str]:
+    """The paper's IEMOCAP layout from an all-subsets run over three modalities named
+    text / audio / visual (or vision): Table 1 (accuracy at the full training set for T, TA,
+    TV, TVA), Table 2 (accuracy against the training-sample ratio), the Table 3 analogue and
+    the Fig. 2a plot. Returns report lines."""
+    from mmtheory.artifacts import crossover_summary, table3_analogue
+    from mmtheory.plots import plot_accuracy_vs_ratio
+    from mmtheory.subsets import parse_subset
+
+    universe = tuple(n for n in ("text", "video", "visual", "vision", "audio")
+                     if n in set(results.subset.str.split("+").explode()))
+    names = {ini: str(parse_subset(ini, universe)) for ini in ("T", "TA", "TV", "TVA")}
+    summary = crossover_summary(results, total)
+    keep = summary[summary.subset.isin(names.values())]
+    write_csv_atomic(keep, out / "table2.csv")
+    full = keep[keep.m == keep.m.max()]
+    write_csv_atomic(full, out / "table1.csv")
+    table3 = table3_analogue(results, universe)
+    write_csv_atomic(table3, out / "table3.csv")
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    plot_accuracy_vs_ratio(results[results.subset.isin(names.values())], ax, total=total)
+    ax.set_title("Fig. 2a: accuracy vs training-sample ratio", fontsize=10)
+    save_figure(fig, out, "fig2a")
+    lines = ["## The paper's layout (Tables 1-3, Fig. 2a)", "",
+             "| subset | " + " | ".join(f"ratio {r:.2g}" for r in sorted(keep.ratio.unique())) + " |",
+             "|---|" + "---:|" * keep.ratio.nunique()]
+    for ini, name in names.items():
+        row = keep[keep.subset == name].sort_values("ratio")
+        lines.append(f"| {ini} | " + " | ".join(f"{100 * a:.2f}" for a in row.accuracy) + " |")
+    lines += ["", "Table 3 analogue (ratio 1): accuracy difference (points) and latent gap "
+              "eta_N - eta_M (held-out cross-entropy of refit heads):", "",
+              "| M &#124; N | accuracy difference | gamma | signs agree |", "|---|---:|---:|---:|"]
+    lines += [f"| {r.pair.replace('|', '&#124;')} | {r.acc_diff:+.2f} | {r.gamma:+.4f} | "
+              f"{r.sign_agree}/{r.n_seeds} |" for r in table3.itertuples()]
+    lines += ["", "![fig2a](fig2a.png)", ""]
+    return lines
+
+
 def run_real(loaded: Loaded, out: str | Path, *, sizes: list[int] | None = None, seeds: int = 5,
-             learner: dict | None = None, device: str = "auto", progress: bool = True) -> Path:
-    """Run the pipeline on ``loaded`` into ``out``; returns the report's path."""
+             learner: dict | None = None, device: str = "auto", progress: bool = True,
+             paper_layout: bool = False) -> Path:
+    """Run the pipeline on ``loaded`` into ``out``; returns the report's path. With
+    ``paper_layout`` (IEMOCAP), also write Tables 1-3 and Fig. 2a in the paper's layout."""
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -152,6 +192,8 @@ def run_real(loaded: Loaded, out: str | Path, *, sizes: list[int] | None = None,
     counts = predictions.groupby("prediction").holds.agg(["size", "sum"])
     lines += ["", "## Predictions", "", "| prediction | rows | hold |", "|---|---:|---:|"]
     lines += [f"| {p} | {int(r['size'])} | {int(r['sum'])} |" for p, r in counts.iterrows()]
+    if paper_layout:
+        lines += [""] + paper_tables(results, n, out)
     lines += ["", "eta on real data is the held-out cross-entropy of a head refit on the whole "
               "training split (the Bayes risk is unknown); its differences estimate gamma.", "",
               *[f"![{p.stem}]({p.name})" for p in figures if p.suffix == ".png"], ""]

@@ -77,6 +77,12 @@ def test_cli_ranks_planted_subsets(tmp_path, layout, make, capsys):
     big = res[res.m == res.m.max()].groupby("subset").test_accuracy.mean()
     assert big["text"] > big["audio"] + 0.25  # informative beats pure noise by a wide margin
     assert big.idxmax().startswith("text")
+    # the paper's layout: Tables 1-3 and Fig. 2a
+    for name in ("table1.csv", "table2.csv", "table3.csv", "fig2a.png"):
+        assert (tmp_path / "o" / name).exists(), name
+    t3 = pd.read_csv(tmp_path / "o" / "table3.csv")
+    assert list(t3.pair) == ["TA|T", "TV|T", "TVA|TV", "TVA|TA"]
+    assert "Tables 1-3" in (tmp_path / "o" / "report.md").read_text()
 
 
 @pytest.mark.parametrize(
