@@ -22,7 +22,8 @@ from mmtheory.plots import (
 )
 from mmtheory.reference import paper_table4
 
-__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "save_figure", "write_figure",
+__all__ = ["table4_comparison", "crossover_summary", "table3_analogue", "table3_markdown",
+           "markdown_table", "save_figure", "write_figure",
            "write_figures", "FIGURES", "FIGURE_MAKERS"]
 
 #: The paper's Table 3 pairs (M | N), in its modality initials.
@@ -87,6 +88,29 @@ def table3_analogue(results: pd.DataFrame, universe=("text", "video", "audio")) 
                      "sign_agree": int((np.sign(acc) == np.sign(gamma)).sum()),
                      "n_seeds": len(seeds)})
     return pd.DataFrame(rows)
+
+
+def markdown_table(header: list[str], rows: list[list[object]], align: str | None = None) -> str:
+    """A Markdown table; ``align`` gives one character per column: ``l`` or ``r`` (default:
+    first column left, the others right). Cells are written with ``str``; a ``|`` inside a
+    cell is escaped."""
+    align = align or "l" + "r" * (len(header) - 1)
+    rule = "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"
+
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "&#124;") for c in cells) + " |"
+
+    return "\n".join([line(header), rule, *(line(r) for r in rows)])
+
+
+def table3_markdown(table3: pd.DataFrame) -> str:
+    """The Table 3 analogue (from :func:`table3_analogue`) with 95% intervals over seeds."""
+    return markdown_table(
+        ["M | N", "accuracy difference (points, 95% CI)", "gamma = eta_N - eta_M (95% CI)",
+         "signs agree"],
+        [[r.pair, f"{r.acc_diff:+.2f} [{r.acc_diff_ci[0]:+.2f}, {r.acc_diff_ci[1]:+.2f}]",
+          f"{r.gamma:+.4f} [{r.gamma_ci[0]:+.4f}, {r.gamma_ci[1]:+.4f}]",
+          f"{r.sign_agree}/{r.n_seeds}"] for r in table3.itertuples()])
 
 
 def save_figure(fig, run_dir: Path, name: str) -> list[Path]:

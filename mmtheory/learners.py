@@ -30,8 +30,7 @@ import torch
 from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
-__all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "unstack_params", "forward",
-           "LEARNER_KINDS"]
+__all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "forward", "LEARNER_KINDS"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
@@ -145,7 +144,12 @@ class ModelPlan:
         return [s for s, sub in enumerate(self.subsets) if name in sub]
 
     def member_index(self, k: int, device) -> torch.Tensor:
-        return torch.tensor(self.members(k), dtype=torch.long, device=device)
+        """``members(k)`` as a long tensor on ``device``, built once per plan (hot path)."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        key = (k, str(device))
+        if key not in cache:
+            cache[key] = torch.tensor(self.members(k), dtype=torch.long, device=device)
+        return cache[key]
 
 
 def _uniform(gen: torch.Generator, shape: tuple[int, ...], fan_in: int, dtype) -> torch.Tensor:
@@ -213,21 +217,6 @@ def stack_params(models: list[list[dict[str, torch.Tensor]]], plan: ModelPlan,
             cols = list(range(plan.S))
         t = torch.stack([torch.stack([row[s][key] for s in cols]) for row in models])
         out[key] = t.to(device=device, dtype=dtype).requires_grad_(True)
-    return out
-
-
-def unstack_params(params: dict[str, torch.Tensor], plan: ModelPlan, g: int, s: int) -> dict[str, torch.Tensor]:
-    """Model (g, s)'s parameters from stacked leaves (detached copies)."""
-    out = {}
-    for key, t in params.items():
-        if "." in key:
-            k = plan.names.index(key.split(".", 1)[1])
-            members = plan.members(k)
-            if s not in members:
-                continue
-            out[key] = t[g, members.index(s)].detach().clone()
-        else:
-            out[key] = t[g, s].detach().clone()
     return out
 
 

@@ -150,11 +150,18 @@ class _Runner:
         self.new_records: list[dict] = []
 
     # ---------------------------------------------------------------- helpers
+    def _sample(self, kind: str, seed: int):
+        """The source's ``test`` / ``refit`` / ``evaluation`` sample of ``seed``, drawn once."""
+        key = (kind, seed)
+        if key not in self._cache:
+            self._cache[key] = getattr(self.source, kind)(seed)
+        return self._cache[key]
+
     def _eval_data(self, kind: str, seed: int, dtype):
         key = (kind, seed, dtype)
         if key not in self._cache:
-            data = getattr(self.source, kind)(seed)
-            self._cache[key] = stack_groups([data], self.source.names, self.device, dtype)
+            self._cache[key] = stack_groups([self._sample(kind, seed)], self.source.names,
+                                            self.device, dtype)
         return self._cache[key]
 
     def _stacked_eval(self, kind, seeds, dtype):
@@ -196,8 +203,8 @@ class _Runner:
             if src.oracle is not None:
                 value = float(np.trace(src.oracle.second_moments()[2]))
             else:
-                test = src.test(seed)
-                fit = src.refit(seed)
+                test = self._sample("test", seed)
+                fit = self._sample("refit", seed)
                 if src.task == "regression":
                     y_fit = fit.y.double().reshape(fit.n, -1)
                     y = test.y.double().reshape(test.n, -1)
