@@ -16,6 +16,7 @@ import copy
 import torch
 from torch import nn
 
+from mmtheory import methods
 from mmtheory.learners import Learner
 from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
@@ -62,6 +63,32 @@ class SingleModel(nn.Module):
         else:
             W = init["Wh"]
         self.head = _linear(W, init["bh"])
+        self._method_parts(learner, init)
+
+    def _method_parts(self, learner: Learner, init: dict[str, torch.Tensor]) -> None:
+        """The methods' extra modules, from the same parameter dict as the batched engine."""
+        if learner.method == "i2m2":
+            encs = {}
+            for k in self.mods:
+                layers = [_linear(init[f"Wu1.{k}"], init[f"bu1.{k}"])]
+                if learner.encoder == "mlp":
+                    layers += [_ACT[learner.activation](), _linear(init[f"Wu2.{k}"], init[f"bu2.{k}"])]
+                encs[k] = nn.Sequential(*layers)
+            self.uni_encoders = nn.ModuleDict(encs)
+        if learner.method in ("i2m2", "mimo", "bogc"):
+            self.uni_heads = nn.ModuleDict({k: _linear(init[f"Wuh.{k}"], init[f"buh.{k}"])
+                                            for k in self.mods})
+        if learner.method == "xmodal":
+            self.decoders = nn.ModuleDict({k: _linear(init[f"Wd.{k}"], None) for k in self.mods})
+            self.decoder_bias = nn.ParameterDict({k: nn.Parameter(init[f"bd.{k}"].clone())
+                                                  for k in self.mods})
+
+    def latents(self, xs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {k: self.encoders[k](xs[k]) for k in self.mods}
+
+    def fused(self, lat: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The fused head on concatenated latents (late fusion, concat)."""
+        return self.head(torch.cat([lat[k] for k in self.mods], dim=-1))
 
     def forward(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
         kind = self.learner.kind
@@ -71,7 +98,11 @@ class SingleModel(nn.Module):
             return self.head(self.act(self.first(torch.cat([xs[k] for k in self.mods], dim=-1))))
         lat = [self.encoders[k](xs[k]) for k in self.mods]
         fused = torch.cat(lat, dim=-1) if self.learner.fusion == "concat" else torch.stack(lat).sum(0)
-        return self.head(fused)
+        out = self.head(fused)
+        if self.learner.method == "i2m2":
+            out = methods.poe_logits(out, [self.uni_heads[k](self.uni_encoders[k](xs[k]))
+                                           for k in self.mods])
+        return out
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
@@ -87,28 +118,123 @@ def _penalty(model: nn.Module, ridge: float) -> torch.Tensor:
 
 
 def train_loop(learner: Learner, subset: Subset, xs: dict[str, torch.Tensor], y: torch.Tensor,
-               init: dict[str, torch.Tensor], *, task: str, batch_key: tuple = ("batches", 0)) -> SingleModel:
-    """Train one model alone, with the engine's minibatch order for the same ``batch_key``."""
+               init: dict[str, torch.Tensor], *, task: str, batch_key: tuple = ("batches", 0),
+               dims: dict[str, int] | None = None) -> SingleModel:
+    """Train one model alone, with the engine's minibatch order for the same ``batch_key``.
+
+    ``dims`` (every modality's dimension, in the universe's order) is needed by ``xmodal``,
+    whose decoders predict the concatenation of all modalities' features.
+
+    Methods are written here per model, from their equations (:mod:`mmtheory.methods`'
+    defining functions), independently of the batched engine's stacking and masking.
+    OGM-GE's gradient noise is not reproduced (set ``ge=False`` to compare).
+    """
     model = SingleModel(learner, subset, init).to(next(iter(xs.values())).device)
-    opt = (torch.optim.Adam if learner.solver == "adam" else torch.optim.SGD)(model.parameters(), lr=learner.lr)
+    if learner.method == "xmodal" and dims is None:
+        raise ValueError("train_loop: method 'xmodal' needs dims (every modality's dimension)")
+    model.learner_dims = dims
+    make_opt = torch.optim.Adam if learner.solver == "adam" else torch.optim.SGD
     m = y.shape[0]
     bs = learner.batch_size if learner.batch_size and learner.batch_size < m else None
     gen = torch_generator(0, *batch_key) if bs else None
-    pos, order = m, None
-    for _ in range(learner.steps):
+    state = {"pos": m, "order": None}
+
+    def batch():
         if bs is None:
-            bx, by = xs, y
-        else:
-            if pos + bs > m:
-                order = torch.randperm(m, generator=gen).to(y.device)
-                pos = 0
-            idx = order[pos : pos + bs]
-            pos += bs
-            bx, by = {k: v[idx] for k, v in xs.items()}, y[idx]
+            return xs, y
+        if state["pos"] + bs > m:
+            state["order"] = torch.randperm(m, generator=gen).to(y.device)
+            state["pos"] = 0
+        idx = state["order"][state["pos"] : state["pos"] + bs]
+        state["pos"] += bs
+        return {k: v[idx] for k, v in xs.items()}, y[idx]
+
+    if learner.method == "xmodal" and learner.pretrain_steps:
+        pre = list(model.encoders.parameters()) + list(model.decoders.parameters()) + \
+            list(model.decoder_bias.parameters())
+        opt = make_opt(pre, lr=learner.lr)
+        for _ in range(learner.pretrain_steps):
+            bx, _ = batch()
+            opt.zero_grad()
+            _xmodal_loss(model, bx).backward()
+            opt.step()
+        model.pretrained = copy.deepcopy(model.state_dict())
+    trained = [p for n, p in model.named_parameters() if not n.startswith("decoder")]
+    opt = make_opt(trained, lr=learner.lr)
+    for _ in range(learner.steps):
+        bx, by = batch()
         opt.zero_grad()
-        (_loss(model(bx), by, task) + _penalty(model, learner.ridge)).backward()
+        if learner.method == "bogc":
+            _bogc_grads(model, bx, by, task, trained)
+        else:
+            if learner.method == "mimo":
+                lat = model.latents(bx)
+                uni = torch.stack([_loss(model.uni_heads[k](lat[k]), by, task) for k in model.mods])
+                loss = methods.mimo_objective(_loss(model.fused(lat), by, task), uni,
+                                              torch.ones(len(uni), dtype=torch.bool),
+                                              penalty=learner.penalty, temperature=learner.temperature)
+            else:
+                loss = _loss(model(bx), by, task)
+            loss.backward()
+            if learner.method == "ogm_ge":
+                _ogm_modulate(model, bx, by)
+        if learner.ridge:
+            _penalty(model, learner.ridge).backward()
         opt.step()
     return model
+
+
+def _xmodal_loss(model: SingleModel, xs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Each modality predicted from the others' latents (nothing for a single modality)."""
+    if len(model.mods) < 2:
+        return sum(p.sum() * 0 for p in model.encoders.parameters())
+    lat = model.latents(xs)
+    offs, start = {}, 0
+    for k, d in model.learner_dims.items():
+        offs[k] = slice(start, start + d)
+        start += d
+    loss = 0
+    for k in model.mods:
+        pred = sum(model.decoders[j](lat[j])[:, offs[k]] for j in model.mods if j != k)
+        pred = pred + model.decoder_bias[k]
+        loss = loss + (xs[k] - pred).pow(2).sum(-1).mean()
+    return loss
+
+
+def _ogm_modulate(model: SingleModel, xs, y) -> None:
+    """Scale each encoder's gradient by OGM-GE's coefficient (two or more modalities)."""
+    with torch.no_grad():
+        lat = model.latents(xs)
+        lat_dim = model.learner.latent_dim
+        W, b = model.head.weight.T, model.head.bias
+        scores = []
+        for i, k in enumerate(model.mods):
+            logits = lat[k] @ W[i * lat_dim : (i + 1) * lat_dim] + b / 2
+            scores.append(torch.softmax(logits.double(), -1)[torch.arange(len(y)), y].sum())
+        coeff = methods.ogm_coefficients(torch.stack(scores), torch.ones(len(scores), dtype=torch.bool),
+                                         model.learner.alpha)
+        for i, k in enumerate(model.mods):
+            for p in model.encoders[k].parameters():
+                p.grad.mul_(coeff[i].to(p.dtype))
+
+
+def _bogc_grads(model: SingleModel, xs, y, task: str, trained: list[torch.Tensor]) -> None:
+    """Set each parameter's gradient to BOGC-MML's calibrated gradient: sources are the
+    fused loss and every modality's unimodal loss, over equal micro-batches."""
+    B = model.learner.micro_batches
+    chunks = torch.arange(len(y)).tensor_split(B)
+    per_source = [[] for _ in range(len(model.mods) + 1)]
+    for rows in chunks:
+        bx = {k: v[rows] for k, v in xs.items()}
+        lat = model.latents(bx)
+        sources = [_loss(model.fused(lat), y[rows], task)] + \
+            [_loss(model.uni_heads[k](lat[k]), y[rows], task) for k in model.mods]
+        for j, src in enumerate(sources):
+            grads = torch.autograd.grad(src, trained, retain_graph=True, allow_unused=True)
+            per_source[j].append([torch.zeros_like(p) if g is None else g for g, p in zip(grads, trained)])
+    for i, p in enumerate(trained):
+        stacked = torch.stack([torch.stack([src[b][i] for b in range(B)]) for src in per_source])
+        p.grad = methods.bogc_combine(stacked)[0]
 
 
 def train_vmap(learner: Learner, subsets: list[Subset], universe: tuple[str, ...],

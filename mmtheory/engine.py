@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mmtheory.learners import Learner, ModelPlan, forward, stack_params
+from mmtheory import methods
+from mmtheory.learners import Learner, ModelPlan, stack_params
 from mmtheory.seeding import torch_generator
 
 __all__ = [
@@ -86,7 +87,8 @@ def _ridge_penalty(params: dict[str, torch.Tensor], plan: ModelPlan, ridge: floa
 
 @dataclass
 class TrainResult:
-    """Trained stacked parameters and per-model diagnostics, each (G, S)."""
+    """Trained stacked parameters and per-model diagnostics, each (G, S); ``pretrained``:
+    the parameters after xmodal's pretraining phase (before fine-tuning), else None."""
 
     params: dict[str, torch.Tensor]
     train_loss: torch.Tensor
@@ -94,6 +96,7 @@ class TrainResult:
     converged: torch.Tensor
     diverged: torch.Tensor
     steps: int
+    pretrained: dict[str, torch.Tensor] | None = None
 
 
 def _per_model_grad_norm(params: dict[str, torch.Tensor], plan: ModelPlan) -> torch.Tensor:
@@ -113,8 +116,58 @@ def _per_model_grad_norm(params: dict[str, torch.Tensor], plan: ModelPlan) -> to
 
 
 def _full_objective(learner, params, xs, y, plan, task):
-    out = forward(learner, params, xs, plan)
-    return loss_per_model(out, y, task), _ridge_penalty(params, plan, learner.ridge)
+    """(objective, prediction loss, ridge penalty), each (G, S)."""
+    obj, pred = methods.objective(learner, params, xs, y, plan, task)
+    return obj, pred, _ridge_penalty(params, plan, learner.ridge)
+
+
+class _Batches:
+    """Minibatch rows per step: one permutation per group and epoch, drawn from the group's
+    key (the same order in the batched engine and the per-model loop)."""
+
+    def __init__(self, m: int, batch_size: int | None, keys, G: int, device) -> None:
+        self.m, self.device = m, device
+        self.bs = batch_size if batch_size and batch_size < m else None
+        self.gens = None
+        if self.bs is not None:
+            keys = keys if keys is not None else [("batches", g) for g in range(G)]
+            if len(keys) != G:
+                raise ValueError(f"batch_keys needs one key per group ({G}), got {len(keys)}")
+            self.gens = [torch_generator(0, *key) for key in keys]
+        self.pos, self.order = m, None
+        self.arange_g = torch.arange(G, device=device)[:, None]
+
+    def take(self, xs, y):
+        if self.bs is None:
+            return xs, y
+        if self.pos + self.bs > self.m:  # new epoch
+            self.order = torch.stack([torch.randperm(self.m, generator=gen) for gen in self.gens]).to(self.device)
+            self.pos = 0
+        idx = self.order[:, self.pos : self.pos + self.bs]
+        self.pos += self.bs
+        return [x[self.arange_g, idx] for x in xs], y[self.arange_g, idx]
+
+
+def _optimizer(learner: Learner, leaves: list[torch.Tensor]):
+    # elementwise updates: each model's step equals its solo step; the fused kernels run
+    # one pass over all stacked parameters
+    if learner.solver == "adam":
+        return torch.optim.Adam(leaves, lr=learner.lr, fused=True)
+    return torch.optim.SGD(leaves, lr=learner.lr, fused=True)
+
+
+def _pretrain(learner, params, plan, xs, y, batches) -> dict[str, torch.Tensor]:
+    """xmodal's cross-modal prediction phase on encoders and decoders; returns a snapshot
+    of the pretrained parameters (decoders included)."""
+    keys = [k for k in params if k.startswith(methods.ENCODER_PREFIXES + methods.DECODER_PREFIXES)]
+    opt = _optimizer(learner, [params[k] for k in keys])
+    for _ in range(learner.pretrain_steps):
+        bx, _ = batches.take(xs, y)
+        opt.zero_grad(set_to_none=True)
+        methods.xmodal_loss(learner, params, bx, plan).sum().backward()
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return {k: v.detach().clone() for k, v in params.items()}
 
 
 def train_batched(
@@ -128,63 +181,60 @@ def train_batched(
     batch_keys: Sequence[tuple] | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> TrainResult:
-    """Train G x S models with ``learner.solver`` (``gd`` or ``adam``).
+    """Train G x S models with ``learner.solver`` (``gd`` or ``adam``) and ``learner.method``.
 
     Parameters
     ----------
     xs : list over modalities of (G, m, d_k), on the target device
     y : (G, m) class ids or (G, m, p) targets
     inits : ``inits[g][s]``: initial parameter dicts (:func:`learners.init_model`)
-    batch_keys : one stream key per group for its minibatch order (adam with a batch size)
+    batch_keys : one stream key per group for its minibatch order (adam with a batch size);
+        OGM-GE's gradient noise is drawn from a stream keyed by the first of them
     """
     if learner.solver not in ("gd", "adam"):
         raise ValueError(f"train_batched runs the iterative solvers, got solver {learner.solver!r}")
+    if learner.method in ("i2m2", "ogm_ge") and task != "classification":
+        raise ValueError(f"method {learner.method!r} needs a classification task, got {task!r}")
     device = xs[0].device
     G, m = xs[0].shape[:2]
     params = stack_params(inits, plan, device, dtype)
+    batches = _Batches(m, learner.batch_size, batch_keys, G, device)
+    pretrained = None
+    if learner.method == "xmodal":
+        if learner.pretrain_steps:
+            pretrained = _pretrain(learner, params, plan, xs, y, batches)
+        params = {k: v for k, v in params.items() if not k.startswith(methods.DECODER_PREFIXES)}
     leaves = list(params.values())
-    # elementwise updates: each model's step equals its solo step; the fused kernels run
-    # one pass over all stacked parameters
-    if learner.solver == "adam":
-        opt = torch.optim.Adam(leaves, lr=learner.lr, fused=True)
-    else:
-        opt = torch.optim.SGD(leaves, lr=learner.lr, fused=True)
-    bs = learner.batch_size if learner.batch_size and learner.batch_size < m else None
-    gens = None
-    if bs is not None:
-        keys = batch_keys if batch_keys is not None else [("batches", g) for g in range(G)]
-        if len(keys) != G:
-            raise ValueError(f"batch_keys needs one key per group ({G}), got {len(keys)}")
-        gens = [torch_generator(0, *key) for key in keys]
-    order: torch.Tensor | None = None
-    pos = m
+    opt = _optimizer(learner, leaves)
+    noise_gen = None
+    if learner.method == "ogm_ge" and learner.ge:
+        noise_gen = torch_generator(0, "ogm-ge", *(batch_keys[0] if batch_keys else ("noise",)))
+
+    def penalty(p):
+        return _ridge_penalty(p, plan, learner.ridge)
+
     checkpoint = max(1, int(learner.steps * 0.9))
     loss_at_checkpoint = None
-    arange_g = torch.arange(G, device=device)[:, None]
     for step in range(learner.steps):
-        if bs is None:
-            bx, by = xs, y
-        else:
-            if pos + bs > m:  # new epoch: one permutation per group
-                order = torch.stack([torch.randperm(m, generator=gen) for gen in gens]).to(device)
-                pos = 0
-            idx = order[:, pos : pos + bs]
-            pos += bs
-            bx = [x[arange_g, idx] for x in xs]
-            by = y[arange_g, idx]
+        bx, by = batches.take(xs, y)
         opt.zero_grad(set_to_none=True)
-        losses, pen = _full_objective(learner, params, bx, by, plan, task)
-        total = (losses + pen).sum()
-        total.backward()
+        if learner.method == "ogm_ge":
+            losses = methods.ogm_ge_step(learner, params, bx, by, plan, penalty, noise_gen)
+        elif learner.method == "bogc":
+            losses = methods.bogc_step(learner, params, bx, by, plan, task, penalty)
+        else:
+            obj, losses, pen = _full_objective(learner, params, bx, by, plan, task)
+            (obj + pen).sum().backward()
+            losses = losses.detach()
         opt.step()
-        if step + 1 == checkpoint and bs is not None:
+        if step + 1 == checkpoint and batches.bs is not None:
             with torch.no_grad():
-                loss_at_checkpoint = _full_objective(learner, params, xs, y, plan, task)[0]
+                loss_at_checkpoint = _full_objective(learner, params, xs, y, plan, task)[1]
         elif step + 1 == checkpoint:
-            loss_at_checkpoint = losses.detach()
+            loss_at_checkpoint = losses
     opt.zero_grad(set_to_none=True)
-    losses, pen = _full_objective(learner, params, xs, y, plan, task)
-    (losses + pen).sum().backward()
+    obj, losses, pen = _full_objective(learner, params, xs, y, plan, task)
+    (obj + pen).sum().backward()
     grad_norm = _per_model_grad_norm(params, plan)
     final = losses.detach()
     diverged = ~torch.isfinite(final) | ~torch.isfinite(grad_norm)
@@ -193,7 +243,7 @@ def train_batched(
     for t in leaves:
         t.grad = None
     detached = {k: v.detach() for k, v in params.items()}
-    return TrainResult(detached, final, grad_norm, converged, diverged, learner.steps)
+    return TrainResult(detached, final, grad_norm, converged, diverged, learner.steps, pretrained)
 
 
 # --------------------------------------------------------------- closed form

@@ -30,9 +30,12 @@ import torch
 from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
-__all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "forward", "LEARNER_KINDS"]
+__all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "forward", "late_latents",
+           "LEARNER_KINDS", "METHODS"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
+#: Training methods (see :mod:`mmtheory.methods`): plain ERM and the related literature's.
+METHODS = ("erm", "i2m2", "mimo", "bogc", "ogm_ge", "xmodal")
 _ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
 
 
@@ -57,6 +60,15 @@ class Learner:
     grad_tol : a model with full-batch gradient norm below this has converged
     plateau_tol : ... or whose full-batch loss changed by less than this (relative)
         over the last tenth of training
+    method : "erm" (default) or one of the related literature's methods (late fusion with
+        concatenation only; see :mod:`mmtheory.methods`): "i2m2", "mimo", "bogc",
+        "ogm_ge", "xmodal"
+    alpha : OGM-GE's modulation strength (coefficient 1 - tanh(alpha * ratio))
+    ge : OGM-GE's generalisation enhancement (Gaussian gradient noise) on or off
+    temperature : MIMO's log-sum-exp temperature (smooth max of the unimodal losses)
+    penalty : MIMO's penalty weight on the smooth max
+    micro_batches : BOGC-MML's micro-batches per step (gradient mean and variance)
+    pretrain_steps : cross-modal prediction pretraining steps before the ERM fine-tuning
     """
 
     kind: str = "linear"
@@ -72,6 +84,13 @@ class Learner:
     ridge: float = 0.0
     grad_tol: float = 1e-4
     plateau_tol: float = 1e-3
+    method: str = "erm"
+    alpha: float = 0.5
+    ge: bool = True
+    temperature: float = 1.0
+    penalty: float = 1.0
+    micro_batches: int = 4
+    pretrain_steps: int = 100
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -103,12 +122,36 @@ class Learner:
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.lr == 0 and self.solver != "closed_form":
             raise ValueError("lr must be > 0 for iterative solvers, got 0")
+        self._check_method()
+
+    def _check_method(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        for name in ("alpha", "temperature", "penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.temperature == 0:
+            raise ValueError("temperature must be > 0, got 0")
+        if not isinstance(self.ge, bool):
+            raise ValueError(f"ge must be true or false, got {self.ge!r}")
+        if isinstance(self.micro_batches, bool) or not isinstance(self.micro_batches, int) \
+                or self.micro_batches < 2:
+            raise ValueError(f"micro_batches must be an integer >= 2, got {self.micro_batches!r}")
+        if isinstance(self.pretrain_steps, bool) or not isinstance(self.pretrain_steps, int) \
+                or self.pretrain_steps < 0:
+            raise ValueError(f"pretrain_steps must be an integer >= 0, got {self.pretrain_steps!r}")
+        if self.method != "erm" and (self.kind != "late_fusion" or self.fusion != "concat"):
+            raise ValueError(f"method {self.method!r} needs kind 'late_fusion' with fusion 'concat', "
+                             f"got kind {self.kind!r}, fusion {self.fusion!r}")
 
     @property
     def label(self) -> str:
         """The ``learner`` column of result tables."""
         if self.name:
             return self.name
+        if self.method != "erm":
+            return f"{self.method}-{self.encoder}"
         if self.kind == "linear":
             return "linear" if self.solver == "closed_form" else f"linear-{self.solver}"
         return f"{self.kind}-{self.encoder}"
@@ -197,6 +240,24 @@ def init_model(learner: Learner, subset: Subset, dims: dict[str, int], out_dim: 
     else:
         p["Wh"] = _uniform(gen, (lat, out_dim), head_in, dtype)
     p["bh"] = _uniform(gen, (out_dim,), head_in, dtype)
+    # a method's extra parameters come after the ERM ones from the same stream, so every
+    # method starts from the same fused model as ERM (common random numbers)
+    if learner.method == "i2m2":  # one intra-modality classifier per modality
+        for k in subset:
+            p[f"Wu1.{k}"] = _uniform(gen, (dims[k], width), dims[k], dtype)
+            p[f"bu1.{k}"] = _uniform(gen, (width,), dims[k], dtype)
+            if learner.encoder == "mlp":
+                p[f"Wu2.{k}"] = _uniform(gen, (width, lat), width, dtype)
+                p[f"bu2.{k}"] = _uniform(gen, (lat,), width, dtype)
+    if learner.method in ("i2m2", "mimo", "bogc"):  # unimodal heads
+        for k in subset:
+            p[f"Wuh.{k}"] = _uniform(gen, (lat, out_dim), lat, dtype)
+            p[f"buh.{k}"] = _uniform(gen, (out_dim,), lat, dtype)
+    if learner.method == "xmodal":  # decoders: latent of k -> features of every modality
+        total = sum(dims.values())
+        for k in subset:
+            p[f"Wd.{k}"] = _uniform(gen, (lat, total), lat, dtype)
+            p[f"bd.{k}"] = _uniform(gen, (dims[k],), lat, dtype)
     return p
 
 
@@ -284,30 +345,52 @@ def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Te
         out = _per_model(z, params["Wh"]) + params["bh"][:, :, None]
         return (out, z) if return_latent else out
     lat = learner.latent_dim
-    width = learner.hidden if learner.encoder == "mlp" else lat
     out = params["bh"][:, :, None].expand(G, S, m, p).clone()
-    latents = []
-    summed = None
-    for k, idx, y in _modality_layer(xs, params, "W1", plan, width):
-        name = plan.names[k]
-        h = y + params[f"b1.{name}"][:, :, None]
-        if learner.encoder == "mlp":
-            h = _per_model(act(h), params[f"W2.{name}"]) + params[f"b2.{name}"][:, :, None]
-        if learner.fusion == "concat":
-            out.index_add_(1, idx, _per_model(h, params[f"Wh.{name}"]))
-        else:
-            if summed is None:
-                summed = torch.zeros(G, S, m, lat, dtype=ref.dtype, device=ref.device)
-            summed.index_add_(1, idx, h)
-        if return_latent:
-            latents.append((k, idx, h))
+    latents = late_latents(learner, params, xs, plan)
     if learner.fusion == "sum":
+        summed = torch.zeros(G, S, m, lat, dtype=ref.dtype, device=ref.device)
+        for _, idx, h in latents:
+            summed.index_add_(1, idx, h)
         out = out + _per_model(summed, params["Wh"])
+        return (out, summed) if return_latent else out
+    for k, idx, h in latents:
+        out.index_add_(1, idx, _per_model(h, params[f"Wh.{plan.names[k]}"]))
+    blocks = [latents]
+    if learner.method == "i2m2":
+        # product of experts: log q_J(y|x) + sum_k log q_k(y|x_k); an absent modality's
+        # expert is left out of the product
+        out = torch.log_softmax(out, dim=-1).clone()
+        uni = late_latents(learner, params, xs, plan, prefix="u")
+        for k, idx, hu in uni:
+            name = plan.names[k]
+            logits = _per_model(hu, params[f"Wuh.{name}"]) + params[f"buh.{name}"][:, :, None]
+            out.index_add_(1, idx, torch.log_softmax(logits, dim=-1))
+        blocks.append(uni)
     if not return_latent:
         return out
-    if learner.fusion == "sum":
-        return out, summed
-    z = torch.zeros(G, S, m, lat * len(plan.names), dtype=ref.dtype, device=ref.device)
-    for k, idx, h in latents:
-        z[..., k * lat : (k + 1) * lat].index_add_(1, idx, h)
+    K = len(plan.names)
+    z = torch.zeros(G, S, m, lat * K * len(blocks), dtype=ref.dtype, device=ref.device)
+    for b, block in enumerate(blocks):
+        for k, idx, h in block:
+            start = (b * K + k) * lat
+            z[..., start : start + lat].index_add_(1, idx, h)
     return out, z
+
+
+def late_latents(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Tensor],
+                 plan: ModelPlan, prefix: str = "") -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+    """Late fusion's per-modality latents: (k, member index, h_k) with h_k (G, S_k, m, lat).
+
+    ``prefix`` "" reads the fused model's encoders (W1/b1[/W2/b2]); "u" reads I2M2's
+    intra-modality encoders (Wu1/bu1[/Wu2/bu2]).
+    """
+    act = _ACTIVATIONS[learner.activation]
+    width = learner.hidden if learner.encoder == "mlp" else learner.latent_dim
+    out = []
+    for k, idx, y in _modality_layer(xs, params, f"W{prefix}1", plan, width):
+        name = plan.names[k]
+        h = y + params[f"b{prefix}1.{name}"][:, :, None]
+        if learner.encoder == "mlp":
+            h = _per_model(act(h), params[f"W{prefix}2.{name}"]) + params[f"b{prefix}2.{name}"][:, :, None]
+        out.append((k, idx, h))
+    return out

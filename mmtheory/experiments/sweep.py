@@ -55,6 +55,9 @@ LEARNER_PRESETS: dict[str, dict] = {
     "early_fusion": {"kind": "early_fusion", "encoder": "mlp", "solver": "adam", "lr": 0.01,
                      "steps": 300, "latent_dim": 32},
 }
+# the related methods (mmtheory.methods), each on the late_fusion preset
+for _method in ("i2m2", "mimo", "bogc", "ogm_ge", "xmodal"):
+    LEARNER_PRESETS[_method] = {**LEARNER_PRESETS["late_fusion"], "method": _method}
 
 
 def resolve_learners(spec, task: str = "regression") -> list[Learner]:
@@ -86,6 +89,9 @@ def resolve_learners(spec, task: str = "regression") -> list[Learner]:
         else:
             raise TypeError(f"learner must be a name, dict or Learner, got {type(item).__name__}")
     for lrn in out:
+        if lrn.method in ("i2m2", "ogm_ge") and task != "classification":
+            raise ValueError(f"method {lrn.method!r} needs a classification task (it reads class "
+                             f"probabilities); this task is {task!r}")
         if lrn.solver == "closed_form" and task != "regression":
             raise ValueError(
                 "solver 'closed_form' needs a regression task (squared loss); this task is "

@@ -1,0 +1,228 @@
+"""The related methods: their defining equations on hand-checkable cases, and batched == loop."""
+
+import math
+
+import pytest
+import torch
+
+import synthetic
+from mmtheory import methods
+from mmtheory.baselines import train_loop
+from mmtheory.engine import train_batched
+from mmtheory.learners import Learner, ModelPlan, forward, init_model
+from mmtheory.subsets import all_subsets, parse_subset
+
+
+# ------------------------------------------------------------ defining equations
+def test_product_of_experts_is_the_sum_of_log_softmaxes():
+    joint = torch.tensor([[2.0, 0.0, -1.0]], dtype=torch.float64)
+    u1 = torch.tensor([[0.0, 1.0, 0.0]], dtype=torch.float64)
+    u2 = torch.tensor([[math.log(2), 0.0, 0.0]], dtype=torch.float64)
+    out = methods.poe_logits(joint, [u1, u2])
+    expected = sum(torch.log_softmax(t, -1) for t in (joint, u1, u2))
+    assert torch.allclose(out, expected, atol=1e-15)
+    # the normalised product of the three experts' probabilities, by hand
+    q = [torch.softmax(t, -1)[0] for t in (joint, u1, u2)]
+    prod = q[0] * q[1] * q[2]
+    assert torch.allclose(torch.softmax(out, -1)[0], prod / prod.sum(), atol=1e-15)
+
+
+def test_ogm_coefficients_by_hand():
+    alpha = 0.5
+    # two modalities, audio twice as confident: ratio 2 -> 1 - tanh(1); video ratio 1/2 -> 1
+    c = methods.ogm_coefficients(torch.tensor([8.0, 4.0], dtype=torch.float64),
+                                 torch.tensor([True, True]), alpha)
+    assert torch.allclose(c, torch.tensor([1 - math.tanh(1.0), 1.0], dtype=torch.float64))
+    # three modalities: ratio_1 = 3 / mean(1, 1) = 3; ratio_2 = 1 / mean(3, 1) = 0.5
+    c = methods.ogm_coefficients(torch.tensor([3.0, 1.0, 1.0], dtype=torch.float64),
+                                 torch.tensor([True, True, True]), alpha)
+    assert torch.allclose(c, torch.tensor([1 - math.tanh(1.5), 1.0, 1.0], dtype=torch.float64))
+    # an absent modality takes no part; a single modality is never modulated
+    c = methods.ogm_coefficients(torch.tensor([[6.0, 2.0, 99.0], [5.0, 0.0, 0.0]], dtype=torch.float64),
+                                 torch.tensor([[True, True, False], [True, False, False]]), alpha)
+    assert torch.allclose(c, torch.tensor([[1 - math.tanh(1.5), 1, 1], [1, 1, 1]], dtype=torch.float64))
+
+
+def test_mimo_gradient_weights_the_worst_unimodal_loss():
+    """d/dtheta [L0 + lam * tau * logsumexp(L/tau)] = grad L0 + lam * sum_k softmax(L/tau)_k grad L_k."""
+    theta = torch.tensor([1.0, 2.0, -1.0], dtype=torch.float64, requires_grad=True)
+    L0 = theta[0] ** 2
+    L = torch.stack([theta[1] ** 2 / 4, theta[2] ** 2 * 2])  # values 1 and 2
+    lam, tau = 0.7, 0.5
+    obj = methods.mimo_objective(L0, L, torch.tensor([True, True]), penalty=lam, temperature=tau)
+    obj.backward()
+    w = torch.softmax(torch.tensor([1.0, 2.0], dtype=torch.float64) / tau, 0)  # by hand
+    expected = torch.tensor([2.0, lam * w[0] * 1.0, lam * w[1] * -4.0], dtype=torch.float64)
+    assert torch.allclose(theta.grad, expected, atol=1e-14)
+    assert w[1] > 0.88  # the worse modality (loss 2) gets most of the weight
+    # tau -> 0: the penalty tends to the max
+    sm = methods.smooth_max(torch.tensor([1.0, 2.0]), torch.tensor([True, True]), 1e-3)
+    assert abs(float(sm) - 2.0) < 1e-3
+    # masked modalities are left out; none present -> 0
+    sm = methods.smooth_max(torch.tensor([[1.0, 50.0], [3.0, 4.0]]), torch.tensor([[True, False], [False, False]]), 1.0)
+    assert torch.allclose(sm, torch.tensor([1.0, 0.0]))
+
+
+def test_bogc_combination_by_hand():
+    # sources x micro-batches x dimensions; dimension 0 by hand:
+    # source 0: (1, 3) -> mu 2, var of the mean ((1+1)/1)/2 = 1, evidence 4
+    # source 1: (0, 2) -> mu 1, var 1, evidence 1
+    # masses 4/6 and 1/6, uncommitted 1/6; update = 2 * (4/6 * 2 + 1/6 * 1) = 3
+    # dimension 1: only source 0 touches it: (2, 2.2) -> mu 2.1, var 0.01, evidence 441
+    grads = torch.tensor([[[1.0, 2.0], [3.0, 2.2]],
+                          [[0.0, 0.0], [2.0, 0.0]]], dtype=torch.float64)
+    update, mass, u = methods.bogc_combine(grads)
+    assert torch.allclose(mass[:, 0], torch.tensor([4 / 6, 1 / 6], dtype=torch.float64))
+    assert torch.allclose(u[0], torch.tensor(1 / 6, dtype=torch.float64))
+    assert torch.allclose(update[0], torch.tensor(3.0, dtype=torch.float64))
+    e = 2.1**2 / 0.01
+    assert torch.allclose(update[1], torch.tensor(e / (1 + e) * 2.1, dtype=torch.float64))
+    # certain, agreeing sources: the plain sum of the gradients (the linear combination)
+    g = torch.tensor([[[1.0], [1.0 + 1e-6]], [[2.0], [2.0 + 1e-6]]], dtype=torch.float64)
+    assert torch.allclose(methods.bogc_combine(g)[0], torch.tensor([3.0], dtype=torch.float64), rtol=1e-5)
+    # an uncertain source barely moves: mean ~0 relative to its spread
+    g = torch.tensor([[[-1.0], [1.01]]], dtype=torch.float64)
+    assert abs(float(methods.bogc_combine(g)[0])) < 1e-4
+
+
+# ------------------------------------------------------------ batched == loop
+CASES = [
+    ("i2m2", "classification", {}),
+    ("i2m2", "classification", {"encoder": "mlp", "batch_size": 12}),
+    ("mimo", "classification", {"temperature": 0.5, "penalty": 2.0}),
+    ("mimo", "regression", {"encoder": "mlp", "ridge": 0.01}),
+    ("ogm_ge", "classification", {"ge": False, "alpha": 0.8}),
+    ("ogm_ge", "classification", {"ge": False, "encoder": "mlp", "batch_size": 12}),
+    ("bogc", "classification", {"micro_batches": 3}),
+    ("bogc", "regression", {"encoder": "mlp", "ridge": 0.01}),
+    ("xmodal", "classification", {"pretrain_steps": 6, "batch_size": 12}),
+    ("xmodal", "regression", {"encoder": "mlp", "pretrain_steps": 6}),
+]
+
+
+def _setup(task, learner, G=2, m=25):
+    if task == "classification":
+        world, out_dim = synthetic.NonlinearWorld((4, 3, 5), latent_dim=2, n_classes=3), 3
+    else:
+        world, out_dim = synthetic.LinearWorld((4, 3, 5), latent_dim=2, output_dim=2), 2
+    subs = all_subsets(world.names)
+    datas = [world.sample(m, seed=g) for g in range(G)]
+    plan = ModelPlan(world.names, tuple(world.dims.values()), tuple(subs), out_dim)
+    inits = [[init_model(learner, s, world.dims, out_dim, key=("t", g, str(s)), dtype=torch.float64)
+              for s in subs] for g in range(G)]
+    xs = [torch.stack([d[k] for d in datas]) for k in world.names]
+    y = torch.stack([d.y for d in datas])
+    return world, subs, datas, plan, inits, xs, (y.double() if task == "regression" else y)
+
+
+@pytest.mark.parametrize(("method", "task", "extra"), CASES,
+                         ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)])
+def test_method_batched_equals_per_model_loop(method, task, extra):
+    lrn = Learner("late_fusion", method=method, latent_dim=3, hidden=4, steps=12, **extra)
+    world, subs, datas, plan, inits, xs, y = _setup(task, lrn)
+    res = train_batched(lrn, plan, xs, y, inits, task=task, dtype=torch.float64,
+                        batch_keys=[("b", g) for g in range(len(datas))])
+    with torch.no_grad():
+        batched_out = forward(lrn, res.params, xs, plan)
+    for g, data in enumerate(datas):
+        for s, sub in enumerate(subs):
+            x = {k: data[k] for k in world.names}
+            model = train_loop(lrn, sub, x, y[g], inits[g][s], task=task, batch_key=("b", g),
+                               dims=world.dims)
+            with torch.no_grad():
+                loop_out = model(x)
+            # float64, the same arithmetic up to summation order
+            assert torch.allclose(batched_out[g, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
+
+
+def _train(lrn, task="classification"):
+    world, subs, datas, plan, inits, xs, y = _setup(task, lrn)
+    res = train_batched(lrn, plan, xs, y, inits, task=task, dtype=torch.float64,
+                        batch_keys=[("b", g) for g in range(len(datas))])
+    return res, plan, inits
+
+
+def test_neutral_settings_reduce_to_erm():
+    """OGM-GE with alpha = 0 and no noise, and MIMO with penalty 0, train the fused model
+    exactly as ERM does (their extra parts do not touch it)."""
+    base = dict(kind="late_fusion", latent_dim=3, steps=10)
+    erm = _train(Learner(**base))[0]
+    for lrn in (Learner(**base, method="ogm_ge", alpha=0.0, ge=False),
+                Learner(**base, method="mimo", penalty=0.0)):
+        res = _train(lrn)[0]
+        for key, v in erm.params.items():
+            assert torch.equal(res.params[key], v), (lrn.method, key)
+    moved = _train(Learner(**base, method="ogm_ge", alpha=2.0, ge=False))[0]
+    assert not torch.equal(moved.params["W1.m1"], erm.params["W1.m1"])
+
+
+def test_ogm_ge_noise_has_the_gradients_own_spread():
+    lrn = Learner("late_fusion", method="ogm_ge", latent_dim=8, alpha=0.0)
+    world = synthetic.NonlinearWorld((40, 30), latent_dim=2, n_classes=3)
+    sub = parse_subset("all", world.names)
+    plan = ModelPlan(world.names, tuple(world.dims.values()), (sub,), 3)
+    data = world.sample(200, seed=0)
+    xs = [data[k][None] for k in world.names]
+    y = data.y[None]
+    from mmtheory.learners import stack_params
+    init = [[init_model(lrn, sub, world.dims, 3, key=("n",), dtype=torch.float64)]]
+    grads = {}
+    for ge in (False, True):
+        params = stack_params(init, plan, "cpu", torch.float64)
+        gen = torch.Generator().manual_seed(0) if ge else None
+        methods.ogm_ge_step(lrn, params, xs, y, plan, lambda p: torch.zeros(1, 1), gen)
+        grads[ge] = {k: v.grad.clone() for k, v in params.items()}
+    for key in ("W1.m1", "W1.m2"):
+        noise = grads[True][key] - grads[False][key]
+        sd, target = float(noise.std()), float(grads[False][key].std())
+        n = noise.numel()  # 320 and 240 entries: the sample sd has relative SE 1/sqrt(2n) < 5%
+        assert abs(sd / target - 1) < 5 / math.sqrt(2 * n), (key, sd, target)
+    assert torch.equal(grads[True]["Wh.m1"], grads[False]["Wh.m1"])  # the head gets no noise
+
+
+def test_xmodal_pretraining_moves_only_multimodal_encoders():
+    lrn = Learner("late_fusion", method="xmodal", latent_dim=3, steps=3, pretrain_steps=20, lr=0.05)
+    res, plan, inits = _train(lrn, "regression")
+    assert not any(k.startswith("Wd.") for k in res.params) and "Wd.m1" in res.pretrained
+    for s, sub in enumerate(plan.subsets):
+        name = sub.names[0]
+        k = plan.members(plan.names.index(name)).index(s)
+        before = inits[0][s][f"W1.{name}"]
+        after = res.pretrained[f"W1.{name}"][0, k]
+        assert torch.equal(before, after) == (len(sub) == 1), str(sub)
+
+
+def test_xmodal_pretraining_lowers_the_cross_modal_loss():
+    from mmtheory.learners import stack_params
+
+    lrn = Learner("late_fusion", method="xmodal", latent_dim=3, steps=1, pretrain_steps=60, lr=0.05)
+    world, subs, datas, plan, inits, xs, y = _setup("regression", lrn)
+    res = train_batched(lrn, plan, xs, y, inits, task="regression", dtype=torch.float64)
+    with torch.no_grad():
+        before = methods.xmodal_loss(lrn, stack_params(inits, plan, "cpu", torch.float64), xs, plan)
+        after = methods.xmodal_loss(lrn, res.pretrained, xs, plan)
+    multi = torch.tensor([len(s) >= 2 for s in subs])
+    assert torch.all(after[:, multi] < 0.8 * before[:, multi])
+    assert torch.all(after[:, ~multi] == 0)
+
+
+@pytest.mark.parametrize("method", ["i2m2", "ogm_ge"])
+def test_classification_only_methods_refuse_regression(method):
+    lrn = Learner("late_fusion", method=method, latent_dim=3, steps=2)
+    with pytest.raises(ValueError, match="classification"):
+        _train(lrn, "regression")
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"method": "nope"}, "method must be one of"),
+    ({"method": "mimo", "kind": "early_fusion"}, "needs kind 'late_fusion'"),
+    ({"method": "mimo", "fusion": "sum"}, "fusion 'concat'"),
+    ({"method": "mimo", "temperature": 0}, "temperature must be > 0"),
+    ({"method": "bogc", "micro_batches": 1}, "micro_batches must be an integer >= 2"),
+    ({"method": "ogm_ge", "alpha": -1}, "alpha must be a finite number"),
+    ({"method": "xmodal", "pretrain_steps": -2}, "pretrain_steps must be"),
+])
+def test_method_settings_are_validated(fields, message):
+    base = {"kind": "late_fusion"}
+    with pytest.raises(ValueError, match=message):
+        Learner(**{**base, **fields})
