@@ -30,6 +30,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output directory (results.csv, records/)")
     s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     s.add_argument("--dry-run", action="store_true", help="print the resolved grid and its size only")
+    s.add_argument("--shard", default=None, metavar="I/N",
+                   help="run shard I of N only (1 <= I <= N); N processes share --out, then a "
+                        "run without --shard merges")
 
     c = sub.add_parser("check", help="bounds.csv and predictions.csv from a sweep's results")
     c.add_argument("dir", help="directory holding results.csv")
@@ -43,9 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--path", help="the data file (npz, iemocap)")
     d.add_argument("--layout", default="auto", choices=["auto", "cer", "mult"],
                    help="IEMOCAP pickle layout (default: detected)")
+    d.add_argument("--target", default="multiclass",
+                   help="IEMOCAP mult layout: 'multiclass' or one emotion's binary task "
+                        "(neutral, happy, sad, angry)")
     d.add_argument("--out", default=None, help="output directory (default runs/<dataset>)")
     d.add_argument("--seeds", type=int, default=5)
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
+    mt = sub.add_parser("methods", help="the related methods (I2M2, MIMO, BOGC, OGM-GE, xmodal) "
+                                        "against ERM on an imbalance world and mfeat")
+    mt.add_argument("--out", default="runs/methods", help="output directory (default runs/methods)")
+    mt.add_argument("--quick", action="store_true", help="3 seeds, one size, 150 steps (about 3 min)")
+    mt.add_argument("--datasets", default="imbalance,mfeat",
+                    help="comma-separated: imbalance, mfeat (default both)")
+    mt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     pl = sub.add_parser("plot", help="regenerate every figure from a run directory's tables")
     pl.add_argument("dir", help="run directory (e.g. runs/reproduce)")
@@ -67,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "sweep":
             from mmtheory.experiments import run_spec_file
 
-            run_spec_file(args.spec, out=args.out, device=args.device, dry_run=args.dry_run)
+            run_spec_file(args.spec, out=args.out, device=args.device, dry_run=args.dry_run,
+                          shard=args.shard)
         elif args.command == "check":
             from mmtheory.theory.report import check_dir
 
@@ -78,14 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             if args.dataset in ("npz", "iemocap") and not args.path:
                 raise ValueError(f"dataset {args.dataset} needs --path FILE")
+            if args.target != "multiclass" and args.dataset != "iemocap":
+                raise ValueError("--target applies to the IEMOCAP mult layout only")
             out = args.out or f"runs/{args.dataset}"
             if args.dataset == "iemocap":
-                loaded = load_iemocap(args.path, args.layout)
+                loaded = load_iemocap(args.path, args.layout, target=args.target)
                 run_real(loaded, out, seeds=args.seeds, device=args.device, learner=PAPER_PROTOCOL,
-                         sizes=paper_sizes(loaded), paper_layout=True)
+                         sizes=paper_sizes(loaded), paper_layout=args.target == "multiclass")
             else:
                 loaded = load_npz(args.path) if args.dataset == "npz" else load_mfeat()
                 run_real(loaded, out, seeds=args.seeds, device=args.device)
+        elif args.command == "methods":
+            from mmtheory.compare import run_comparison
+
+            run_comparison(args.out, quick=args.quick, device=args.device,
+                           datasets=tuple(d.strip() for d in args.datasets.split(",") if d.strip()))
         elif args.command == "plot":
             from mmtheory.artifacts import write_figures
 

@@ -23,8 +23,8 @@ import torch
 from mmtheory.engine import per_sample_loss
 from mmtheory.learners import Learner, ModelPlan, forward
 
-__all__ = ["Estimate", "evaluate_models", "refit_head_eta", "fit_linear_heads", "f1_scores",
-           "EVAL_CHUNK"]
+__all__ = ["Estimate", "evaluate_models", "refit_head_eta", "branch_view", "fit_linear_heads",
+           "f1_scores", "EVAL_CHUNK"]
 
 #: Rows per forward pass when evaluating on large samples (bounds memory).
 EVAL_CHUNK = 4096
@@ -170,6 +170,8 @@ def _trained_head(learner: Learner, params: dict[str, torch.Tensor], plan: Model
     """The trained head in the coordinates of the latent that ``forward`` returns, or None."""
     G = params["bh"].shape[0]
     p = plan.out_dim
+    if learner.method == "i2m2":  # a product of experts: no linear head on the latent
+        return None
     if learner.kind == "linear":
         eye = torch.eye(p, dtype=params["bh"].dtype, device=params["bh"].device)
         return eye.expand(G, plan.S, p, p), torch.zeros_like(params["bh"])
@@ -222,3 +224,25 @@ def refit_head_eta(learner: Learner, params: dict[str, torch.Tensor], plan: Mode
         values.append(mean - bayes_risk)
         ses.append(se)
     return Estimate(np.concatenate(values), np.concatenate(ses), method)
+
+
+def branch_view(params: dict[str, torch.Tensor], plan: ModelPlan, k: int
+                ) -> tuple[dict[str, torch.Tensor], ModelPlan, list[int]] | None:
+    """Modality k's branch of late-fusion models: the encoders that read x_k (and their
+    heads), for the models whose subset contains k, as models of the subset {k}.
+
+    Returns (params, plan, positions of those models in ``plan``), or None when no model
+    contains k. Its refit-head eta is the latent quality of the unimodal branch.
+    """
+    from mmtheory.subsets import parse_subset
+
+    name = plan.names[k]
+    members = plan.members(k)
+    if not members:
+        return None
+    sub = {key: v for key, v in params.items() if "." in key and key.split(".", 1)[1] == name}
+    for key, v in params.items():
+        if "." not in key:
+            sub[key] = v[:, members]
+    single = parse_subset(name, plan.names)
+    return sub, ModelPlan(plan.names, plan.dims, (single,) * len(members), plan.out_dim), members

@@ -4,7 +4,7 @@ from synthetic.base import LinearLatentWorld, World
 from synthetic.linear import LinearWorld
 from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
-from synthetic.presets import PRESETS, iemocap_like, table4_world
+from synthetic.presets import PRESETS, iemocap_like, imbalance_world, table4_world
 
 __all__ = [
     "World",
@@ -14,5 +14,6 @@ __all__ = [
     "OverlapWorld",
     "PRESETS",
     "iemocap_like",
+    "imbalance_world",
     "table4_world",
 ]

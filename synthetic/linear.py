@@ -64,6 +64,10 @@ class LinearWorld(LinearLatentWorld):
     scale : float > 0
         Logit scale (classification): larger means less label noise.
     latent : "gaussian" or "uniform" (bounded, same second moments)
+    feature_scale : float or sequence, > 0
+        Multiplies each informative modality's features (signal and noise): a large scale
+        makes a modality fast to learn by gradient steps, a small one slow (imbalance in
+        optimisation, not in information).
     seed : int
         Seed of the fixed maps A_k and C_k.
     """
@@ -85,6 +89,7 @@ class LinearWorld(LinearLatentWorld):
         label_noise: float = 0.5,
         scale: float = 1.0,
         latent: str = "gaussian",
+        feature_scale: float | Sequence[float] = 1.0,
         seed: SeedLike = 0,
     ) -> None:
         dims = check_latent_dims(dims, latent_dim)
@@ -99,6 +104,9 @@ class LinearWorld(LinearLatentWorld):
         rho = check_unit_interval(rho, "rho")
         sigma = per_modality(noise, K, "noise")
         strengths = per_modality(strength, K, "strength")
+        fscale = per_modality(feature_scale, K, "feature_scale")
+        if any(v <= 0 for v in fscale):
+            raise ValueError(f"feature_scale must be > 0 for every modality, got {list(fscale)}")
         if names is None:
             names = [f"m{k + 1}" for k in range(K)]
         names = list(names)
@@ -112,6 +120,7 @@ class LinearWorld(LinearLatentWorld):
         self.task, self.latent = task, latent
         self.rho, self.latent_block = rho, latent_dim
         self.noise, self.strength = sigma, strengths
+        self.feature_scale = fscale
         self.n_noise_modalities, self.scale = n_noise_modalities, float(scale)
         self.world_seed = seed
         r = latent_dim
@@ -125,8 +134,8 @@ class LinearWorld(LinearLatentWorld):
             V[:, :r] = np.sqrt(rho) * np.eye(r)
             V[:, r * (k + 1) : r * (k + 2)] = np.sqrt(1 - rho) * np.eye(r)
             A = _orthonormal(as_generator(seed, "A", name), dims[k], r)
-            self._T[name] = A @ V
-            self._noise[name] = float(sigma[k])
+            self._T[name] = fscale[k] * A @ V
+            self._noise[name] = float(fscale[k] * sigma[k])
             C = as_generator(seed, "C", name).standard_normal((p, r)) / np.sqrt(r)
             B += strengths[k] * C @ V
         for j in range(n_noise_modalities):
@@ -159,6 +168,8 @@ class LinearWorld(LinearLatentWorld):
             "strength": ",".join(f"{v:g}" for v in self.strength),
             "n_noise_modalities": self.n_noise_modalities,
             "latent": self.latent,
+            **({"feature_scale": ",".join(f"{v:g}" for v in self.feature_scale)}
+               if any(v != 1 for v in self.feature_scale) else {}),
         }
 
     def __repr__(self) -> str:

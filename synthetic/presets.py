@@ -6,7 +6,7 @@ from mmtheory.seeding import SeedLike
 from synthetic.linear import LinearWorld
 from synthetic.overlap import OverlapWorld
 
-__all__ = ["iemocap_like", "table4_world", "PRESETS"]
+__all__ = ["iemocap_like", "imbalance_world", "table4_world", "PRESETS", "IMBALANCE"]
 
 #: IEMOCAP's training-set size in the paper (13,200 utterances).
 IEMOCAP_TRAIN_SIZE = 13_200
@@ -42,9 +42,40 @@ def iemocap_like(seed: SeedLike = 0, *, latent: str = "gaussian", **overrides) -
     return LinearWorld(**{**IEMOCAP_LIKE, **overrides}, latent=latent, seed=seed)
 
 
+#: The imbalance preset's parameters (LinearWorld keywords); ``imbalance_world(**overrides)``
+#: replaces any of them.
+IMBALANCE = {
+    "dims": (20, 20),
+    "names": ("strong", "weak"),
+    "latent_dim": 4,
+    "rho": 0.0,
+    "noise": (0.1, 0.6),
+    "strength": (3.0, 1.0),
+    "feature_scale": (1.0, 0.2),
+    "task": "classification",
+    "n_classes": 4,
+    "scale": 3.0,
+}
+
+
+def imbalance_world(seed: SeedLike = 0, **overrides) -> LinearWorld:
+    """Two complementary modalities (rho = 0): one strong and fast to learn, one weak and slow.
+
+    "strong" is clean, carries the larger share of the label and has unit feature scale;
+    "weak" is noisier, carries a smaller but complementary share (the Bayes classifier needs
+    it) and has features scaled by 0.2, so its encoder's gradients are small. Plain joint late
+    fusion tends to fit the strong modality first and leave the weak encoder under-trained:
+    the modality-imbalance setting that I2M2, MIMO, BOGC-MML and OGM-GE address.
+    """
+    unknown = sorted(set(overrides) - set(IMBALANCE))
+    if unknown:
+        raise ValueError(f"unknown imbalance_world parameter {unknown[0]!r}; known: {sorted(IMBALANCE)}")
+    return LinearWorld(**{**IMBALANCE, **overrides}, seed=seed)
+
+
 def table4_world(overlap: float, *, dim: int = 100, n_modalities: int = 4) -> OverlapWorld:
     """The overlap world of the paper's Table 4 (reconstructed): K = 4, d = 100."""
     return OverlapWorld(n_modalities=n_modalities, dim=dim, overlap=overlap)
 
 
-PRESETS = {"iemocap_like": iemocap_like, "table4": table4_world}
+PRESETS = {"iemocap_like": iemocap_like, "imbalance": imbalance_world, "table4": table4_world}

@@ -122,3 +122,23 @@ def test_not_a_pickle(tmp_path):
     path.write_bytes(b"not a pickle")
     with pytest.raises(DataFormatError, match="not a readable pickle"):
         load_iemocap(path)
+
+
+def test_cli_runs_one_emotions_binary_task(tmp_path):
+    """``--target happy``: the mult layout's per-emotion binary task, from the command line."""
+    path = _dump(tmp_path, _mult_dict(n=160))
+    assert main(["data", "iemocap", "--path", str(path), "--target", "happy",
+                 "--out", str(tmp_path / "o"), "--seeds", "1"]) == 0
+    res = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert len(res) == 7 * res.m.nunique()
+    # two classes: two per-class F1 values per run
+    assert res.test_f1_per_class.str.split().map(len).eq(2).all()
+    assert "target happy" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_cli_target_needs_the_mult_layout(tmp_path, capsys):
+    path = _dump(tmp_path, _cer_tuple())
+    assert main(["data", "iemocap", "--path", str(path), "--target", "happy",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "needs the mult layout" in err[0]

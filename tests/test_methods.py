@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
@@ -226,3 +227,72 @@ def test_method_settings_are_validated(fields, message):
     base = {"kind": "late_fusion"}
     with pytest.raises(ValueError, match=message):
         Learner(**{**base, **fields})
+
+
+# ------------------------------------------------------------ sweeps and the comparison
+def test_imbalance_world_scales_the_weak_modality():
+    weak = synthetic.imbalance_world().sample(50, seed=3)["weak"]
+    unscaled = synthetic.imbalance_world(feature_scale=(1.0, 1.0)).sample(50, seed=3)["weak"]
+    assert torch.allclose(weak, 0.2 * unscaled, atol=1e-12)
+    assert synthetic.imbalance_world().params()["feature_scale"] == "1,0.2"
+    assert "feature_scale" not in synthetic.LinearWorld((4, 4), latent_dim=2).params()
+    with pytest.raises(ValueError, match="feature_scale must be > 0"):
+        synthetic.imbalance_world(feature_scale=(1.0, 0.0))
+
+
+def test_sweep_measures_branch_and_pretraining_eta():
+    import mmtheory as mt
+
+    world = synthetic.imbalance_world()
+    learners = [{"kind": "late_fusion", "latent_dim": 2, "steps": 5, "name": "erm"},
+                {"kind": "late_fusion", "latent_dim": 2, "steps": 5, "method": "xmodal",
+                 "pretrain_steps": 5, "name": "xmodal"}]
+    tab = mt.sweep(world, learner=learners, subsets=["strong", "weak", "all"], m=[60], seeds=2,
+                   branch_eta=True, progress=False, n_test=500, n_refit=500, n_eval=500)
+    single = tab[tab.subset != "strong+weak"]
+    for r in single.itertuples():
+        # a single-modality model is its own branch: the same encoder, the same refit
+        assert getattr(r, f"eta_branch_{r.subset}") == pytest.approx(r.eta, rel=1e-9)
+        other = "weak" if r.subset == "strong" else "strong"
+        assert pd.isna(getattr(r, f"eta_branch_{other}"))
+    both = tab[tab.subset == "strong+weak"]
+    assert both[["eta_branch_strong", "eta_branch_weak"]].notna().all().all()
+    assert tab[tab.learner == "xmodal"].eta_pretrain.notna().all()
+    assert tab[tab.learner == "erm"].eta_pretrain.isna().all()
+
+
+def test_claims_verdicts_from_paired_differences():
+    from mmtheory.compare import claims_table
+
+    rows = []
+    for seed in range(4):
+        for learner, risk, eta in (("erm", 1.0, 0.5), ("mimo", 0.9, 0.5), ("ogm_ge", 1.1, 0.5)):
+            jitter = 0.001 * seed * (1 if learner != "ogm_ge" else -1)
+            rows.append({"learner": learner, "subset": "a+b", "m": 10, "seed": seed,
+                         "test_risk": risk + jitter, "eta": eta + jitter,
+                         "eta_branch_a": 0.3, "eta_branch_b": 0.6 - jitter})
+        rows.append({"learner": "erm", "subset": "b", "m": 10, "seed": seed, "test_risk": 1.0,
+                     "eta": 0.55, "eta_branch_a": None, "eta_branch_b": 0.55})
+    claims = claims_table(pd.DataFrame(rows), "toy", ("a", "b")).set_index("claim")
+    assert claims.loc["mimo lowers the test risk of the fused model", "verdict"] == "reproduced"
+    assert claims.loc["ogm_ge lowers the test risk of the fused model", "verdict"] == "contradicted"
+    assert claims.loc["mimo improves the fused encoder's eta", "verdict"] == "inconclusive"
+    # the weakest branch under ERM is b (eta 0.6 > 0.3), 0.05 worse than b trained alone
+    under = claims.loc["joint ERM under-trains the weakest encoder (b)"]
+    assert under["verdict"] == "reproduced" and under["mean"] == pytest.approx(0.05 - 0.0015, abs=1e-3)
+
+
+def test_methods_cli_writes_report_and_rejects_bad_datasets(tmp_path, capsys):
+    from mmtheory.cli import main
+    from mmtheory.compare import run_comparison
+
+    report = run_comparison(tmp_path / "c", datasets=("imbalance",), seeds=2, steps=5, quick=True,
+                            progress=False)
+    text = report.read_text()
+    assert "## Published claims" in text and "eta weak" in text
+    claims = pd.read_csv(tmp_path / "c" / "claims.csv")
+    assert set(claims.verdict) <= {"reproduced", "contradicted", "inconclusive"}
+    assert {"i2m2", "mimo", "bogc", "ogm_ge", "xmodal"} <= {c.split()[0] for c in claims.claim}
+    assert main(["methods", "--datasets", "nope", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown dataset 'nope'" in err[-1]

@@ -154,4 +154,7 @@ def load_iemocap(path: str | Path, layout: str = "auto", *, target: str = "multi
             raise DataFormatError(f"{path}: the mult layout is a dict with 'train', 'valid', 'test', "
                                   f"got {type(obj).__name__}")
         return _mult(path, obj, target)
+    if target != "multiclass":
+        raise ValueError(f"target {target!r} needs the mult layout (per-emotion labels); the cer "
+                         "layout has one 6-class label per utterance")
     return _cer(path, obj)

@@ -3,6 +3,10 @@
 ``records.jsonl`` in the output directory is the source of truth; ``results.csv`` is
 rebuilt from it. A line cut short by a crash (or otherwise unreadable) is reported
 with its path and line number, moved to ``records.corrupt.jsonl`` and never merged.
+
+Sharding: a store opened with ``shard=(i, n)`` appends to its own file
+``records.shard-i-of-n.jsonl``, so n processes (or machines sharing a file system) never
+write to the same file; every store reads all record files of the directory.
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ __all__ = ["RecordStore", "write_csv_atomic"]
 class RecordStore:
     """Append-only record file keyed by ``run_id``."""
 
-    def __init__(self, out_dir: str | os.PathLike) -> None:
+    def __init__(self, out_dir: str | os.PathLike, shard: tuple[int, int] | None = None) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / "records.jsonl"
+        name = "records.jsonl" if shard is None else f"records.shard-{shard[0]}-of-{shard[1]}.jsonl"
+        self.path = self.dir / name
         self._records: dict[str, dict] = {}
-        self._load()
+        for path in sorted(self.dir.glob("records*.jsonl")):
+            if path.name != "records.corrupt.jsonl":
+                self._load(path)
 
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
+    def _load(self, path: Path) -> None:
         good, bad = [], []
-        with open(self.path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
@@ -50,17 +55,21 @@ class RecordStore:
             with open(corrupt, "a", encoding="utf-8") as fh:
                 for _, line in bad:
                     fh.write(line if line.endswith("\n") else line + "\n")
-            tmp = self.path.with_suffix(".jsonl.tmp")
+            tmp = path.with_suffix(".jsonl.tmp")
             with open(tmp, "w", encoding="utf-8") as fh:
                 fh.writelines(good)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
             lines = ", ".join(str(n) for n, _ in bad[:5])
-            msg = (f"{self.path}: skipped {len(bad)} unreadable record line(s) (line {lines}); "
+            msg = (f"{path}: skipped {len(bad)} unreadable record line(s) (line {lines}); "
                    f"moved to {corrupt}; those runs will be redone")
             warnings.warn(msg, RuntimeWarning, stacklevel=3)
             print(f"mmtheory: {msg}", file=sys.stderr)
+
+    def records(self) -> list[dict]:
+        """Every finished run's record."""
+        return list(self._records.values())
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._records

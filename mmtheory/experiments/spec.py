@@ -24,6 +24,7 @@ seeds = 5                       # a count or a list
 n_test = 10000
 n_refit = 10000
 n_eval = 10000
+branch_eta = false              # true: also eta of each modality's branch (late fusion)
 ```
 """
 
@@ -41,7 +42,7 @@ __all__ = ["SweepSpec", "load_spec", "parse_spec", "WORLD_KINDS"]
 
 #: World kinds a spec may name (``synthetic`` is imported when a spec is parsed: it
 #: depends on mmtheory's data layer, so importing it here would be circular).
-WORLD_KINDS = ("overlap", "linear", "nonlinear", "iemocap_like", "table4")
+WORLD_KINDS = ("overlap", "linear", "nonlinear", "iemocap_like", "imbalance", "table4")
 
 
 def _world_factory(kind: str):
@@ -52,13 +53,14 @@ def _world_factory(kind: str):
         "linear": synthetic.LinearWorld,
         "nonlinear": synthetic.NonlinearWorld,
         "iemocap_like": synthetic.iemocap_like,
+        "imbalance": synthetic.imbalance_world,
         "table4": synthetic.table4_world,
     }[kind]
 #: Parameters whose value is itself a list; a grid over them is a list of lists.
-_LIST_PARAMS = {"dims", "names", "noise", "strength"}
+_LIST_PARAMS = {"dims", "names", "noise", "strength", "feature_scale"}
 _TOP_KEYS = {"name", "device", "dtype", "world", "learner", "grid", "estimation"}
 _GRID_KEYS = {"subsets", "m", "ratios", "of", "seeds"}
-_EST_KEYS = {"n_test", "n_refit", "n_eval"}
+_EST_KEYS = {"n_test", "n_refit", "n_eval", "branch_eta"}
 
 
 @dataclass
@@ -181,6 +183,10 @@ def parse_spec(doc: dict, *, where: str = "spec") -> SweepSpec:
     _as_spec_error("grid.subsets", parse_subsets, subsets, worlds[0].names)
     est = _table(doc, "estimation", _EST_KEYS)
     for k, v in est.items():
+        if k == "branch_eta":
+            if not isinstance(v, bool):
+                raise SpecError(f"estimation.branch_eta must be true or false, got {v!r}")
+            continue
         if not isinstance(v, int) or isinstance(v, bool) or v < 2:
             raise SpecError(f"estimation.{k} must be an integer >= 2, got {v!r}")
     device = doc.get("device", "auto")

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mmtheory.engine import fit_least_squares, resolve_device, train_batched
-from mmtheory.estimation import Estimate, evaluate_models, refit_head_eta
+from mmtheory.estimation import Estimate, branch_view, evaluate_models, refit_head_eta
 from mmtheory.experiments.records import RecordStore, write_csv_atomic
 from mmtheory.experiments.sources import make_source, stack_groups
 from mmtheory.learners import Learner, ModelPlan, init_model, stack_params
@@ -123,8 +123,13 @@ def _check_seeds(seeds) -> list[int]:
 
 
 def _run_id(source, learner: Learner, subset: Subset, m: int, seed: int, extra: dict) -> str:
+    """Everything that determines a run's numbers, hashed: world, learner settings, subset,
+    m, seed, estimation sizes and the mmtheory version (a new version recomputes)."""
+    import mmtheory
+
     key = json.dumps({"world": source.identity, "learner": learner.settings(), "subset": str(subset),
-                      "m": m, "seed": seed, **extra}, sort_keys=True, default=str)
+                      "m": m, "seed": seed, "code": mmtheory.__version__, **extra},
+                     sort_keys=True, default=str)
     return hashlib.sha1(key.encode()).hexdigest()[:16]
 
 
@@ -145,8 +150,10 @@ def plan_runs(source, learners, subsets, sizes, seeds, extra) -> list[dict]:
 
 
 class _Runner:
-    def __init__(self, source, device, dtype, store, progress, memory_budget, extra):
+    def __init__(self, source, device, dtype, store, progress, memory_budget, extra,
+                 branch_eta=False):
         self.source, self.device, self.store = source, device, store
+        self.branch_eta = branch_eta
         self.dtype_name = dtype
         self.extra, self.progress = extra, progress
         self.memory_budget = memory_budget
@@ -176,7 +183,8 @@ class _Runner:
         return xs, torch.cat([p[1] for p in parts])
 
     def _record(self, run, *, train_risk, risk: Estimate, eta: Estimate, g, s, acc=None,
-                converged=True, diverged=False, grad_norm=0.0, wall=0.0, dtype="float64"):
+                converged=True, diverged=False, grad_norm=0.0, wall=0.0, dtype="float64",
+                extra_columns=None):
         src = self.source
         rec = {
             "world": src.name, "learner": run["learner"].label, "subset": str(run["subset"]),
@@ -195,6 +203,7 @@ class _Runner:
             "versions": self.versions, **self.extra,
         }
         rec["null_risk"] = self._null_risk(run["seed"])
+        rec.update(extra_columns or {})
         if diverged:
             for key in ("test_risk", "test_risk_se", "eta", "eta_se", "test_accuracy"):
                 rec[key] = None
@@ -372,6 +381,7 @@ class _Runner:
         evaluation = self._stacked_eval("evaluation", seeds, dtype)
         eta = refit_head_eta(learner, params, plan, refit, evaluation, src.task, self.bayes,
                              src.eta_method)
+        more = self._more_etas(learner, res, plan, refit, evaluation)
         wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
         wanted = {(r["seed"], str(r["subset"])): r for r in m_runs}
         records = []
@@ -383,8 +393,34 @@ class _Runner:
                 records.append(self._record(
                     run, train_risk=res.train_loss[g, s].item(), risk=risk, eta=eta, g=g, s=s,
                     acc=acc, converged=bool(res.converged[g, s]), diverged=bool(res.diverged[g, s]),
-                    grad_norm=float(res.grad_norm[g, s]), wall=wall, dtype=str(dtype).split(".")[-1]))
+                    grad_norm=float(res.grad_norm[g, s]), wall=wall, dtype=str(dtype).split(".")[-1],
+                    extra_columns={col: fn(g, s) for col, fn in more.items()}))
         self._flush(records, bar)
+
+    def _more_etas(self, learner, res, plan, refit, evaluation) -> dict:
+        """Extra eta columns, as functions of (g, s): ``eta_pretrain`` (xmodal, the encoder
+        before fine-tuning) and, with ``branch_eta``, ``eta_branch_<modality>`` (late fusion
+        with concatenation: the refit-head eta of the encoders that read that modality)."""
+        src = self.source
+        cols = {}
+
+        def column(est, positions):
+            where = {s: i for i, s in enumerate(positions)}
+            return lambda g, s: float(est.value[g, where[s]]) if s in where else None
+
+        if res.pretrained is not None:
+            est = refit_head_eta(learner, res.pretrained, plan, refit, evaluation, src.task,
+                                 self.bayes, src.eta_method)
+            cols["eta_pretrain"] = column(est, range(plan.S))
+        if self.branch_eta and learner.kind == "late_fusion" and learner.fusion == "concat":
+            for k, name in enumerate(plan.names):
+                view = branch_view(res.params, plan, k)
+                if view is None:
+                    continue
+                est = refit_head_eta(learner, view[0], view[1], refit, evaluation, src.task,
+                                     self.bayes, src.eta_method)
+                cols[f"eta_branch_{name}"] = column(est, view[2])
+        return cols
 
 
 def _f1_columns(acc, g: int, s: int) -> dict:
@@ -416,6 +452,8 @@ def sweep(
     n_eval: int = 10_000,
     progress: bool = True,
     memory_budget: float | None = None,
+    branch_eta: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Train an ERM model for every (learner, subset, m, seed); measure risk and eta.
 
@@ -431,6 +469,11 @@ def sweep(
         default float32
     out : directory for ``records.jsonl`` and ``results.csv``; finished runs are skipped
     n_test, n_refit, n_eval : sizes of the fresh test, head-refit and eta-evaluation samples
+    branch_eta : also measure eta of each modality's branch (late fusion with concatenation):
+        columns ``eta_branch_<modality>``
+    shard : (i, n) with 1 <= i <= n: run only the runs of shard i of n (by run id), writing
+        to this shard's own record file in ``out``; n processes with the same spec and
+        ``out`` share the grid, and a final run without ``shard`` merges (nothing to train)
 
     Returns
     -------
@@ -448,12 +491,22 @@ def sweep(
     seed_list = _check_seeds(seeds)
     extra = {"n_test": n_test, "n_refit": n_refit, "n_eval": n_eval, "dtype_iterative": dtype} \
         if test is None else {"dtype_iterative": dtype}
+    if branch_eta:
+        extra["branch_eta"] = True
     runs = plan_runs(source, learners, subs, sizes, seed_list, extra)
-    store = RecordStore(out) if out is not None else None
+    shard = _check_shard(shard, out)
+    store = RecordStore(out, shard) if out is not None else None
     pending = [r for r in runs if store is None or r["run_id"] not in store]
+    if store is not None:
+        _report_stale(store, source, runs, out)
+    if shard is not None:
+        pending = [r for r in pending if int(r["run_id"], 16) % shard[1] == shard[0] - 1]
+        runs_in_view = [r for r in runs if int(r["run_id"], 16) % shard[1] == shard[0] - 1]
+    else:
+        runs_in_view = runs
     budget = memory_budget if memory_budget is not None else _default_budget(dev)
-    runner = _Runner(source, dev, dtype, store, progress, budget, extra)
-    with tqdm(total=len(runs), initial=len(runs) - len(pending), disable=not progress,
+    runner = _Runner(source, dev, dtype, store, progress, budget, extra, branch_eta)
+    with tqdm(total=len(runs_in_view), initial=len(runs_in_view) - len(pending), disable=not progress,
               desc=f"sweep {source.name}", unit="model") as bar:
         for lrn in learners:
             mine = [r for r in pending if r["learner"] is lrn]
@@ -467,8 +520,38 @@ def sweep(
                 _write_results(store, runs, out)
     records = {r["run_id"]: r for r in runner.new_records}
     if store is not None:
-        records = {r["run_id"]: store.get(r["run_id"]) for r in runs}
-    return results_table([records[r["run_id"]] for r in runs])
+        records = {r["run_id"]: store.get(r["run_id"]) for r in runs if r["run_id"] in store}
+    return results_table([records[r["run_id"]] for r in runs if r["run_id"] in records])
+
+
+def _check_shard(shard, out) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    ok = (isinstance(shard, tuple | list) and len(shard) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in shard)
+          and shard[1] >= 1 and 1 <= shard[0] <= shard[1])
+    if not ok:
+        raise ValueError(f"shard must be (i, n) with 1 <= i <= n, got {shard!r}")
+    if out is None:
+        raise ValueError("shard needs out=DIR: the shards share one record store")
+    return int(shard[0]), int(shard[1])
+
+
+def _report_stale(store: RecordStore, source, runs: list[dict], out) -> None:
+    """Say, in one line, how many finished runs of this grid's cells were computed with
+    other learner settings or another mmtheory version (kept on disk, not reused)."""
+    import sys
+
+    wanted = {r["run_id"] for r in runs}
+    cells = {(r["learner"].label, str(r["subset"]), r["m"], r["seed"]) for r in runs}
+    stale = [rec for rec in store.records()
+             if rec.get("world_identity") == source.identity and rec["run_id"] not in wanted
+             and (rec.get("learner"), rec.get("subset"), rec.get("m"), rec.get("seed")) in cells]
+    if stale:
+        versions = sorted({str(rec.get("versions", {}).get("mmtheory")) for rec in stale})
+        print(f"mmtheory: {len(stale)} finished run(s) in {out} were computed with other "
+              f"learner settings or estimation sizes or another mmtheory version ({', '.join(versions)}); "
+              "kept in the records, not reused: those cells are recomputed", file=sys.stderr)
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:
@@ -492,8 +575,20 @@ def _write_results(store: RecordStore, runs: list[dict], out) -> None:
 
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` -> (i, n) with 1 <= i <= n, or a ValueError naming the flag."""
+    parts = str(text).split("/")
+    try:
+        i, n = (int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"--shard must be i/n with integers 1 <= i <= n, got {text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard must be i/n with integers 1 <= i <= n, got {text!r}")
+    return i, n
+
+
 def run_spec(spec, *, out: str, device: str | None = None, dry_run: bool = False,
-             progress: bool = True) -> pd.DataFrame | None:
+             progress: bool = True, shard: tuple[int, int] | None = None) -> pd.DataFrame | None:
     """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
     from pathlib import Path
 
@@ -516,20 +611,30 @@ def run_spec(spec, *, out: str, device: str | None = None, dry_run: bool = False
     tables = []
     for world in spec.worlds:
         tables.append(sweep(world, spec.learners, spec.subsets, spec.m, spec.seeds, device=dev,
-                            dtype=spec.dtype, out=out, progress=progress, **spec.estimation))
+                            dtype=spec.dtype, out=out, progress=progress, shard=shard,
+                            **spec.estimation))
     table = pd.concat(tables, ignore_index=True)
     write_csv_atomic(table, Path(out) / "results.csv")
     return table
 
 
-def run_spec_file(path: str, *, out: str, device: str | None = None, dry_run: bool = False):
-    """``mmtheory sweep``: load a TOML spec, run it, save ``results.csv``, print a summary."""
+def run_spec_file(path: str, *, out: str, device: str | None = None, dry_run: bool = False,
+                  shard: str | None = None):
+    """``mmtheory sweep``: load a TOML spec, run it, save ``results.csv``, print a summary.
+
+    ``shard`` "i/n": run shard i of n only (see :func:`sweep`).
+    """
     from mmtheory.experiments.spec import load_spec
 
     spec = load_spec(path)
-    table = run_spec(spec, out=out, device=device, dry_run=dry_run)
+    parsed = parse_shard(shard) if shard is not None else None
+    table = run_spec(spec, out=out, device=device, dry_run=dry_run, shard=parsed)
     if table is None:
         return None
+    if parsed is not None:
+        print(f"shard {parsed[0]}/{parsed[1]} done: {len(table)} of this spec's runs are finished "
+              f"in {out}; run without --shard to merge")
+        return table
     print(f"wrote {out}/results.csv ({len(table)} rows)")
     cols = [c for c in ("test_risk", "eta", "test_accuracy") if c in table.columns]
     keys = ["world", "learner", "subset", "m"] + [c for c in ("overlap", "rho") if c in table.columns]
