@@ -101,7 +101,7 @@ def claims_table(results: pd.DataFrame, dataset: str, names: tuple[str, ...]) ->
         # the weakest branch under ERM: the highest branch eta (worst latent)
         weakest = max(branch, key=lambda k: erm[branch[k]].mean()) if branch and len(erm) else None
 
-        def add(claim, source, diff, sign, what):
+        def add(claim, source, diff, sign, what, m=m):
             mean, lo, hi = _interval(diff)
             rows.append({"dataset": dataset, "m": m, "claim": claim, "source": source,
                          "statistic": what, "mean": mean, "ci_low": lo, "ci_high": hi,
