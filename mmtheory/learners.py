@@ -228,12 +228,16 @@ def init_model(learner: Learner, subset: Subset, dims: dict[str, int], out_dim: 
         return p
     width = learner.hidden if learner.encoder == "mlp" else lat
     head_in = lat * (len(dims) if learner.fusion == "concat" else 1)
-    for k in subset:
-        p[f"W1.{k}"] = _uniform(gen, (dims[k], width), dims[k], dtype)
-        p[f"b1.{k}"] = _uniform(gen, (width,), dims[k], dtype)
+
+    def encoder(k: str, prefix: str) -> None:
+        p[f"W{prefix}1.{k}"] = _uniform(gen, (dims[k], width), dims[k], dtype)
+        p[f"b{prefix}1.{k}"] = _uniform(gen, (width,), dims[k], dtype)
         if learner.encoder == "mlp":
-            p[f"W2.{k}"] = _uniform(gen, (width, lat), width, dtype)
-            p[f"b2.{k}"] = _uniform(gen, (lat,), width, dtype)
+            p[f"W{prefix}2.{k}"] = _uniform(gen, (width, lat), width, dtype)
+            p[f"b{prefix}2.{k}"] = _uniform(gen, (lat,), width, dtype)
+
+    for k in subset:
+        encoder(k, "")
     if learner.fusion == "concat":
         for k in subset:
             p[f"Wh.{k}"] = _uniform(gen, (lat, out_dim), head_in, dtype)
@@ -244,11 +248,7 @@ def init_model(learner: Learner, subset: Subset, dims: dict[str, int], out_dim: 
     # method starts from the same fused model as ERM (common random numbers)
     if learner.method == "i2m2":  # one intra-modality classifier per modality
         for k in subset:
-            p[f"Wu1.{k}"] = _uniform(gen, (dims[k], width), dims[k], dtype)
-            p[f"bu1.{k}"] = _uniform(gen, (width,), dims[k], dtype)
-            if learner.encoder == "mlp":
-                p[f"Wu2.{k}"] = _uniform(gen, (width, lat), width, dtype)
-                p[f"bu2.{k}"] = _uniform(gen, (lat,), width, dtype)
+            encoder(k, "u")
     if learner.method in ("i2m2", "mimo", "bogc"):  # unimodal heads
         for k in subset:
             p[f"Wuh.{k}"] = _uniform(gen, (lat, out_dim), lat, dtype)

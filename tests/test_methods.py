@@ -5,13 +5,14 @@ import math
 import pandas as pd
 import pytest
 import torch
+from test_engine import _setup  # the same tiny worlds as the ERM batched == loop test
 
 import synthetic
 from mmtheory import methods
 from mmtheory.baselines import train_loop
 from mmtheory.engine import train_batched
 from mmtheory.learners import Learner, ModelPlan, forward, init_model
-from mmtheory.subsets import all_subsets, parse_subset
+from mmtheory.subsets import parse_subset
 
 
 # ------------------------------------------------------------ defining equations
@@ -99,21 +100,6 @@ CASES = [
     ("xmodal", "classification", {"pretrain_steps": 6, "batch_size": 12}),
     ("xmodal", "regression", {"encoder": "mlp", "pretrain_steps": 6}),
 ]
-
-
-def _setup(task, learner, G=2, m=25):
-    if task == "classification":
-        world, out_dim = synthetic.NonlinearWorld((4, 3, 5), latent_dim=2, n_classes=3), 3
-    else:
-        world, out_dim = synthetic.LinearWorld((4, 3, 5), latent_dim=2, output_dim=2), 2
-    subs = all_subsets(world.names)
-    datas = [world.sample(m, seed=g) for g in range(G)]
-    plan = ModelPlan(world.names, tuple(world.dims.values()), tuple(subs), out_dim)
-    inits = [[init_model(learner, s, world.dims, out_dim, key=("t", g, str(s)), dtype=torch.float64)
-              for s in subs] for g in range(G)]
-    xs = [torch.stack([d[k] for d in datas]) for k in world.names]
-    y = torch.stack([d.y for d in datas])
-    return world, subs, datas, plan, inits, xs, (y.double() if task == "regression" else y)
 
 
 @pytest.mark.parametrize(("method", "task", "extra"), CASES,
