@@ -24,15 +24,13 @@ from mmtheory.artifacts import markdown_table
 from mmtheory.experiments.records import write_csv_atomic
 from mmtheory.experiments.sources import DataSource
 from mmtheory.experiments.sweep import sweep
+from mmtheory.learners import METHODS
 
-__all__ = ["run_comparison", "COMPARE_LEARNER", "METHOD_LABELS", "claims_table", "summary_table"]
+__all__ = ["run_comparison", "COMPARE_LEARNER", "claims_table", "summary_table"]
 
 #: The shared model: late fusion, linear encoders to an 8-d latent each, Adam.
 COMPARE_LEARNER = {"kind": "late_fusion", "encoder": "linear", "latent_dim": 8, "solver": "adam",
                    "lr": 0.01, "steps": 300}
-#: Method -> the ``learner`` column it gets.
-METHOD_LABELS = {"erm": "erm", "i2m2": "i2m2", "mimo": "mimo", "bogc": "bogc",
-                 "ogm_ge": "ogm_ge", "xmodal": "xmodal"}
 _CLAIM_SOURCES = {
     "i2m2": "Madaan et al., NeurIPS 2024",
     "mimo": "Fernando et al., arXiv 2511.06686",
@@ -43,7 +41,8 @@ _CLAIM_SOURCES = {
 
 
 def _learners(steps: int) -> list[dict]:
-    return [dict(COMPARE_LEARNER, steps=steps, method=m, name=label) for m, label in METHOD_LABELS.items()]
+    """Every method on the shared model; the ``learner`` column is the method's name."""
+    return [dict(COMPARE_LEARNER, steps=steps, method=m, name=m) for m in METHODS]
 
 
 def _interval(values: np.ndarray) -> tuple[float, float, float]:
@@ -112,7 +111,7 @@ def claims_table(results: pd.DataFrame, dataset: str, names: tuple[str, ...]) ->
             add(f"joint ERM under-trains the weakest encoder ({weakest})",
                 "the modality-imbalance literature", alone, +1,
                 f"eta_branch_{weakest}(joint ERM) - eta(ERM on {weakest} alone)")
-        for method in METHOD_LABELS:
+        for method in METHODS:
             if method == "erm" or method not in set(results.learner):
                 continue
             src = _CLAIM_SOURCES[method]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mmtheory import methods
-from mmtheory.learners import Learner, ModelPlan, stack_params
+from mmtheory.learners import Learner, ModelPlan, loss_per_model, per_sample_loss, stack_params
 from mmtheory.seeding import torch_generator
 
 __all__ = [
@@ -45,25 +45,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
     return dev
-
-
-def per_sample_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Loss of every model and sample, (G, S, m).
-
-    out : (G, S, m, p); y : (G, m) class ids or (G, m, p) targets (shared by the S models).
-    Squared loss is summed over the p outputs.
-    """
-    if task == "regression":
-        if y.ndim != 3 or y.shape[-1] != out.shape[-1] or y.shape[1] != out.shape[2]:
-            raise ValueError(f"targets {tuple(y.shape)} do not fit outputs {tuple(out.shape)}")
-        return ((out - y[:, None]) ** 2).sum(-1)
-    idx = y[:, None, :, None].expand(*out.shape[:3], 1)
-    return torch.logsumexp(out, dim=-1) - out.gather(-1, idx).squeeze(-1)
-
-
-def loss_per_model(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    """Mean loss of each model, (G, S)."""
-    return per_sample_loss(out, y, task).mean(dim=2)
 
 
 def _ridge_penalty(params: dict[str, torch.Tensor], plan: ModelPlan, ridge: float) -> torch.Tensor:

@@ -31,7 +31,7 @@ from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
 __all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "forward", "late_latents",
-           "LEARNER_KINDS", "METHODS"]
+           "concat_head", "per_sample_loss", "loss_per_model", "LEARNER_KINDS", "METHODS"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
 #: Training methods (see :mod:`mmtheory.methods`): plain ERM and the related literature's.
@@ -345,16 +345,15 @@ def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Te
         out = _per_model(z, params["Wh"]) + params["bh"][:, :, None]
         return (out, z) if return_latent else out
     lat = learner.latent_dim
-    out = params["bh"][:, :, None].expand(G, S, m, p).clone()
     latents = late_latents(learner, params, xs, plan)
     if learner.fusion == "sum":
+        out = params["bh"][:, :, None].expand(G, S, m, p).clone()
         summed = torch.zeros(G, S, m, lat, dtype=ref.dtype, device=ref.device)
         for _, idx, h in latents:
             summed.index_add_(1, idx, h)
         out = out + _per_model(summed, params["Wh"])
         return (out, summed) if return_latent else out
-    for k, idx, h in latents:
-        out.index_add_(1, idx, _per_model(h, params[f"Wh.{plan.names[k]}"]))
+    out = concat_head(params, latents, plan, G, m)
     blocks = [latents]
     if learner.method == "i2m2":
         # product of experts: log q_J(y|x) + sum_k log q_k(y|x_k); an absent modality's
@@ -377,6 +376,15 @@ def forward(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Te
     return out, z
 
 
+def concat_head(params: dict[str, torch.Tensor], latents, plan: ModelPlan, G: int, m: int
+                ) -> torch.Tensor:
+    """The fused head on concatenated latents: bh + sum_k h_k Wh_k, (G, S, m, p)."""
+    out = params["bh"][:, :, None].expand(G, plan.S, m, plan.out_dim).clone()
+    for k, idx, h in latents:
+        out.index_add_(1, idx, _per_model(h, params[f"Wh.{plan.names[k]}"]))
+    return out
+
+
 def late_latents(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.Tensor],
                  plan: ModelPlan, prefix: str = "") -> list[tuple[int, torch.Tensor, torch.Tensor]]:
     """Late fusion's per-modality latents: (k, member index, h_k) with h_k (G, S_k, m, lat).
@@ -394,3 +402,22 @@ def late_latents(learner: Learner, params: dict[str, torch.Tensor], xs: list[tor
             h = _per_model(act(h), params[f"W{prefix}2.{name}"]) + params[f"b{prefix}2.{name}"][:, :, None]
         out.append((k, idx, h))
     return out
+
+
+def per_sample_loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Loss of every model and sample, (G, S, m).
+
+    out : (G, S, m, p); y : (G, m) class ids or (G, m, p) targets (shared by the S models).
+    Squared loss is summed over the p outputs.
+    """
+    if task == "regression":
+        if y.ndim != 3 or y.shape[-1] != out.shape[-1] or y.shape[1] != out.shape[2]:
+            raise ValueError(f"targets {tuple(y.shape)} do not fit outputs {tuple(out.shape)}")
+        return ((out - y[:, None]) ** 2).sum(-1)
+    idx = y[:, None, :, None].expand(*out.shape[:3], 1)
+    return torch.logsumexp(out, dim=-1) - out.gather(-1, idx).squeeze(-1)
+
+
+def loss_per_model(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
+    """Mean loss of each model, (G, S)."""
+    return per_sample_loss(out, y, task).mean(dim=2)

@@ -64,7 +64,15 @@ from __future__ import annotations
 
 import torch
 
-from mmtheory.learners import Learner, ModelPlan, _per_model, forward, late_latents
+from mmtheory.learners import (
+    Learner,
+    ModelPlan,
+    _per_model,
+    concat_head,
+    forward,
+    late_latents,
+    loss_per_model,
+)
 
 __all__ = ["poe_logits", "smooth_max", "mimo_objective", "ogm_coefficients", "bogc_combine",
            "objective", "ogm_ge_step", "bogc_step", "xmodal_loss", "ENCODER_PREFIXES",
@@ -131,26 +139,6 @@ def bogc_combine(grads: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch
 
 
 # ------------------------------------------------------------ batched pieces
-def _ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per model: out (G, S', m, C), y (G, m) -> (G, S')."""
-    idx = y[:, None, :, None].expand(*out.shape[:3], 1)
-    return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(2)
-
-
-def _loss(out: torch.Tensor, y: torch.Tensor, task: str) -> torch.Tensor:
-    if task == "regression":
-        return ((out - y[:, None]) ** 2).sum(-1).mean(2)
-    return _ce(out, y)
-
-
-def _fused(params, latents, plan, G, m):
-    p = plan.out_dim
-    out = params["bh"][:, :, None].expand(G, plan.S, m, p).clone()
-    for k, idx, h in latents:
-        out.index_add_(1, idx, _per_model(h, params[f"Wh.{plan.names[k]}"]))
-    return out
-
-
 def _mask(plan: ModelPlan, device) -> torch.Tensor:
     """(S, K) bool: model s contains modality k."""
     return torch.tensor([[name in sub for name in plan.names] for sub in plan.subsets],
@@ -166,7 +154,7 @@ def _unimodal_losses(params, latents, y, plan, task, G):
         logits = _per_model(h, params[f"Wuh.{name}"]) + params[f"buh.{name}"][:, :, None]
         onehot = torch.zeros(len(plan.names), dtype=ref.dtype, device=ref.device)
         onehot[k] = 1
-        L = L.index_add(1, idx, _loss(logits, y, task)[..., None] * onehot)
+        L = L.index_add(1, idx, loss_per_model(logits, y, task)[..., None] * onehot)
     return L
 
 
@@ -178,11 +166,11 @@ def objective(learner: Learner, params: dict[str, torch.Tensor], xs: list[torch.
     and BOGC change the gradient, not the objective); MIMO adds its penalty.
     """
     if learner.method != "mimo":
-        pred = _loss(forward(learner, params, xs, plan), y, task)
+        pred = loss_per_model(forward(learner, params, xs, plan), y, task)
         return pred, pred
     G, m = xs[0].shape[:2]
     latents = late_latents(learner, params, xs, plan)
-    pred = _loss(_fused(params, latents, plan, G, m), y, task)
+    pred = loss_per_model(concat_head(params, latents, plan, G, m), y, task)
     uni = _unimodal_losses(params, latents, y, plan, task, G)
     obj = mimo_objective(pred, uni, _mask(plan, pred.device)[None],
                          penalty=learner.penalty, temperature=learner.temperature)
@@ -201,8 +189,8 @@ def ogm_ge_step(learner: Learner, params: dict[str, torch.Tensor], xs, y, plan: 
     """
     G, m = xs[0].shape[:2]
     latents = late_latents(learner, params, xs, plan)
-    out = _fused(params, latents, plan, G, m)
-    loss = _ce(out, y)
+    out = concat_head(params, latents, plan, G, m)
+    loss = loss_per_model(out, y, "classification")
     (loss + penalty_fn(params)).sum().backward()
     with torch.no_grad():
         K = len(plan.names)
@@ -246,7 +234,7 @@ def bogc_step(learner: Learner, params: dict[str, torch.Tensor], xs, y, plan: Mo
         bx = [x[:, rows] for x in xs]
         by = y[:, rows]
         latents = late_latents(learner, params, bx, plan)
-        fused = _loss(_fused(params, latents, plan, G, len(rows)), by, task)
+        fused = loss_per_model(concat_head(params, latents, plan, G, len(rows)), by, task)
         uni = _unimodal_losses(params, latents, by, plan, task, G)
         losses.append(fused.detach() * len(rows))
         sources = [fused.sum()] + [uni[..., k].sum() for k in range(K)]

@@ -102,8 +102,9 @@ def _jsonable(value):
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV through a temporary file and an atomic rename."""
+    """Write a CSV through a temporary file and an atomic rename. The temporary name
+    carries the process id, so shards writing the same table never share it."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     df.to_csv(tmp, index=False)
     os.replace(tmp, path)

@@ -499,9 +499,10 @@ def sweep(
     pending = [r for r in runs if store is None or r["run_id"] not in store]
     if store is not None:
         _report_stale(store, source, runs, out)
-    if shard is not None:
-        pending = [r for r in pending if int(r["run_id"], 16) % shard[1] == shard[0] - 1]
+    if shard is not None:  # this shard's runs: run id modulo n
         runs_in_view = [r for r in runs if int(r["run_id"], 16) % shard[1] == shard[0] - 1]
+        mine = {r["run_id"] for r in runs_in_view}
+        pending = [r for r in pending if r["run_id"] in mine]
     else:
         runs_in_view = runs
     budget = memory_budget if memory_budget is not None else _default_budget(dev)
