@@ -11,6 +11,12 @@ Cases (each trains the same models, from the same initial parameters, for the sa
   subsets, 20,000 samples, d = 100) through ``sweep``; loop = ``numpy.linalg.lstsq`` per
   model; vmap = batched ``torch.linalg.lstsq`` on zero-filled designs.
 
+Peak memory: ``batched_peak_mib`` is the extra memory the batched path held at its peak,
+above what was allocated before it started: on CUDA from the caching allocator
+(``torch.cuda.max_memory_allocated``), on CPU from the process's resident high-water mark
+(``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs``; NaN where
+that is unavailable, since a lifetime peak would say nothing about one case).
+
 Writes ``bench.csv`` and ``bench.md``; prints the Markdown table.
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +38,7 @@ from mmtheory.experiments.records import write_csv_atomic
 from mmtheory.learners import Learner, ModelPlan, init_model
 from mmtheory.subsets import all_subsets
 
-__all__ = ["run_bench", "matmul_peak"]
+__all__ = ["run_bench", "matmul_peak", "device_agreement", "PeakMemory", "AGREEMENT_CASES"]
 
 SMALL_SIZES = [20, 40, 80, 160, 320, 640]
 COMPUTE_SIZES = [50, 100, 250, 500, 1000, 2000]
@@ -40,6 +47,56 @@ COMPUTE_SIZES = [50, 100, 250, 500, 1000, 2000]
 def _sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+class PeakMemory:
+    """Context manager: ``.mib`` is the peak memory above the level at entry, in MiB."""
+
+    def __init__(self, device):
+        self.device, self.mib = device, float("nan")
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+        else:
+            self._base = _reset_rss_peak()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            self.mib = (torch.cuda.max_memory_allocated(self.device) - self._base) / 2**20
+        elif self._base is not None:
+            peak = _proc_status_kib("VmHWM")
+            if peak is not None:
+                self.mib = max(0.0, (peak - self._base) / 1024)
+        return False
+
+
+def _max_defined(a: float, b: float) -> float:
+    return b if np.isnan(a) else a if np.isnan(b) else max(a, b)
+
+
+def _proc_status_kib(field: str) -> int | None:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _reset_rss_peak() -> int | None:
+    """Reset the resident high-water mark to the current RSS; return that RSS (KiB), or
+    None where the kernel does not allow it (not Linux, or no write access)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return _proc_status_kib("VmRSS")
 
 
 def matmul_peak(device, n: int = 2048, reps: int = 5) -> float:
@@ -102,7 +159,7 @@ def _mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, pro
     data = {s: world.sample(max(sizes), seed=s) for s in range(seeds)}
     _warm_up(learner, world, subs, device)
     batched_s = loop_s = vmap_s = 0.0
-    flops = 0.0
+    flops, peak_mib = 0.0, float("nan")
     n_models = len(subs) * seeds * len(sizes)
     bar = tqdm(total=n_models * (1 + loop + vmap), desc=f"bench K={K}", disable=not progress,
                unit="model")
@@ -114,10 +171,12 @@ def _mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, pro
               for k in world.names]
         y = torch.stack([data[s].y[:m] for s in range(seeds)]).to(device)
         _sync(device)
-        t0 = time.perf_counter()
-        train_batched(learner, plan, xs, y, inits, task="classification")
-        _sync(device)
-        batched_s += time.perf_counter() - t0
+        with PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            train_batched(learner, plan, xs, y, inits, task="classification")
+            _sync(device)
+            batched_s += time.perf_counter() - t0
+        peak_mib = _max_defined(peak_mib, mem.mib)
         flops += _train_flops(learner, plan, m, seeds)
         bar.update(len(subs) * seeds)
         if loop:
@@ -140,7 +199,8 @@ def _mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, pro
             bar.update(len(subs) * seeds)
     bar.close()
     return {"n_models": n_models, "batched_s": batched_s, "loop_s": loop_s if loop else np.nan,
-            "vmap_s": vmap_s if vmap else np.nan, "gflops": flops / batched_s / 1e9}
+            "vmap_s": vmap_s if vmap else np.nan, "gflops": flops / batched_s / 1e9,
+            "batched_peak_mib": peak_mib}
 
 
 def _closed_form_case(device, *, seeds=5, overlaps=(1.0, 0.8, 0.5, 0.2, 0.0), m=20_000,
@@ -149,12 +209,13 @@ def _closed_form_case(device, *, seeds=5, overlaps=(1.0, 0.8, 0.5, 0.2, 0.0), m=
     from mmtheory.experiments.sweep import sweep
 
     worlds = [synthetic.table4_world(w) for w in overlaps]
-    t0 = time.perf_counter()
-    for world in worlds:
-        sweep(world, "linear", "cumulative", m=[m], seeds=seeds, device=str(device), progress=False,
-              dtype="float32")
-    _sync(device)
-    batched_s = time.perf_counter() - t0
+    with PeakMemory(device) as mem:
+        t0 = time.perf_counter()
+        for world in worlds:
+            sweep(world, "linear", "cumulative", m=[m], seeds=seeds, device=str(device),
+                  progress=False, dtype="float32")
+        _sync(device)
+        batched_s = time.perf_counter() - t0
     n_models = len(worlds) * seeds * 4
     loop_s = vmap_s = np.nan
     if loop or vmap:
@@ -180,15 +241,20 @@ def _closed_form_case(device, *, seeds=5, overlaps=(1.0, 0.8, 0.5, 0.2, 0.0), m=
                     _sync(device)
                     vmap_s += time.perf_counter() - t0
     return {"n_models": n_models, "batched_s": batched_s, "loop_s": loop_s, "vmap_s": vmap_s,
-            "gflops": len(worlds) * seeds * 2 * m * 801**2 / batched_s / 1e9}
+            "gflops": len(worlds) * seeds * 2 * m * 801**2 / batched_s / 1e9,
+            "batched_peak_mib": mem.mib}
 
 
 def run_bench(device: str = "cpu", out: str = "benchmarks", quick: bool = False,
-              progress: bool = True) -> pd.DataFrame:
-    """Run the benchmark cases; write ``bench.csv`` and ``bench.md`` into ``out``."""
+              progress: bool = True, cases: Sequence[str] | None = None) -> pd.DataFrame:
+    """Run the benchmark cases (all, or those named in ``cases``); write ``bench.csv`` and
+    ``bench.md`` into ``out``. On CUDA, K=6 skips the per-model loop (about 2 ms a step
+    there: 1,890 models x 600 steps would take 40 minutes; K=3 and K=4 give the ratio)."""
     dev = resolve_device(device)
     peak = matmul_peak(dev)
     rows = []
+    wanted = cases
+    gpu = dev.type == "cuda"
     cases = [("mlp-small-K3", lambda: _mlp_case(3, SMALL_SIZES, dev, progress=progress))]
     if quick:
         cases.append(("closed-form-table4", lambda: _closed_form_case(dev, seeds=2, overlaps=(0.5, 0.0))))
@@ -196,12 +262,43 @@ def run_bench(device: str = "cpu", out: str = "benchmarks", quick: bool = False,
         cases += [
             ("mlp-compute-K3", lambda: _mlp_case(3, COMPUTE_SIZES, dev, progress=progress)),
             ("mlp-small-K4", lambda: _mlp_case(4, SMALL_SIZES, dev, progress=progress)),
-            ("mlp-small-K6", lambda: _mlp_case(6, SMALL_SIZES, dev, progress=progress)),
+            ("mlp-small-K6", lambda: _mlp_case(6, SMALL_SIZES, dev, loop=not gpu, progress=progress)),
             ("closed-form-table4", lambda: _closed_form_case(dev)),
         ]
+        if gpu:  # the scale a GPU is for: 18,900 models; the loop would take hours
+            cases.append(("mlp-many-K6", lambda: _mlp_case(6, SMALL_SIZES, dev, seeds=50, loop=False,
+                                                           progress=progress)))
+    if wanted is not None:
+        unknown = sorted(set(wanted) - {name for name, _ in cases} - {"agreement"})
+        if unknown:
+            raise ValueError(f"cases: unknown {unknown}; expected some of "
+                             f"{[name for name, _ in cases] + ['agreement']}")
+        cases = [(name, fn) for name, fn in cases if name in wanted]
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    stem = f"bench{'-quick' if quick else ''}-{dev.type}"
     for name, fn in cases:
         r = fn()
         rows.append({"case": name, "device": str(dev), **r, "peak_gflops": peak})
+        df = _bench_table(rows)
+        write_csv_atomic(df, path / f"{stem}.csv")  # saved after every case
+    if rows:
+        md = _markdown(df)
+        (path / f"{stem}.md").write_text(md, encoding="utf-8")
+        print(md)
+    else:
+        df = pd.DataFrame()
+    run_agreement = "agreement" in wanted if wanted is not None else gpu and not quick
+    if run_agreement:
+        agree = device_agreement(str(dev))
+        write_csv_atomic(agree, path / f"agreement-{dev.type}.csv")
+        amd = agreement_markdown(agree)
+        (path / f"agreement-{dev.type}.md").write_text(amd, encoding="utf-8")
+        print(amd)
+    return df
+
+
+def _bench_table(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["speedup_vs_loop"] = df.loop_s / df.batched_s
     df["speedup_vs_vmap"] = df.vmap_s / df.batched_s
@@ -210,26 +307,113 @@ def run_bench(device: str = "cpu", out: str = "benchmarks", quick: bool = False,
     df["torch"] = torch.__version__
     df["threads"] = torch.get_num_threads()
     df["cpu"] = platform.processor() or platform.machine()
-    path = Path(out)
-    path.mkdir(parents=True, exist_ok=True)
-    write_csv_atomic(df, path / f"bench{'-quick' if quick else ''}-{dev.type}.csv")
-    md = _markdown(df)
-    (path / f"bench{'-quick' if quick else ''}-{dev.type}.md").write_text(md, encoding="utf-8")
-    print(md)
+    if "cuda" in str(df.device.iloc[0]):
+        df["gpu"] = torch.cuda.get_device_name(df.device.iloc[0])
     return df
 
 
 def _markdown(df: pd.DataFrame) -> str:
     lines = [
-        f"device {df.device.iloc[0]}, torch {df.torch.iloc[0]}, {df.threads.iloc[0]} threads, "
+        f"device {df.device.iloc[0]}" + (f" ({df.gpu.iloc[0]})" if "gpu" in df else "") + f", torch {df.torch.iloc[0]}, {df.threads.iloc[0]} threads, "
         f"float32 matmul peak {df.peak_gflops.iloc[0]:.0f} GFLOP/s (measured in this run)",
         "",
-        "| case | models | batched s | loop s | vmap s | x loop | x vmap | models/s | GFLOP/s | % peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | models | batched s | loop s | vmap s | x loop | x vmap | models/s | GFLOP/s "
+        "| % peak | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in df.itertuples():
         lines.append(
             f"| {r.case} | {r.n_models} | {r.batched_s:.2f} | {r.loop_s:.2f} | {r.vmap_s:.2f} | "
             f"{r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | {r.models_per_s:.0f} | "
-            f"{r.gflops:.1f} | {100 * r.fraction_of_peak:.0f}% |")
+            f"{r.gflops:.1f} | {100 * r.fraction_of_peak:.0f}% | {r.batched_peak_mib:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ device agreement
+#: Sweeps whose tables are compared across devices, dtypes, reruns and chunkings.
+AGREEMENT_CASES = {
+    "closed-form-linear": dict(world=("linear", {"dims": (8, 8, 8), "latent_dim": 3}),
+                               learner="linear", m=[50, 200]),
+    "late-fusion-mlp": dict(world=("nonlinear", {"dims": (8, 8, 8), "latent_dim": 4,
+                                                 "n_classes": 4}),
+                            learner={"kind": "late_fusion", "encoder": "mlp", "latent_dim": 8,
+                                     "hidden": 16, "steps": 100}, m=[100]),
+    "bogc-imbalance": dict(world=("imbalance", {}),
+                           learner={"kind": "late_fusion", "latent_dim": 8, "steps": 100,
+                                    "method": "bogc"}, m=[100]),
+}
+_AGREEMENT_COLUMNS = ["train_risk", "test_risk", "eta"]
+
+
+def _agreement_world(kind, kw):
+    import synthetic
+
+    if kind == "linear":
+        return synthetic.LinearWorld(kw["dims"], latent_dim=kw["latent_dim"])
+    if kind == "nonlinear":
+        return synthetic.NonlinearWorld(list(kw["dims"]), latent_dim=kw["latent_dim"],
+                                        n_classes=kw["n_classes"], seed=0)
+    return synthetic.imbalance_world()
+
+
+def _max_diffs(a: pd.DataFrame, b: pd.DataFrame) -> tuple[float, float]:
+    x = a[_AGREEMENT_COLUMNS].to_numpy(float)
+    y = b[_AGREEMENT_COLUMNS].to_numpy(float)
+    diff = np.abs(x - y)
+    scale = np.maximum(np.maximum(np.abs(x), np.abs(y)), 1e-8)
+    return float(np.nanmax(diff)), float(np.nanmax(diff / scale))
+
+
+def device_agreement(device: str = "cuda", *, seeds: int = 3, n_eval: int = 2000,
+                     cases: dict | None = None) -> pd.DataFrame:
+    """Compare the same sweeps (train risk, test risk, eta) across reruns, chunkings, dtypes
+    and devices. One row per (case, comparison) with the largest absolute and relative
+    difference over every run and column:
+
+    - ``rerun``: the same sweep twice on ``device`` (bit-identical means 0);
+    - ``chunked``: one model per chunk (a 1-byte memory budget) against one batch;
+    - ``float32 vs cpu`` and ``float64 vs cpu``: ``device`` against the CPU, same dtype;
+    - ``float32 vs float64``: on ``device``, what float32 itself costs.
+    """
+    from mmtheory.experiments.sweep import sweep
+
+    dev = resolve_device(device)
+    rows = []
+    for name, case in (cases or AGREEMENT_CASES).items():
+        world = _agreement_world(*case["world"])
+        kw = dict(learner=case["learner"], subsets="all", m=case["m"], seeds=seeds, progress=False,
+                  n_test=n_eval, n_refit=n_eval, n_eval=n_eval)
+
+        def on(d, dtype, _world=world, _kw=kw, **more):
+            return sweep(_world, device=str(d), dtype=dtype, **_kw, **more)
+
+        a = on(dev, "float32")
+        pairs = {
+            "rerun": (a, on(dev, "float32")),
+            "chunked": (a, on(dev, "float32", memory_budget=1.0)),
+            "float32 vs cpu": (a, on("cpu", "float32")),
+        }
+        a64 = on(dev, "float64")
+        pairs["float64 vs cpu"] = (a64, on("cpu", "float64"))
+        pairs["float32 vs float64"] = (a, a64)
+        for what, (x, y) in pairs.items():
+            mx_abs, mx_rel = _max_diffs(x, y)
+            rows.append({"case": name, "comparison": what, "device": str(dev), "runs": len(x),
+                         "max_abs": mx_abs, "max_rel": mx_rel, "identical": mx_abs == 0.0})
+    df = pd.DataFrame(rows)
+    df["torch"] = torch.__version__
+    if dev.type == "cuda":
+        df["gpu"] = torch.cuda.get_device_name(dev)
+    return df
+
+
+def agreement_markdown(df: pd.DataFrame) -> str:
+    head = f"device {df.device.iloc[0]}" + (f" ({df.gpu.iloc[0]})" if "gpu" in df else "")
+    lines = [f"{head}, torch {df.torch.iloc[0]}; largest difference over every run of the case in "
+             f"train risk, test risk and eta", "",
+             "| case | comparison | runs | max abs | max rel | bit-identical |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in df.itertuples():
+        lines.append(f"| {r.case} | {r.comparison} | {r.runs} | {r.max_abs:.2e} | {r.max_rel:.2e} | "
+                     f"{'yes' if r.identical else 'no'} |")
     return "\n".join(lines) + "\n"

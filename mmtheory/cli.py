@@ -33,6 +33,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--shard", default=None, metavar="I/N",
                    help="run shard I of N only (1 <= I <= N); N processes share --out, then a "
                         "run without --shard merges")
+    s.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (this process) or ray: the spec's shards as Ray tasks, then a merge "
+                        "(needs the ray extra)")
+    s.add_argument("--tasks", type=int, default=None, help="--executor ray: number of shards (default 4)")
+    s.add_argument("--ray-address", default=None,
+                   help="--executor ray: a running cluster (default: start a local instance)")
 
     c = sub.add_parser("check", help="bounds.csv and predictions.csv from a sweep's results")
     c.add_argument("dir", help="directory holding results.csv")
@@ -68,10 +74,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     b.add_argument("--out", default="benchmarks", help="directory for bench.csv and bench.md")
     b.add_argument("--quick", action="store_true", help="fewer repeats and smaller cases")
+    b.add_argument("--cases", default=None,
+                   help="comma-separated case names to run (default all; 'agreement' compares "
+                        "the device's tables with the CPU's)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from mmtheory.errors import ExecutorError
+
     args = _parser().parse_args(argv)
     try:
         if args.command == "reproduce":
@@ -82,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mmtheory.experiments import run_spec_file
 
             run_spec_file(args.spec, out=args.out, device=args.device, dry_run=args.dry_run,
-                          shard=args.shard)
+                          shard=args.shard, executor=args.executor, tasks=args.tasks,
+                          ray_address=args.ray_address)
         elif args.command == "check":
             from mmtheory.theory.report import check_dir
 
@@ -116,8 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "bench":
             from mmtheory.bench import run_bench
 
-            run_bench(device=args.device, out=args.out, quick=args.quick)
-    except (ValueError, TypeError, FileNotFoundError, KeyError) as err:
+            cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
+            run_bench(device=args.device, out=args.out, quick=args.quick, cases=cases)
+    except (ValueError, TypeError, FileNotFoundError, KeyError, ExecutorError) as err:
         msg = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"mmtheory {args.command}: error: {msg}", file=sys.stderr)
         return 2

@@ -1,0 +1,7 @@
+"""``python -m mmtheory``: the command-line interface."""
+
+import sys
+
+from mmtheory.cli import main
+
+sys.exit(main())
