@@ -620,16 +620,30 @@ def run_spec(spec, *, out: str, device: str | None = None, dry_run: bool = False
 
 
 def run_spec_file(path: str, *, out: str, device: str | None = None, dry_run: bool = False,
-                  shard: str | None = None):
+                  shard: str | None = None, executor: str = "local", tasks: int | None = None,
+                  ray_address: str | None = None):
     """``mmtheory sweep``: load a TOML spec, run it, save ``results.csv``, print a summary.
 
-    ``shard`` "i/n": run shard i of n only (see :func:`sweep`).
+    ``shard`` "i/n": run shard i of n only (see :func:`sweep`). ``executor="ray"``: run the
+    spec as ``tasks`` Ray tasks, then merge (see :mod:`mmtheory.experiments.ray_executor`).
     """
     from mmtheory.experiments.spec import load_spec
 
+    if executor not in ("local", "ray"):
+        raise ValueError(f"--executor must be 'local' or 'ray', got {executor!r}")
+    if executor == "ray" and shard is not None:
+        raise ValueError("--shard and --executor ray exclude each other: the executor makes the shards")
+    if executor == "local" and (tasks is not None or ray_address is not None):
+        raise ValueError("--tasks and --ray-address apply to --executor ray only")
     spec = load_spec(path)
     parsed = parse_shard(shard) if shard is not None else None
-    table = run_spec(spec, out=out, device=device, dry_run=dry_run, shard=parsed)
+    if executor == "ray" and not dry_run:
+        from mmtheory.experiments.ray_executor import run_spec_ray
+
+        table = run_spec_ray(spec, out=out, tasks=4 if tasks is None else tasks, device=device,
+                             address=ray_address)
+    else:
+        table = run_spec(spec, out=out, device=device, dry_run=dry_run, shard=parsed)
     if table is None:
         return None
     if parsed is not None:
