@@ -21,7 +21,7 @@ from mmtheory.learners import Learner
 from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
-__all__ = ["SingleModel", "train_loop", "train_vmap"]
+__all__ = ["ConvEncoder", "SingleModel", "train_loop", "train_vmap"]
 
 _ACT = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -33,6 +33,40 @@ def _linear(W: torch.Tensor, b: torch.Tensor | None) -> nn.Linear:
         if b is not None:
             layer.bias.copy_(b)
     return layer
+
+
+class ConvEncoder(nn.Module):
+    """The temporal encoder as a loop user writes it: ``nn.Conv1d`` over time (channels =
+    features), the activation, a mean over positions, a linear map to the latent."""
+
+    def __init__(self, learner: Learner, W1, b1, W2, b2) -> None:
+        super().__init__()
+        w = learner.window
+        d = W1.shape[0] // w
+        self.window = w
+        self.conv = nn.Conv1d(d, W1.shape[1], kernel_size=w, dtype=W1.dtype)
+        with torch.no_grad():  # W1 rows are step-major: row j * d + c is (step j, feature c)
+            self.conv.weight.copy_(W1.view(w, d, -1).permute(2, 1, 0))
+            self.conv.bias.copy_(b1)
+        self.act = _ACT[learner.activation]()
+        self.out = _linear(W2, b2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, None] if x.ndim == 2 else x  # a vector is a sequence of length 1
+        x = x.transpose(1, 2)  # (m, d, T)
+        if x.shape[-1] < self.window:
+            x = nn.functional.pad(x, (0, self.window - x.shape[-1]))
+        return self.out(self.act(self.conv(x)).mean(dim=-1))
+
+
+def _encoder(learner: Learner, init: dict[str, torch.Tensor], prefix: str, k: str) -> nn.Module:
+    W1, b1 = init[f"W{prefix}1.{k}"], init[f"b{prefix}1.{k}"]
+    if learner.encoder == "conv":
+        return ConvEncoder(learner, W1, b1, init[f"W{prefix}2.{k}"], init[f"b{prefix}2.{k}"])
+    layers = [_linear(W1, b1)]
+    if learner.encoder == "mlp":
+        layers += [_ACT[learner.activation](), _linear(init[f"W{prefix}2.{k}"], init[f"b{prefix}2.{k}"])]
+    return nn.Sequential(*layers)
 
 
 class SingleModel(nn.Module):
@@ -51,13 +85,7 @@ class SingleModel(nn.Module):
                 self.act = _ACT[learner.activation]() if learner.encoder == "mlp" else nn.Identity()
                 self.head = _linear(init["Wh"], init["bh"])
             return
-        encs = {}
-        for k in self.mods:
-            layers = [_linear(init[f"W1.{k}"], init[f"b1.{k}"])]
-            if learner.encoder == "mlp":
-                layers += [_ACT[learner.activation](), _linear(init[f"W2.{k}"], init[f"b2.{k}"])]
-            encs[k] = nn.Sequential(*layers)
-        self.encoders = nn.ModuleDict(encs)
+        self.encoders = nn.ModuleDict({k: _encoder(learner, init, "", k) for k in self.mods})
         if learner.fusion == "concat":
             W = torch.cat([init[f"Wh.{k}"] for k in self.mods], dim=0)
         else:
@@ -68,13 +96,7 @@ class SingleModel(nn.Module):
     def _method_parts(self, learner: Learner, init: dict[str, torch.Tensor]) -> None:
         """The methods' extra modules, from the same parameter dict as the batched engine."""
         if learner.method == "i2m2":
-            encs = {}
-            for k in self.mods:
-                layers = [_linear(init[f"Wu1.{k}"], init[f"bu1.{k}"])]
-                if learner.encoder == "mlp":
-                    layers += [_ACT[learner.activation](), _linear(init[f"Wu2.{k}"], init[f"bu2.{k}"])]
-                encs[k] = nn.Sequential(*layers)
-            self.uni_encoders = nn.ModuleDict(encs)
+            self.uni_encoders = nn.ModuleDict({k: _encoder(learner, init, "u", k) for k in self.mods})
         if learner.method in ("i2m2", "mimo", "bogc"):
             self.uni_heads = nn.ModuleDict({k: _linear(init[f"Wuh.{k}"], init[f"buh.{k}"])
                                             for k in self.mods})

@@ -55,6 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--target", default="multiclass",
                    help="IEMOCAP mult layout: 'multiclass' or one emotion's binary task "
                         "(neutral, happy, sad, angry)")
+    d.add_argument("--temporal", default="mean",
+                   help="sequence modalities (npz, IEMOCAP mult): 'mean' pools them over time, "
+                        "'conv' keeps them for a convolutional temporal encoder; per modality: "
+                        "'text=conv,audio=mean' (default mean)")
     d.add_argument("--out", default=None, help="output directory (default runs/<dataset>)")
     d.add_argument("--seeds", type=int, default=5)
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -80,6 +84,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_temporal(text: str) -> str | dict[str, str]:
+    """``--temporal``: "mean", "conv", or "name=mean|conv" pairs -> the loaders' ``pool``
+    ("mean", "none", or a dict modality -> "mean" | "none")."""
+    to_pool = {"mean": "mean", "conv": "none"}
+    text = str(text).strip()
+    if text in to_pool:
+        return to_pool[text]
+    pairs = {}
+    for part in text.split(","):
+        name, sep, how = part.strip().partition("=")
+        if not sep or not name.strip() or how.strip() not in to_pool:
+            raise ValueError(f"--temporal must be 'mean', 'conv' or modality=mean|conv pairs "
+                             f"('text=conv,audio=mean'), got {text!r}")
+        pairs[name.strip()] = to_pool[how.strip()]
+    return "mean" if set(pairs.values()) == {"mean"} else pairs
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from mmtheory.errors import ExecutorError
 
@@ -101,20 +122,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_dir(args.dir, delta=args.delta, radius=args.radius)
         elif args.command == "data":
             from mmtheory.datasets import load_iemocap, load_mfeat, load_npz
-            from mmtheory.realdata import PAPER_PROTOCOL, paper_sizes, run_real
+            from mmtheory.realdata import PAPER_PROTOCOL, paper_sizes, run_real, temporal_learner
 
             if args.dataset in ("npz", "iemocap") and not args.path:
                 raise ValueError(f"dataset {args.dataset} needs --path FILE")
             if args.target != "multiclass" and args.dataset != "iemocap":
                 raise ValueError("--target applies to the IEMOCAP mult layout only")
+            pool = parse_temporal(args.temporal)
+            if pool != "mean" and args.dataset == "mfeat":
+                raise ValueError("--temporal applies to sequence data (npz, IEMOCAP mult); mfeat "
+                                 "holds vectors")
+            conv = pool != "mean"
             out = args.out or f"runs/{args.dataset}"
             if args.dataset == "iemocap":
-                loaded = load_iemocap(args.path, args.layout, target=args.target)
-                run_real(loaded, out, seeds=args.seeds, device=args.device, learner=PAPER_PROTOCOL,
+                loaded = load_iemocap(args.path, args.layout, target=args.target, pool=pool)
+                learner = temporal_learner(PAPER_PROTOCOL) if conv else PAPER_PROTOCOL
+                run_real(loaded, out, seeds=args.seeds, device=args.device, learner=learner,
                          sizes=paper_sizes(loaded), paper_layout=args.target == "multiclass")
             else:
-                loaded = load_npz(args.path) if args.dataset == "npz" else load_mfeat()
-                run_real(loaded, out, seeds=args.seeds, device=args.device)
+                loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+                run_real(loaded, out, seeds=args.seeds, device=args.device,
+                         learner=temporal_learner(None) if conv else None)
         elif args.command == "methods":
             from mmtheory.compare import run_comparison
 

@@ -3,9 +3,10 @@
 Three architectures share one batched representation:
 
 - ``linear``: the linear composite h o g, logits = sum_k x_k W_k + b.
-- ``late_fusion`` (the paper's model): one encoder per modality (linear, or an MLP
-  with one hidden layer) to a latent of ``latent_dim``; the latents are concatenated
-  (or summed) and a linear head maps them to the outputs.
+- ``late_fusion`` (the paper's model): one encoder per modality (linear, an MLP with one
+  hidden layer, or ``conv``: a temporal encoder for sequences) to a latent of
+  ``latent_dim``; the latents are concatenated (or summed) and a linear head maps them
+  to the outputs.
 - ``early_fusion``: the modalities' features enter one first layer together
   (sum_k x_k W_k + b), an activation (``encoder="mlp"``) or none, then a linear head.
 
@@ -18,6 +19,16 @@ the constant output of an absent encoder, which a linear head with a bias absorb
 function class is exactly G_M = {g o p_M} of zero-filling, with no wasted compute.
 For early fusion and the linear composite a zero-filled block contributes exactly
 nothing, so skipping it changes neither the function nor the gradients.
+
+Sequences. A modality may be a sequence, (n, T, d). The ``conv`` encoder is a 1-D
+convolution over time of width ``window`` (``hidden`` channels, the activation), mean-pooled
+over the T - window + 1 positions, then a linear map to the latent:
+
+    g_k(x) = W2^T mean_t act(W1^T [x_t; x_{t+1}; ...; x_{t+window-1}] + b1) + b2
+
+computed as one GEMM over all windows. A vector modality (n, d) is a sequence of length 1,
+zero-padded to the window, which makes ``conv`` the MLP encoder on it. Every other
+encoder needs vectors: pool sequences first (the loaders' ``pool="mean"``).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ from mmtheory.seeding import torch_generator
 from mmtheory.subsets import Subset
 
 __all__ = ["Learner", "ModelPlan", "init_model", "stack_params", "forward", "late_latents",
+           "sliding_windows",
            "concat_head", "per_sample_loss", "loss_per_model", "LEARNER_KINDS", "METHODS"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
@@ -46,9 +58,11 @@ class Learner:
     Parameters
     ----------
     kind : "linear", "late_fusion" or "early_fusion"
-    encoder : "linear" or "mlp" (late and early fusion)
+    encoder : "linear" or "mlp" (late and early fusion), or "conv" (late fusion: the
+        temporal encoder for sequence modalities, see the module docstring)
     latent_dim : latent size of each encoder (late fusion) or of the fused layer (early)
-    hidden : hidden width of MLP encoders (late fusion)
+    hidden : hidden width of MLP encoders, channels of conv encoders (late fusion)
+    window : time steps per convolution window (conv encoder)
     fusion : "concat" or "sum" (late fusion)
     activation : "relu", "tanh" or "gelu"
     solver : "closed_form" (linear, squared loss), "gd" (full batch), "adam";
@@ -75,6 +89,7 @@ class Learner:
     encoder: str = "linear"
     latent_dim: int = 16
     hidden: int = 32
+    window: int = 3
     fusion: str = "concat"
     activation: str = "relu"
     solver: str | None = None
@@ -98,8 +113,10 @@ class Learner:
             raise ValueError(f"learner kind must be one of {LEARNER_KINDS}, got {self.kind!r}")
         if self.solver is None:
             object.__setattr__(self, "solver", "closed_form" if self.kind == "linear" else "adam")
-        if self.encoder not in ("linear", "mlp"):
-            raise ValueError(f"encoder must be 'linear' or 'mlp', got {self.encoder!r}")
+        if self.encoder not in ("linear", "mlp", "conv"):
+            raise ValueError(f"encoder must be 'linear', 'mlp' or 'conv', got {self.encoder!r}")
+        if self.encoder == "conv" and self.kind != "late_fusion":
+            raise ValueError(f"encoder 'conv' needs kind 'late_fusion', got kind {self.kind!r}")
         if self.fusion not in ("concat", "sum"):
             raise ValueError(f"fusion must be 'concat' or 'sum', got {self.fusion!r}")
         if self.activation not in _ACTIVATIONS:
@@ -110,7 +127,7 @@ class Learner:
             raise ValueError(
                 f"solver 'closed_form' needs kind 'linear' (squared loss), got kind {self.kind!r}"
             )
-        for name in ("latent_dim", "hidden", "steps"):
+        for name in ("latent_dim", "hidden", "steps", "window"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -144,6 +161,9 @@ class Learner:
         if self.method != "erm" and (self.kind != "late_fusion" or self.fusion != "concat"):
             raise ValueError(f"method {self.method!r} needs kind 'late_fusion' with fusion 'concat', "
                              f"got kind {self.kind!r}, fusion {self.fusion!r}")
+        if self.method == "xmodal" and self.encoder == "conv":
+            raise ValueError("method 'xmodal' predicts feature vectors: it needs encoder 'linear' "
+                             "or 'mlp', not 'conv'")
 
     @property
     def label(self) -> str:
@@ -157,8 +177,12 @@ class Learner:
         return f"{self.kind}-{self.encoder}"
 
     def settings(self) -> dict[str, object]:
-        """All fields as a dict (recorded in run records; a change invalidates runs)."""
-        return asdict(self)
+        """All fields as a dict (recorded in run records; a change invalidates runs).
+        ``window`` is recorded for conv encoders only, so adding it changed no run id."""
+        out = asdict(self)
+        if self.encoder != "conv":
+            del out["window"]
+        return out
 
     @property
     def full_batch(self) -> bool:
@@ -226,13 +250,15 @@ def init_model(learner: Learner, subset: Subset, dims: dict[str, int], out_dim: 
         p["Wh"] = _uniform(gen, (lat, out_dim), lat, dtype)
         p["bh"] = _uniform(gen, (out_dim,), lat, dtype)
         return p
-    width = learner.hidden if learner.encoder == "mlp" else lat
+    width = lat if learner.encoder == "linear" else learner.hidden
     head_in = lat * (len(dims) if learner.fusion == "concat" else 1)
+    span = learner.window if learner.encoder == "conv" else 1  # input rows per feature
 
     def encoder(k: str, prefix: str) -> None:
-        p[f"W{prefix}1.{k}"] = _uniform(gen, (dims[k], width), dims[k], dtype)
-        p[f"b{prefix}1.{k}"] = _uniform(gen, (width,), dims[k], dtype)
-        if learner.encoder == "mlp":
+        fan_in = span * dims[k]
+        p[f"W{prefix}1.{k}"] = _uniform(gen, (fan_in, width), fan_in, dtype)
+        p[f"b{prefix}1.{k}"] = _uniform(gen, (width,), fan_in, dtype)
+        if learner.encoder != "linear":
             p[f"W{prefix}2.{k}"] = _uniform(gen, (width, lat), width, dtype)
             p[f"b{prefix}2.{k}"] = _uniform(gen, (lat,), width, dtype)
 
@@ -295,6 +321,9 @@ def _modality_layer(xs: list[torch.Tensor], params: dict[str, torch.Tensor], pre
         W = params[key]  # (G, S_k, d_k, width)
         G, Sk, d, _ = W.shape
         x = xs[k]  # (G, m, d_k)
+        if x.ndim != 3:
+            raise ValueError(f"modality {name!r} is a sequence {tuple(x.shape[1:])}: use encoder "
+                             f"'conv' (late fusion) or pool it to vectors first")
         if x.shape[0] != G or x.shape[-1] != d:
             raise ValueError(f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}")
         m = x.shape[1]
@@ -393,6 +422,8 @@ def late_latents(learner: Learner, params: dict[str, torch.Tensor], xs: list[tor
     intra-modality encoders (Wu1/bu1[/Wu2/bu2]).
     """
     act = _ACTIVATIONS[learner.activation]
+    if learner.encoder == "conv":
+        return _conv_latents(learner, params, xs, plan, prefix, act)
     width = learner.hidden if learner.encoder == "mlp" else learner.latent_dim
     out = []
     for k, idx, y in _modality_layer(xs, params, f"W{prefix}1", plan, width):
@@ -400,6 +431,39 @@ def late_latents(learner: Learner, params: dict[str, torch.Tensor], xs: list[tor
         h = y + params[f"b{prefix}1.{name}"][:, :, None]
         if learner.encoder == "mlp":
             h = _per_model(act(h), params[f"W{prefix}2.{name}"]) + params[f"b{prefix}2.{name}"][:, :, None]
+        out.append((k, idx, h))
+    return out
+
+
+def sliding_windows(x: torch.Tensor, window: int) -> torch.Tensor:
+    """(G, m, T, d) or (G, m, d) -> (G, m, P, window * d): every window of ``window``
+    consecutive steps, flattened step-major ([x_t; x_{t+1}; ...]); P = max(T - window + 1, 1).
+    A sequence shorter than the window (a vector is length 1) is zero-padded at the end."""
+    if x.ndim == 3:
+        x = x[:, :, None]
+    T = x.shape[2]
+    if T < window:
+        x = torch.nn.functional.pad(x, (0, 0, 0, window - T))
+    G, m, _, d = x.shape
+    win = x.unfold(2, window, 1)  # (G, m, P, d, window)
+    return win.transpose(-1, -2).reshape(G, m, win.shape[2], window * d)
+
+
+def _conv_latents(learner, params, xs, plan, prefix, act):
+    """The conv encoder's latents: one GEMM over every window of every sample, the
+    activation, a mean over the window positions, then the latent map."""
+    flat, positions = [], []
+    for x in xs:
+        win = sliding_windows(x, learner.window)  # (G, m, P, w * d)
+        positions.append(win.shape[2])
+        flat.append(win.reshape(win.shape[0], -1, win.shape[-1]))  # (G, m * P, w * d)
+    out = []
+    for k, idx, y in _modality_layer(flat, params, f"W{prefix}1", plan, learner.hidden):
+        name = plan.names[k]
+        G, Sk, rows, hid = y.shape
+        P = positions[k]
+        h = act(y.view(G, Sk, rows // P, P, hid) + params[f"b{prefix}1.{name}"][:, :, None, None])
+        h = _per_model(h.mean(dim=3), params[f"W{prefix}2.{name}"]) + params[f"b{prefix}2.{name}"][:, :, None]
         out.append((k, idx, h))
     return out
 

@@ -24,7 +24,8 @@ from mmtheory.theory.check import check
 from mmtheory.theory.contributions import contributions_table
 from mmtheory.theory.statistics import clopper_pearson
 
-__all__ = ["run_real", "REAL_LEARNER", "PAPER_PROTOCOL", "paper_sizes", "errors_by_views",
+__all__ = ["run_real", "REAL_LEARNER", "PAPER_PROTOCOL", "CONV_SETTINGS", "temporal_learner",
+           "paper_sizes", "errors_by_views",
            "adding_helps"]
 
 #: Multinomial logistic regression on the concatenated (zero-filled) views.
@@ -33,6 +34,21 @@ REAL_LEARNER = {"kind": "linear", "solver": "adam", "lr": 0.05, "steps": 300}
 #: concatenation, a linear head; Adam, lr 0.01, batch 2048 (epochs unpublished: 300 steps).
 PAPER_PROTOCOL = {"kind": "late_fusion", "encoder": "linear", "latent_dim": 128, "solver": "adam",
                   "lr": 0.01, "steps": 300, "batch_size": 2048}
+#: The temporal encoder's settings (``--temporal conv``): a width-3 convolution over time
+#: with 32 channels, mean-pooled, before each modality's latent map.
+CONV_SETTINGS = {"encoder": "conv", "hidden": 32, "window": 3}
+
+
+def temporal_learner(base: dict | None) -> dict:
+    """``base`` with conv encoders: late fusion keeps its latent size and training; the
+    default logistic regression becomes late fusion with 16-d latents."""
+    base = dict(base or REAL_LEARNER)
+    if base.get("kind") != "late_fusion":
+        base = {"kind": "late_fusion", "latent_dim": 16, "solver": "adam", "lr": 0.01,
+                "steps": base.get("steps", 300)}
+    return {**base, **CONV_SETTINGS}
+
+
 #: The paper's training-set ratios.
 PAPER_RATIOS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 #: Minimum training examples per class at the smallest ratio.

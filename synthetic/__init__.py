@@ -5,6 +5,7 @@ from synthetic.linear import LinearWorld
 from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
 from synthetic.presets import PRESETS, iemocap_like, imbalance_world, table4_world
+from synthetic.sequence import SequenceWorld
 
 __all__ = [
     "World",
@@ -13,6 +14,7 @@ __all__ = [
     "NonlinearWorld",
     "OverlapWorld",
     "PRESETS",
+    "SequenceWorld",
     "iemocap_like",
     "imbalance_world",
     "table4_world",

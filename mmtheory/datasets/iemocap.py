@@ -10,7 +10,8 @@ ang 3, exc 4, fru 5). There is no validation split: the last 10% of the training
 ``mult``: the aligned/unaligned pickles of the multimodal-transformer line of work, a dict
 with ``train``, ``valid``, ``test``; each a dict with ``text`` (N, T, 300), ``audio`` (N, T,
 74), ``vision`` (N, T, 35) and ``labels`` (N, 4, 2) over (neutral, happy, sad, angry) x
-(absent, present). Sequences are mean-pooled over T; audio -inf values are cleaned (count
+(absent, present). Sequences are mean-pooled over T (or kept, with ``pool``, for the
+``conv`` temporal encoder); audio -inf values are cleaned (count
 reported). The target is the 4-class emotion (rows without exactly one present emotion are
 dropped, counted) or one emotion as a binary task.
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtheory.datasets.loaders import Loaded, arrays_to_splits
+from mmtheory.datasets.loaders import Loaded, arrays_to_splits, pool_per_modality
 from mmtheory.errors import DataFormatError
 
 __all__ = ["load_iemocap", "CER_EMOTIONS", "MULT_EMOTIONS"]
@@ -94,7 +95,7 @@ def _cer(path: Path, obj) -> Loaded:
     return loaded
 
 
-def _mult(path: Path, obj, target: str) -> Loaded:
+def _mult(path: Path, obj, target: str, pool) -> Loaded:
     for split in ("train", "valid", "test"):
         if split not in obj:
             raise DataFormatError(f"{path}: missing key {split!r}; expected 'train', 'valid', 'test'")
@@ -128,19 +129,32 @@ def _mult(path: Path, obj, target: str) -> Loaded:
             if bad.any():
                 cleaned[key] = cleaned.get(key, 0) + int(bad.sum())
                 arr = np.where(bad, 0.0, arr)
-            xs[key].append(arr[ok].mean(axis=1))
+            xs[key].append(arr[ok])
         ys.append(y[ok])
         tests.append(np.full(int(ok.sum()), split == "test"))
-    x = {k: np.concatenate(v) for k, v in xs.items()}
+    x = {}
+    for k, parts in xs.items():
+        if parts[0].shape[1:] != parts[1].shape[1:]:
+            raise DataFormatError(f"{path}: {k} sequences are {parts[0].shape[1:]} in train but "
+                                  f"{parts[1].shape[1:]} in test; expected the same (T, d)")
+        x[k] = np.concatenate(parts)
+    pools = pool_per_modality(pool, list(x))
     loaded = arrays_to_splits("iemocap", x, np.concatenate(ys).astype(np.int64), np.concatenate(tests),
-                              path=str(path), cleaned=cleaned)
-    loaded.notes.append(f"mult layout, target {target}; sequences mean-pooled; "
+                              path=str(path), cleaned=cleaned, pool=pools)
+    kept = [k for k, v in pools.items() if v == "none"]
+    how = f"sequences kept for {', '.join(kept)}, the others mean-pooled" if kept else "sequences mean-pooled"
+    loaded.notes.append(f"mult layout, target {target}; {how}; "
                         f"{dropped} rows without exactly one emotion dropped")
     return loaded
 
 
-def load_iemocap(path: str | Path, layout: str = "auto", *, target: str = "multiclass") -> Loaded:
-    """Load an IEMOCAP pickle in the ``cer`` or ``mult`` layout (``auto``: by its type)."""
+def load_iemocap(path: str | Path, layout: str = "auto", *, target: str = "multiclass",
+                 pool: str | dict[str, str] = "mean") -> Loaded:
+    """Load an IEMOCAP pickle in the ``cer`` or ``mult`` layout (``auto``: by its type).
+
+    ``pool`` (mult layout: its modalities are sequences): "mean" pools every modality over
+    time, "none" keeps every sequence (for the ``conv`` encoder), or a dict per modality.
+    The cer layout holds utterance vectors: it takes "mean" only."""
     path = Path(path)
     if layout not in ("auto", "cer", "mult"):
         raise ValueError(f"layout must be 'auto', 'cer' or 'mult', got {layout!r}")
@@ -153,7 +167,10 @@ def load_iemocap(path: str | Path, layout: str = "auto", *, target: str = "multi
         if not isinstance(obj, dict):
             raise DataFormatError(f"{path}: the mult layout is a dict with 'train', 'valid', 'test', "
                                   f"got {type(obj).__name__}")
-        return _mult(path, obj, target)
+        return _mult(path, obj, target, pool)
+    if pool != "mean":
+        raise ValueError("pool applies to the mult layout (sequences); the cer layout holds "
+                         "one vector per utterance")
     if target != "multiclass":
         raise ValueError(f"target {target!r} needs the mult layout (per-emotion labels); the cer "
                          "layout has one 6-class label per utterance")

@@ -3,7 +3,9 @@
 Generic ``.npz`` layout (how users bring other data):
 
 - ``x_<name>``: one float array per modality, ``(n, d)``, or ``(n, T, d)`` for sequences
-  (mean-pooled over T before fusion); the modality order is the order in the file;
+  (by default mean-pooled over T before fusion; ``pool="none"``, or per modality
+  ``pool={"text": "none"}``, keeps them for the ``conv`` temporal encoder); the modality
+  order is the order in the file;
 - ``y``: ``(n,)`` integer class ids >= 0 (or float targets for regression);
 - ``split`` (optional): ``(n,)`` with 0 / ``"train"`` for training rows and 1 / ``"test"``
   for test rows; without it, a stratified 75/25 split with a fixed seed is made.
@@ -25,7 +27,8 @@ from mmtheory.data import MultiModalData
 from mmtheory.errors import DataFormatError
 from mmtheory.seeding import as_generator
 
-__all__ = ["Loaded", "load_npz", "load_mfeat", "arrays_to_splits", "MFEAT_CITATION"]
+__all__ = ["Loaded", "load_npz", "load_mfeat", "arrays_to_splits", "pool_per_modality", "POOLS",
+           "MFEAT_CITATION"]
 
 MFEAT_CITATION = ("R. Duin, Multiple Features, UCI Machine Learning Repository (1998), "
                   "DOI 10.24432/C5HC70, CC BY 4.0")
@@ -50,19 +53,44 @@ def _clean(name: str, x: np.ndarray, cleaned: dict[str, int]) -> np.ndarray:
     return x
 
 
+POOLS = ("mean", "none")
+
+
+def pool_per_modality(pool: str | dict[str, str], names) -> dict[str, str]:
+    """``pool`` ("mean", "none", or a dict modality -> either; unnamed modalities "mean") as
+    a full dict, checked against the modality names."""
+    if isinstance(pool, str):
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS} or a dict of them, got {pool!r}")
+        return dict.fromkeys(names, pool)
+    if not isinstance(pool, dict):
+        raise TypeError(f"pool must be a string or a dict, got {type(pool).__name__}")
+    unknown = sorted(set(pool) - set(names))
+    if unknown:
+        raise ValueError(f"pool names modality {unknown[0]!r}; the modalities are {list(names)}")
+    bad = {k: v for k, v in pool.items() if v not in POOLS}
+    if bad:
+        k = next(iter(bad))
+        raise ValueError(f"pool[{k!r}] must be one of {POOLS}, got {bad[k]!r}")
+    return {k: pool.get(k, "mean") for k in names}
+
+
 def _pool(x: np.ndarray, pool: str) -> np.ndarray:
-    if x.ndim == 2:
+    if x.ndim == 2 or pool == "none":
         return x
-    if pool != "mean":
-        raise ValueError(f"pool must be 'mean' for sequence modalities, got {pool!r}")
     return x.mean(axis=1)
 
 
 def arrays_to_splits(name: str, x: dict[str, np.ndarray], y: np.ndarray, is_test: np.ndarray, *,
-                     path: str, standardize: bool = True, pool: str = "mean",
+                     path: str, standardize: bool = True, pool: str | dict[str, str] = "mean",
                      cleaned: dict[str, int] | None = None) -> Loaded:
-    """Validated, cleaned, pooled and (optionally) standardised train/test MultiModalData."""
+    """Validated, cleaned, pooled and (optionally) standardised train/test MultiModalData.
+
+    Sequences kept by ``pool`` are standardised per feature over samples and time steps,
+    and the dataset's name records them (``name[sequences: text]``), so that run ids of
+    pooled and sequence runs never collide."""
     cleaned = {} if cleaned is None else cleaned
+    pools = pool_per_modality(pool, list(x))
     n = len(y)
     if is_test.sum() == 0 or (~is_test).sum() == 0:
         which = "test" if is_test.sum() == 0 else "train"
@@ -71,12 +99,16 @@ def arrays_to_splits(name: str, x: dict[str, np.ndarray], y: np.ndarray, is_test
     for k, v in x.items():
         if v.shape[0] != n:
             raise DataFormatError(f"{path}: key 'x_{k}' has {v.shape[0]} rows but 'y' has {n}")
-        feats[k] = _pool(_clean(k, v.astype(np.float64), cleaned), pool)
+        feats[k] = _pool(_clean(k, v.astype(np.float64), cleaned), pools[k])
     if standardize:
         for k, v in feats.items():
-            mu = v[~is_test].mean(axis=0)
-            sd = v[~is_test].std(axis=0)
+            axes = (0, 1) if v.ndim == 3 else 0
+            mu = v[~is_test].mean(axis=axes)
+            sd = v[~is_test].std(axis=axes)
             feats[k] = (v - mu) / np.where(sd > 0, sd, 1.0)
+    sequences = [k for k, v in feats.items() if v.ndim == 3]
+    if sequences:
+        name = f"{name}[sequences: {','.join(sequences)}]"
     classes = None
     if np.issubdtype(y.dtype, np.integer):
         classes = int(y.max()) + 1
@@ -97,8 +129,10 @@ def _stratified_test_mask(y: np.ndarray, fraction: float = 0.25, seed: int = 0) 
     return mask
 
 
-def load_npz(path: str | Path, *, standardize: bool = True, pool: str = "mean") -> Loaded:
-    """Load the generic ``.npz`` layout (module docstring)."""
+def load_npz(path: str | Path, *, standardize: bool = True,
+             pool: str | dict[str, str] = "mean") -> Loaded:
+    """Load the generic ``.npz`` layout (module docstring). ``pool``: "mean" (pool every
+    sequence over time), "none" (keep sequences), or a dict modality -> either."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")

@@ -43,6 +43,14 @@ class WorldSource:
         return int(getattr(self.world, "output_dim", 1))
 
     @property
+    def steps(self) -> dict[str, int]:
+        """Time steps per modality (1 for vectors): from one drawn row, once."""
+        if not hasattr(self, "_steps"):
+            row = self.world.sample(1, seed=0)
+            self._steps = {k: int(row[k].shape[1]) if row[k].ndim == 3 else 1 for k in self.names}
+        return self._steps
+
+    @property
     def oracle(self):
         """The world when linear predictors have exact risks (else None)."""
         return self.world if self.world.has_exact_oracles else None
@@ -92,6 +100,12 @@ class DataSource:
     @property
     def out_dim(self) -> int:
         return self._out_dim
+
+    @property
+    def steps(self) -> dict[str, int]:
+        """Time steps per modality (1 for vectors)."""
+        return {k: int(self.train_data[k].shape[1]) if self.train_data[k].ndim == 3 else 1
+                for k in self.names}
 
     def bayes_risk(self) -> float:
         return 0.0

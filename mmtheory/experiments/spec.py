@@ -42,7 +42,7 @@ __all__ = ["SweepSpec", "load_spec", "parse_spec", "WORLD_KINDS"]
 
 #: World kinds a spec may name (``synthetic`` is imported when a spec is parsed: it
 #: depends on mmtheory's data layer, so importing it here would be circular).
-WORLD_KINDS = ("overlap", "linear", "nonlinear", "iemocap_like", "imbalance", "table4")
+WORLD_KINDS = ("overlap", "linear", "nonlinear", "iemocap_like", "imbalance", "table4", "sequence")
 
 
 def _world_factory(kind: str):
@@ -55,6 +55,7 @@ def _world_factory(kind: str):
         "iemocap_like": synthetic.iemocap_like,
         "imbalance": synthetic.imbalance_world,
         "table4": synthetic.table4_world,
+        "sequence": synthetic.SequenceWorld,
     }[kind]
 #: Parameters whose value is itself a list; a grid over them is a list of lists.
 _LIST_PARAMS = {"dims", "names", "noise", "strength", "feature_scale"}

@@ -350,12 +350,17 @@ class _Runner:
     def _chunks(self, learner, m, seeds, subs):
         src = self.source
         rows = min(m, learner.batch_size) if learner.batch_size else m
+        conv = learner.encoder == "conv" and learner.kind == "late_fusion"
+        steps = src.steps if conv else dict.fromkeys(src.names, 1)
+        T, w = max(steps.values()), learner.window if conv else 1  # conv: per-step activations
         widths = {"linear": src.out_dim,
                   "early_fusion": 2 * learner.latent_dim + src.out_dim,
-                  "late_fusion": len(src.names) * (learner.hidden + 2 * learner.latent_dim) + src.out_dim}
+                  "late_fusion": len(src.names) * (learner.hidden * T + 2 * learner.latent_dim)
+                  + src.out_dim}
         per_model = rows * widths[learner.kind] * 4 * 6 + 4 * 4 * sum(src.dims.values()) * max(
-            learner.hidden, learner.latent_dim, src.out_dim)
-        per_group = m * sum(src.dims.values()) * 4 * 2
+            learner.hidden, learner.latent_dim, src.out_dim) * w
+        # the data, and (conv) its windows
+        per_group = m * sum(d * steps[k] for k, d in src.dims.items()) * 4 * (2 * w)
         budget = self.memory_budget
         s_chunk = max(1, min(len(subs), int((budget - per_group) // max(per_model, 1))))
         g_chunk = max(1, min(len(seeds), int(budget // max(per_group + s_chunk * per_model, 1))))
