@@ -240,3 +240,18 @@ def test_iemocap_mult_with_a_temporal_encoder(tmp_path, capsys):
         load_iemocap(cer, pool="none")
     assert main(["data", "mfeat", "--temporal", "conv", "--out", str(tmp_path / "m")]) == 2
     assert "mfeat holds vectors" in capsys.readouterr().err
+
+
+def test_a_spec_runs_the_conv_encoder_on_the_sequence_world(tmp_path):
+    """The spec path: world kind ``sequence`` and a conv learner with its window."""
+    from mmtheory.experiments import parse_spec, run_spec
+
+    spec = parse_spec({"world": {"kind": "sequence", "steps": 5},
+                       "learner": [{"kind": "late_fusion", "encoder": "conv", "window": 2,
+                                    "latent_dim": 4, "hidden": 8, "steps": 30}],
+                       "grid": {"subsets": "all", "m": [40], "seeds": 1},
+                       "estimation": {"n_test": 200, "n_refit": 200, "n_eval": 200}})
+    table = run_spec(spec, out=str(tmp_path), progress=False)
+    assert set(table.learner) == {"late_fusion-conv"} and len(table) == 3
+    assert table[["test_risk", "eta"]].notna().all().all()
+    assert table.steps.eq(5).all()  # the world's parameters are columns

@@ -54,6 +54,9 @@ LEARNER_PRESETS: dict[str, dict] = {
                         "steps": 300, "latent_dim": 16, "hidden": 32},
     "early_fusion": {"kind": "early_fusion", "encoder": "mlp", "solver": "adam", "lr": 0.01,
                      "steps": 300, "latent_dim": 32},
+    # sequences: a convolutional temporal encoder per modality (see mmtheory.learners)
+    "late_fusion-conv": {"kind": "late_fusion", "encoder": "conv", "solver": "adam", "lr": 0.01,
+                         "steps": 300, "latent_dim": 16, "hidden": 32, "window": 3},
 }
 # the related methods (mmtheory.methods), each on the late_fusion preset
 for _method in ("i2m2", "mimo", "bogc", "ogm_ge", "xmodal"):
