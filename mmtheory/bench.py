@@ -14,14 +14,18 @@ Cases (each trains the same models, from the same initial parameters, for the sa
 Peak memory: ``batched_peak_mib`` is the extra memory the batched path held at its peak,
 above what was allocated before it started: on CUDA from the caching allocator
 (``torch.cuda.max_memory_allocated``), on CPU from the process's resident high-water mark
-(``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs``; NaN where
-that is unavailable, since a lifetime peak would say nothing about one case).
+(``VmHWM`` in ``/proc/self/status``, reset through ``/proc/self/clear_refs`` after freed
+memory is handed back with glibc's ``malloc_trim``; NaN where that is unavailable, since a
+lifetime peak would say nothing about one case). On the CPU it is a lower bound: memory the
+allocator keeps from before the case is reused without raising the resident peak.
 
 Writes ``bench.csv`` and ``bench.md``; prints the Markdown table.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import platform
 import time
 from collections.abc import Sequence
@@ -89,9 +93,20 @@ def _proc_status_kib(field: str) -> int | None:
     return None
 
 
+def _release_free_memory() -> None:
+    """Hand memory that is freed but still resident back to the OS (glibc's malloc_trim),
+    so that the next case's peak is not hidden by pages an earlier case left behind."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _reset_rss_peak() -> int | None:
     """Reset the resident high-water mark to the current RSS; return that RSS (KiB), or
     None where the kernel does not allow it (not Linux, or no write access)."""
+    _release_free_memory()
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
