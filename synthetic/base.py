@@ -125,7 +125,9 @@ class World(abc.ABC):
 
     @abc.abstractmethod
     def sample(self, n: int, seed: SeedLike = None) -> MultiModalData:
-        """``n`` i.i.d. samples. The first m rows of ``sample(n, s)`` equal ``sample(m, s)``."""
+        """``n`` i.i.d. samples. The first m rows of ``sample(n, s)`` equal ``sample(m, s)``
+        up to BLAS rounding (the same streams; a BLAS may block products of m and n rows
+        differently)."""
 
     @abc.abstractmethod
     def bayes_risk(self) -> float:
