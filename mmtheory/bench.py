@@ -266,7 +266,6 @@ def run_bench(device: str = "cpu", out: str = "benchmarks", quick: bool = False,
     ``bench.md`` into ``out``. On CUDA, K=6 skips the per-model loop (about 2 ms a step
     there: 1,890 models x 600 steps would take 40 minutes; K=3 and K=4 give the ratio)."""
     dev = resolve_device(device)
-    peak = matmul_peak(dev)
     rows = []
     wanted = cases
     gpu = dev.type == "cuda"
@@ -292,28 +291,28 @@ def run_bench(device: str = "cpu", out: str = "benchmarks", quick: bool = False,
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     stem = f"bench{'-quick' if quick else ''}-{dev.type}"
+    df = pd.DataFrame()
+    peak = matmul_peak(dev) if cases else float("nan")
     for name, fn in cases:
-        r = fn()
-        rows.append({"case": name, "device": str(dev), **r, "peak_gflops": peak})
-        df = _bench_table(rows)
+        rows.append({"case": name, "device": str(dev), **fn(), "peak_gflops": peak})
+        df = _bench_table(rows, dev)
         write_csv_atomic(df, path / f"{stem}.csv")  # saved after every case
     if rows:
-        md = _markdown(df)
-        (path / f"{stem}.md").write_text(md, encoding="utf-8")
-        print(md)
-    else:
-        df = pd.DataFrame()
-    run_agreement = "agreement" in wanted if wanted is not None else gpu and not quick
-    if run_agreement:
+        _save(df, _markdown(df), path / stem)
+    if "agreement" in wanted if wanted is not None else gpu and not quick:
         agree = device_agreement(str(dev))
-        write_csv_atomic(agree, path / f"agreement-{dev.type}.csv")
-        amd = agreement_markdown(agree)
-        (path / f"agreement-{dev.type}.md").write_text(amd, encoding="utf-8")
-        print(amd)
+        _save(agree, agreement_markdown(agree), path / f"agreement-{dev.type}")
     return df
 
 
-def _bench_table(rows: list[dict]) -> pd.DataFrame:
+def _save(df: pd.DataFrame, md: str, stem: Path) -> None:
+    """``stem``.csv and ``stem``.md, saved before the table is printed."""
+    write_csv_atomic(df, stem.with_suffix(".csv"))
+    stem.with_suffix(".md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+def _bench_table(rows: list[dict], dev: torch.device) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["speedup_vs_loop"] = df.loop_s / df.batched_s
     df["speedup_vs_vmap"] = df.vmap_s / df.batched_s
@@ -322,8 +321,8 @@ def _bench_table(rows: list[dict]) -> pd.DataFrame:
     df["torch"] = torch.__version__
     df["threads"] = torch.get_num_threads()
     df["cpu"] = platform.processor() or platform.machine()
-    if "cuda" in str(df.device.iloc[0]):
-        df["gpu"] = torch.cuda.get_device_name(df.device.iloc[0])
+    if dev.type == "cuda":
+        df["gpu"] = torch.cuda.get_device_name(dev)
     return df
 
 

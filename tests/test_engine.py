@@ -41,22 +41,28 @@ def _setup(task, learner, G=2, m=25):
     return world, subs, datas, plan, inits, xs, y
 
 
-@pytest.mark.parametrize("task", ["classification", "regression"])
-@pytest.mark.parametrize("learner", LEARNERS, ids=lambda lrn: f"{lrn.label}-{lrn.solver}-{lrn.fusion}")
-def test_batched_equals_per_model_loop(task, learner):
-    world, subs, datas, plan, inits, xs, y = _setup(task, learner)
+def assert_batched_equals_loop(learner, task, world, subs, datas, plan, inits, xs, y):
+    """Train every (group, subset) model batched and one by one (``train_loop``, written
+    independently), from the same initial parameters and minibatch order; compare outputs."""
     res = train_batched(learner, plan, xs, y, inits, task=task, dtype=torch.float64,
                         batch_keys=[("b", g) for g in range(len(datas))])
     with torch.no_grad():
         batched_out = forward(learner, res.params, xs, plan)
-    for g, data in enumerate(datas):
+    for g in range(len(datas)):
         for s, sub in enumerate(subs):
-            x = {k: data[k] for k in world.names}
-            model = train_loop(learner, sub, x, y[g], inits[g][s], task=task, batch_key=("b", g))
+            x = {k: xs[i][g] for i, k in enumerate(world.names)}
+            model = train_loop(learner, sub, x, y[g], inits[g][s], task=task, batch_key=("b", g),
+                               dims=world.dims)
             with torch.no_grad():
                 loop_out = model(x)
             # float64, identical arithmetic up to summation order: 1e-9 is ~1e6 ulps of slack
             assert torch.allclose(batched_out[g, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+@pytest.mark.parametrize("learner", LEARNERS, ids=lambda lrn: f"{lrn.label}-{lrn.solver}-{lrn.fusion}")
+def test_batched_equals_per_model_loop(task, learner):
+    assert_batched_equals_loop(learner, task, *_setup(task, learner))
 
 
 def test_vmap_baseline_equals_batched_for_linear():

@@ -5,13 +5,12 @@ import math
 import pandas as pd
 import pytest
 import torch
-from test_engine import _setup  # the same tiny worlds as the ERM batched == loop test
+from test_engine import _setup, assert_batched_equals_loop  # the ERM test's worlds and check
 
 import synthetic
 from mmtheory import methods
-from mmtheory.baselines import train_loop
 from mmtheory.engine import train_batched
-from mmtheory.learners import Learner, ModelPlan, forward, init_model
+from mmtheory.learners import Learner, ModelPlan, init_model
 from mmtheory.subsets import parse_subset
 
 
@@ -106,20 +105,7 @@ CASES = [
                          ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)])
 def test_method_batched_equals_per_model_loop(method, task, extra):
     lrn = Learner("late_fusion", method=method, latent_dim=3, hidden=4, steps=12, **extra)
-    world, subs, datas, plan, inits, xs, y = _setup(task, lrn)
-    res = train_batched(lrn, plan, xs, y, inits, task=task, dtype=torch.float64,
-                        batch_keys=[("b", g) for g in range(len(datas))])
-    with torch.no_grad():
-        batched_out = forward(lrn, res.params, xs, plan)
-    for g, data in enumerate(datas):
-        for s, sub in enumerate(subs):
-            x = {k: data[k] for k in world.names}
-            model = train_loop(lrn, sub, x, y[g], inits[g][s], task=task, batch_key=("b", g),
-                               dims=world.dims)
-            with torch.no_grad():
-                loop_out = model(x)
-            # float64, the same arithmetic up to summation order
-            assert torch.allclose(batched_out[g, s], loop_out, atol=1e-9, rtol=1e-9), (g, str(sub))
+    assert_batched_equals_loop(lrn, task, *_setup(task, lrn))
 
 
 def _train(lrn, task="classification"):

@@ -7,15 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_engine import assert_batched_equals_loop
 
 import synthetic
 from mmtheory import MultiModalData, sweep
-from mmtheory.baselines import train_loop
 from mmtheory.cli import main, parse_temporal
 from mmtheory.datasets import load_iemocap, load_npz
-from mmtheory.engine import train_batched
 from mmtheory.experiments import DataSource
-from mmtheory.learners import Learner, ModelPlan, forward, init_model, sliding_windows
+from mmtheory.learners import (
+    Learner,
+    ModelPlan,
+    forward,
+    init_model,
+    sliding_windows,
+    stack_params,
+)
 from mmtheory.subsets import all_subsets
 
 CONV = dict(kind="late_fusion", encoder="conv", latent_dim=3, hidden=5, window=3)
@@ -42,8 +48,6 @@ def test_conv_on_a_vector_is_the_mlp_encoder():
     inits = [init_model(conv, s, world.dims, 3, key=("v", str(s)), dtype=torch.float64) for s in subs]
     as_mlp = [{k: (v[: world.dims[k.split(".")[1]]] if k.startswith("W1.") else v) for k, v in p.items()}
               for p in inits]
-    from mmtheory.learners import stack_params
-
     xs = [data[k][None].double() for k in world.names]
     a = forward(conv, stack_params([inits], plan, "cpu", torch.float64), xs, plan)
     b = forward(mlp, stack_params([as_mlp], plan, "cpu", torch.float64), xs, plan)
@@ -73,18 +77,7 @@ def test_batched_conv_equals_a_conv1d_loop(settings):
     """The batched GEMM over windows equals nn.Conv1d models trained one by one (float64,
     identical arithmetic up to summation order: 1e-9 is ~1e6 ulps of slack)."""
     learner = Learner(**{**CONV, "solver": "adam", "lr": 0.05, **settings})
-    world, subs, datas, plan, inits, xs, y = _sequence_setup(learner)
-    res = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64,
-                        batch_keys=[("b", g) for g in range(len(datas))])
-    with torch.no_grad():
-        batched = forward(learner, res.params, xs, plan)
-    for g, data in enumerate(datas):
-        for s, sub in enumerate(subs):
-            x = {k: data[k].double() for k in world.names}
-            model = train_loop(learner, sub, x, y[g], inits[g][s], task="classification",
-                               batch_key=("b", g))
-            with torch.no_grad():
-                assert torch.allclose(batched[g, s], model(x), atol=1e-9, rtol=1e-9), (g, str(sub))
+    assert_batched_equals_loop(learner, "classification", *_sequence_setup(learner))
 
 
 def test_sequence_world_bayes_risk_matches_monte_carlo():

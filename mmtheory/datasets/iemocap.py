@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mmtheory.datasets.loaders import Loaded, arrays_to_splits, pool_per_modality
+from mmtheory.datasets.loaders import Loaded, arrays_to_splits
 from mmtheory.errors import DataFormatError
 
 __all__ = ["load_iemocap", "CER_EMOTIONS", "MULT_EMOTIONS"]
@@ -138,10 +138,9 @@ def _mult(path: Path, obj, target: str, pool) -> Loaded:
             raise DataFormatError(f"{path}: {k} sequences are {parts[0].shape[1:]} in train but "
                                   f"{parts[1].shape[1:]} in test; expected the same (T, d)")
         x[k] = np.concatenate(parts)
-    pools = pool_per_modality(pool, list(x))
     loaded = arrays_to_splits("iemocap", x, np.concatenate(ys).astype(np.int64), np.concatenate(tests),
-                              path=str(path), cleaned=cleaned, pool=pools)
-    kept = [k for k, v in pools.items() if v == "none"]
+                              path=str(path), cleaned=cleaned, pool=pool)
+    kept = [k for k in loaded.train.names if loaded.train[k].ndim == 3]
     how = f"sequences kept for {', '.join(kept)}, the others mean-pooled" if kept else "sequences mean-pooled"
     loaded.notes.append(f"mult layout, target {target}; {how}; "
                         f"{dropped} rows without exactly one emotion dropped")
