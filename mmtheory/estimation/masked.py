@@ -117,10 +117,13 @@ def coalition_losses(
     sample : list over modalities of (G, n, d_k) and y (G, n[, p])
     fill : None (zero mask) or, per modality, a (G, d_k) tensor (each group's training
         mean: the mean mask); a modality outside the coalition is replaced by it
+    outputs : also return the outputs (G, S, n, 2^K, p): the output games of InterSHAP,
+        AGM and MM-SHAP
 
     Returns
     -------
-    SampleLosses with ``loss`` (G, S, n, 2^K) and, for classification, ``correct``.
+    SampleLosses with ``loss`` (G, S, n, 2^K), for classification ``correct``, and
+    ``output`` when asked for.
     """
     fills = _check_fill(fill, sample)
     K = len(sample.xs)
