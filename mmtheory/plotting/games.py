@@ -15,7 +15,8 @@ def plot_imbalance_gaps(table: pd.DataFrame, ax=None):
     reliance-Shapley, mean over seeds with its 95% interval; flagged modalities filled.
 
     table : rows of ``imbalance.csv`` for one mask and value (columns ``dataset``,
-        ``modality``, ``gap``, ``ci_low``, ``ci_high``, ``flagged``).
+        ``modality``, ``gap``, ``ci_low``, ``ci_high``, ``flagged``; ``learner`` names the
+        rows of a dataset with several learners).
     """
     ax = ax or plt.gca()
     rows = table.reset_index(drop=True)
@@ -37,7 +38,16 @@ def plot_imbalance_gaps(table: pd.DataFrame, ax=None):
         )
     ax.axvline(0, color="grey", linewidth=0.8)
     ax.set_yticks(y)
-    ax.set_yticklabels([f"{r.dataset}: {r.modality}" for r in rows.itertuples()], fontsize=8)
+    several = rows.groupby("dataset").learner.nunique() > 1 if "learner" in rows else {}
+    ax.set_yticklabels(
+        [
+            f"{r.dataset} ({r.learner}): {r.modality}"
+            if several.get(r.dataset, False)
+            else f"{r.dataset}: {r.modality}"
+            for r in rows.itertuples()
+        ],
+        fontsize=8,
+    )
     ax.set_xlabel("imbalance score: phi(retrain) - phi(masked), nats")
     return ax
 
