@@ -129,11 +129,14 @@ def _parser() -> argparse.ArgumentParser:
         "exact PID against a discretising estimator",
     )
     gm.add_argument("--out", default="runs/games", help="output directory (default runs/games)")
-    gm.add_argument("--quick", action="store_true", help="150 steps, smaller samples (about 2 min)")
+    gm.add_argument(
+        "--quick", action="store_true", help="150 steps, smaller samples (a few minutes)"
+    )
     gm.add_argument(
         "--datasets",
-        default="imbalance,balanced,synergy,mfeat",
-        help="comma-separated: imbalance, balanced, synergy, mfeat (default all)",
+        default="imbalance,imbalance_long,balanced,synergy,mfeat",
+        help="comma-separated: imbalance, imbalance_long, balanced, synergy, mfeat "
+        "(default all; --quick skips imbalance_long)",
     )
 
     pl = verb("plot", "regenerate every figure from a run directory's tables")

@@ -59,6 +59,15 @@ def _imbalance_section(imb: pd.DataFrame) -> list[str]:
             f"- Imbalance world, modality `weak` flagged under every mask: "
             f"**{'yes' if ok else 'no'}** (required)."
         )
+    long = sel[(sel.dataset == "imbalance_long") & (sel.modality == "weak")]
+    if len(weak) and len(long):
+        a = weak[weak["mask"] == "zero"].iloc[0]
+        b = long[long["mask"] == "zero"].iloc[0]
+        checks.append(
+            f"- Training five times longer moves the weak modality's score from "
+            f"{_ci(a.gap, a.ci_low, a.ci_high)} to {_ci(b.gap, b.ci_low, b.ci_high)} (zero "
+            "mask): a score caused by under-training would shrink towards 0."
+        )
     bal = sel[sel.dataset == "balanced"]
     if len(bal):
         ok = not bool(bal.flagged.any())

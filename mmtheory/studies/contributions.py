@@ -6,9 +6,11 @@ measured per test row: the retrain game. The model trained on every modality is 
 model; it is evaluated on every coalition's masked input (zero mask and mean mask): the
 masked game. Both share the joint model as v(N) and, under the ``"constant"`` empty
 convention, the best constant predictor as v(empty), so the imbalance scores of a dataset
-add up to 0. Datasets: the imbalance world (the weak modality must be flagged), a balanced
-two-block world (the negative control: no modality may be flagged), the XOR synergy world
-(late fusion cannot use synergy, early fusion can) and mfeat (real data, six views).
+add up to 0. Datasets: the imbalance world (the weak modality must be flagged), the same
+world trained five times longer (``imbalance_long``: a score that under-training caused
+would shrink), a balanced two-block world (the negative control: no modality may be
+flagged), the XOR synergy world (late fusion cannot use synergy, early fusion can) and
+mfeat (real data, six views).
 
 Part 2, the PID. The exact Gaussian MMI PID of a grid of linear worlds (one-dimensional
 latent blocks, so each modality has a sufficient scalar score), the discretising estimator
@@ -82,7 +84,9 @@ SYNERGY_LEARNER = {
     "lr": 0.01,
     "steps": 300,
 }
-DATASETS = ("imbalance", "balanced", "synergy", "mfeat")
+DATASETS = ("imbalance", "imbalance_long", "balanced", "synergy", "mfeat")
+#: Adam steps of the imbalance world's training-length control (``imbalance_long``).
+LONG_STEPS = 1500
 
 
 @dataclass
@@ -226,6 +230,8 @@ def _cases(quick: bool, seeds: int | None, steps: int | None, n_test: int | None
     ef = dict(SYNERGY_LEARNER, steps=steps or (150 if quick else SYNERGY_LEARNER["steps"]))
     world = WorldSource(synthetic.imbalance_world(), n_test=n, n_refit=2, n_eval=2)
     yield "imbalance", world, [Learner(**lf)], 2000, many
+    if not quick:  # does the score shrink with training? (under-training would)
+        yield "imbalance_long", world, [Learner(**dict(lf, steps=LONG_STEPS))], 2000, many
     yield (
         "balanced",
         WorldSource(balanced_world(), n_test=n, n_refit=2, n_eval=2),
