@@ -85,8 +85,8 @@ SYNERGY_LEARNER = {
     "steps": 300,
 }
 DATASETS = ("imbalance", "imbalance_long", "balanced", "synergy", "mfeat")
-#: Adam steps of the imbalance world's training-length control (``imbalance_long``).
-LONG_STEPS = 1500
+#: How many times longer the imbalance world's training-length control trains.
+LONG_FACTOR = 5
 
 
 @dataclass
@@ -231,7 +231,13 @@ def _cases(quick: bool, seeds: int | None, steps: int | None, n_test: int | None
     world = WorldSource(synthetic.imbalance_world(), n_test=n, n_refit=2, n_eval=2)
     yield "imbalance", world, [Learner(**lf)], 2000, many
     if not quick:  # does the score shrink with training? (under-training would)
-        yield "imbalance_long", world, [Learner(**dict(lf, steps=LONG_STEPS))], 2000, many
+        yield (
+            "imbalance_long",
+            world,
+            [Learner(**dict(lf, steps=LONG_FACTOR * lf["steps"]))],
+            2000,
+            many,
+        )
     yield (
         "balanced",
         WorldSource(balanced_world(), n_test=n, n_refit=2, n_eval=2),
@@ -257,7 +263,7 @@ def _cases(quick: bool, seeds: int | None, steps: int | None, n_test: int | None
 
 
 # ------------------------------------------------------------------------ PID check
-def pid_worlds(quick: bool = False) -> list:
+def pid_worlds() -> list:
     """The grid of linear worlds of the PID check: one-dimensional latent blocks (each
     modality's least-squares score is sufficient), rho x noise x strength (20 worlds)."""
     import synthetic
@@ -317,7 +323,7 @@ def pid_check(
     n = n or (5000 if quick else 20000)
     reps = reps or (2 if quick else 5)
     rows, ident = [], []
-    for w_index, world in enumerate(pid_worlds(quick)):
+    for w_index, world in enumerate(pid_worlds()):
         exact = gaussian_pid(world)
         p = world.params()
         params = {

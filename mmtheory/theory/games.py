@@ -219,14 +219,12 @@ def intershap_score(v, *, pairs_counted: str = "twice") -> np.ndarray:
     if pairs_counted not in ("twice", "once"):
         raise ValueError(f"pairs_counted must be 'twice' or 'once', got {pairs_counted!r}")
     m = np.abs(intershap_matrix(v))
-    K = m.shape[-1]
     diag = np.trace(m, axis1=-2, axis2=-1)
     off = m.sum(axis=(-2, -1)) - diag
     if pairs_counted == "once":
         off = off / 2
     total = off + diag
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, off / np.where(total > 0, total, 1.0), 0.0) if K > 1 else off
+    return np.where(total > 0, off / np.where(total > 0, total, 1.0), 0.0)
 
 
 def mmshap_shares(phi) -> np.ndarray:
