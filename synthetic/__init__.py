@@ -7,6 +7,7 @@ from synthetic.overlap import OverlapWorld
 from synthetic.presets import iemocap_like, imbalance_world, table4_world
 from synthetic.registry import WORLD_KINDS
 from synthetic.sequence import SequenceWorld
+from synthetic.synergy import SynergyWorld
 
 __all__ = [
     "World",
@@ -15,6 +16,7 @@ __all__ = [
     "NonlinearWorld",
     "OverlapWorld",
     "SequenceWorld",
+    "SynergyWorld",
     "WORLD_KINDS",
     "iemocap_like",
     "imbalance_world",

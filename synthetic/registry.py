@@ -14,6 +14,7 @@ from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
 from synthetic.presets import iemocap_like, imbalance_world, table4_world
 from synthetic.sequence import SequenceWorld
+from synthetic.synergy import SynergyWorld
 
 __all__ = ["WORLD_KINDS"]
 
@@ -26,4 +27,5 @@ WORLD_KINDS: dict[str, Callable[..., World]] = {
     "imbalance": imbalance_world,
     "table4": table4_world,
     "sequence": SequenceWorld,
+    "synergy": SynergyWorld,
 }

@@ -12,6 +12,7 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_size
 from mmtheory.datasets.paper import paper_table4
+from mmtheory.plotting.games import plot_imbalance_gaps, plot_pid_estimates
 from mmtheory.plotting.plots import (
     plot_accuracy_vs_ratio,
     plot_bounds,
@@ -29,6 +30,7 @@ FIGURES = {
     "fig2a_crossover": ("crossover/results.csv", "accuracy vs training-sample ratio, per subset"),
     "fig_correlation": ("correlation_eta.csv", "eta_inf and the crossover m* against rho"),
     "fig_bounds": ("bounds_summary.csv", "Theorem 1 and 2 right sides against measured left sides"),
+    "fig_games": ("imbalance.csv", "imbalance scores per modality; PID estimates against exact"),
 }
 
 
@@ -83,12 +85,30 @@ def figure_fig_bounds(run_dir: Path, dest: Path) -> list[Path]:
     return save_figure(fig, dest, "fig_bounds")
 
 
+def figure_fig_games(run_dir: Path, dest: Path) -> list[Path]:
+    imb = pd.read_csv(run_dir / FIGURES["fig_games"][0])
+    imb = imb[(imb["mask"] == "zero") & (imb["value"] == "neg_risk")]
+    pid_path = run_dir / "pid.csv"
+    panels = 2 if pid_path.exists() else 1
+    fig, axes = plt.subplots(1, panels, figsize=(4.8 * panels, 0.3 * len(imb) + 2.2))
+    axes = list(axes) if panels == 2 else [axes]
+    plot_imbalance_gaps(imb, axes[0])
+    axes[0].set_title("Retrain minus masked Shapley (zero mask)", fontsize=10)
+    if panels == 2:
+        pid = pd.read_csv(pid_path)
+        plot_pid_estimates(pid[pid.family == "linear"], axes[1])
+        axes[1].set_title("Discretised PID against the exact Gaussian PID", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, dest, "fig_games")
+
+
 #: figure name -> the function that draws it from a run directory's tables
 FIGURE_MAKERS = {
     "fig2b_overlap": figure_fig2b_overlap,
     "fig2a_crossover": figure_fig2a_crossover,
     "fig_correlation": figure_fig_correlation,
     "fig_bounds": figure_fig_bounds,
+    "fig_games": figure_fig_games,
 }
 
 
