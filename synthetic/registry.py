@@ -12,6 +12,7 @@ from mmtheory.core.world import World
 from synthetic.linear import LinearWorld
 from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
+from synthetic.pair import GaussianPairWorld
 from synthetic.presets import iemocap_like, imbalance_world, table4_world
 from synthetic.sequence import SequenceWorld
 
@@ -26,4 +27,5 @@ WORLD_KINDS: dict[str, Callable[..., World]] = {
     "imbalance": imbalance_world,
     "table4": table4_world,
     "sequence": SequenceWorld,
+    "gaussian_pair": GaussianPairWorld,
 }
