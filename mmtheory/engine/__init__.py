@@ -3,13 +3,17 @@
 from mmtheory.engine.closed_form import LeastSquaresFit, fit_least_squares
 from mmtheory.engine.device import default_memory_budget, resolve_device
 from mmtheory.engine.iterative import Batches, TrainResult, ridge_penalty, train_batched
+from mmtheory.engine.recording import Record, Trajectory, log_steps
 
 __all__ = [
     "Batches",
     "LeastSquaresFit",
+    "Record",
     "TrainResult",
+    "Trajectory",
     "default_memory_budget",
     "fit_least_squares",
+    "log_steps",
     "resolve_device",
     "ridge_penalty",
     "train_batched",
