@@ -201,14 +201,17 @@ class Learner:
 
     @property
     def label(self) -> str:
-        """The ``learner`` column of result tables."""
+        """The ``learner`` column of result tables; a non-default ``depth`` or
+        ``head_layers`` adds ``-depth<d>`` / ``-head<h>`` (default labels are unchanged)."""
         if self.name:
             return self.name
         if self.method.name != "erm":
             return f"{self.method.name}-{self.encoder}"
         if self.kind == "linear":
             return "linear" if self.solver == "closed_form" else f"linear-{self.solver}"
-        return f"{self.kind}-{self.encoder}"
+        depth = f"-depth{self.depth}" if self.depth is not None else ""
+        head = f"-head{self.head_layers}" if self.head_layers else ""
+        return f"{self.kind}-{self.encoder}{depth}{head}"
 
     def settings(self) -> dict[str, object]:
         """Every setting as a flat dict: recorded in run records and hashed into run ids

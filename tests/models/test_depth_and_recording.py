@@ -68,6 +68,8 @@ def test_defaults_keep_settings_initial_parameters_and_run_ids():
     assert run_id("w", base, sub, 10, 0, {}) == run_id("w", spelled, sub, 10, 0, {})
     deeper = Learner(kind="late_fusion", encoder="mlp", latent_dim=3, hidden=4, depth=3)
     assert run_id("w", deeper, sub, 10, 0, {}) != run_id("w", base, sub, 10, 0, {})
+    assert base.label == "late_fusion-mlp" and deeper.label == "late_fusion-mlp-depth3"
+    assert Learner(kind="early_fusion", head_layers=2).label == "early_fusion-linear-head2"
 
 
 def test_init_scale_multiplies_every_initial_parameter():
@@ -253,3 +255,12 @@ def test_a_world_for_thousands_of_trajectories_in_one_call():
         lrn, plan, xs, y, inits, task="regression", dtype=torch.float64, record=Record(points=10)
     )
     assert res.trajectory.weights.shape[:3] == (G, 3, len(log_steps(40, 10)))
+
+
+def test_cpu_threads_is_restored():
+    from mmtheory.engine import cpu_threads
+
+    before = torch.get_num_threads()
+    with cpu_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
