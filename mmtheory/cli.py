@@ -123,6 +123,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     mt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    dy = verb(
+        "dynamics",
+        "learning dynamics of two-modality late fusion against their closed forms "
+        "(Zhang, Latham & Saxe 2024): time ratio, plateau, misattribution",
+    )
+    dy.add_argument(
+        "--out", default="runs/dynamics", help="output directory (default runs/dynamics)"
+    )
+    dy.add_argument("--quick", action="store_true", help="3 x 2 grid, one seed (about a minute)")
+    dy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     pl = verb("plot", "regenerate every figure from a run directory's tables")
     pl.add_argument("dir", help="run directory (e.g. runs/reproduce)")
 
@@ -301,6 +312,21 @@ def _methods(args) -> None:
     print("claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
+def _dynamics(args) -> None:
+    from mmtheory.studies.dynamics import run_dynamics
+
+    report = run_dynamics(out=args.out, quick=args.quick, device=args.device)
+    import pandas as pd
+
+    print(f"wrote {report}")
+    verdicts = pd.read_csv(report.parent / "verdicts.csv")
+    for r in verdicts.itertuples():
+        print(
+            f"  {r.kind:32s} {r.check:15s} {r.rule:40s} {r.value:10.4g}  "
+            f"{'holds' if r.holds else 'FAILS'}"
+        )
+
+
 def _plot(args) -> None:
     from mmtheory.plotting.figures import write_figures
 
@@ -323,6 +349,7 @@ _VERBS = {
     "check": _check,
     "data": _data,
     "methods": _methods,
+    "dynamics": _dynamics,
     "plot": _plot,
     "bench": _bench,
 }
