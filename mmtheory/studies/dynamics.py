@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+import synthetic
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
 from mmtheory.core.seeding import as_generator
 from mmtheory.core.subsets import all_subsets
@@ -119,8 +120,6 @@ QUICK: dict = {
 def pair_world(rho: float, ratio: float, names: tuple[str, str] = ("A", "B")):
     """The two-modality world with correlation ``rho`` and sigma_A / sigma_B = ``ratio``,
     scaled so that |Sigma_yA| = sigma_A^2 + rho sigma_A sigma_B = 1 (the time unit)."""
-    import synthetic
-
     k = ratio**2
     sigma_b = 1.0 / math.sqrt(k + rho * ratio)
     return synthetic.GaussianPairWorld(ratio * sigma_b, sigma_b, rho, names=names)
@@ -308,8 +307,6 @@ def random_pair_worlds(n: int, dim: int, max_ratio: float, seed: int = 0) -> lis
     """``n`` worlds of ``dim`` correlated pairs: sigma_A,i ~ U(0.5, 2), sigma_B,i ~ U(0.3, 1),
     rho_i ~ U(-0.6, 0.6), scaled to |Sigma_yA| = 1, kept when A is learned first and the
     predicted time ratio lies in [1.5, max_ratio] (drawn from the named stream of ``seed``)."""
-    import synthetic
-
     rng = as_generator(seed, "dynamics", "multidim")
     out: list = []
     for _ in range(1000 * n):
@@ -359,8 +356,6 @@ def multidim_part(cfg: dict, tol: Tolerances, device="cpu"):
         }
     )
     table["time_ratio_rel_error"] = table.time_ratio_measured / table.time_ratio_predicted - 1
-    import synthetic
-
     wrong = [
         synthetic.GaussianPairWorld(
             list(w.sigma_a), list(w.sigma_b), [_wrong_rho(float(r)) for r in w.rho]
