@@ -139,6 +139,17 @@ def _parser() -> argparse.ArgumentParser:
         "(default all; --quick skips imbalance_long)",
     )
 
+    dy = verb(
+        "dynamics",
+        "learning dynamics of two-modality late fusion against their closed forms "
+        "(Zhang, Latham & Saxe 2024): time ratio, plateau, misattribution",
+    )
+    dy.add_argument(
+        "--out", default="runs/dynamics", help="output directory (default runs/dynamics)"
+    )
+    dy.add_argument("--quick", action="store_true", help="3 x 2 grid, one seed (about a minute)")
+    dy.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+
     pl = verb("plot", "regenerate every figure from a run directory's tables")
     pl.add_argument("dir", help="run directory (e.g. runs/reproduce)")
 
@@ -338,6 +349,21 @@ def _games(args) -> None:
         print(f"PID estimator bias, {r.atom}: {r.bias:+.4f} nats over {r.n_worlds} worlds")
 
 
+def _dynamics(args) -> None:
+    from mmtheory.studies.dynamics import run_dynamics
+
+    report = run_dynamics(out=args.out, quick=args.quick, device=args.device)
+    import pandas as pd
+
+    print(f"wrote {report}")
+    verdicts = pd.read_csv(report.parent / "verdicts.csv")
+    for r in verdicts.itertuples():
+        print(
+            f"  {r.kind:32s} {r.check:15s} {r.rule:40s} {r.value:10.4g}  "
+            f"{'holds' if r.holds else 'FAILS'}"
+        )
+
+
 def _plot(args) -> None:
     from mmtheory.plotting.figures import write_figures
 
@@ -361,6 +387,7 @@ _VERBS = {
     "data": _data,
     "methods": _methods,
     "games": _games,
+    "dynamics": _dynamics,
     "plot": _plot,
     "bench": _bench,
 }

@@ -4,6 +4,7 @@ from synthetic.base import LinearLatentWorld, World
 from synthetic.linear import LinearWorld
 from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
+from synthetic.pair import GaussianPairWorld
 from synthetic.presets import iemocap_like, imbalance_world, table4_world
 from synthetic.registry import WORLD_KINDS
 from synthetic.sequence import SequenceWorld
@@ -11,6 +12,7 @@ from synthetic.synergy import SynergyWorld
 
 __all__ = [
     "World",
+    "GaussianPairWorld",
     "LinearLatentWorld",
     "LinearWorld",
     "NonlinearWorld",

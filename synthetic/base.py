@@ -239,6 +239,44 @@ class LinearLatentWorld(World):
         """Noise-free features of modality ``name``: z T_k^T (subclasses may use structure)."""
         return z @ self._T[name].T
 
+    def sample_exact_moments(self, n: int, seed: SeedLike = None) -> MultiModalData:
+        """``n`` rows whose empirical moments equal the population's exactly (regression).
+
+        The latent, the feature noise and the target noise are drawn jointly, centred and
+        whitened (scaled orthonormal columns of a QR factorisation), so that the sample mean
+        of every feature and of the target is 0 and (1/n) sum_i (x_i, y_i)(x_i, y_i)^T is the
+        world's second-moment matrix, up to rounding. Full-batch gradient descent of any
+        model that is linear in x (deep linear networks included) on this sample is gradient
+        descent on the population squared loss: the setting of closed-form learning
+        dynamics. The rows are not i.i.d. draws.
+
+        Needs n > r + (noisy feature dimensions) + (p if the target is noisy).
+        """
+        self._require_oracles("sample_exact_moments")
+        n = self._check_n(n)
+        r = self.latent_dim
+        noisy = [k for k in self.names if self._noise[k] > 0]
+        widths = [r] + [self._T[k].shape[0] for k in noisy]
+        widths += [self.output_dim] if self._label_noise > 0 else []
+        q = sum(widths)
+        if n < q + 1:
+            raise ValueError(
+                f"n must be >= {q + 1} for exact moments (latent and noise dimensions + 1), got {n}"
+            )
+        u = as_generator(seed, "exact_moments").standard_normal((n, q))
+        u -= u.mean(axis=0)
+        Q, R = np.linalg.qr(u)
+        w = np.sqrt(n) * Q * np.sign(np.diag(R))  # zero column means, (1/n) w^T w = I
+        cuts = np.cumsum([0] + widths)
+        z = w[:, : cuts[1]]
+        x = {k: self._features(z, k) for k in self.names}
+        for j, k in enumerate(noisy):
+            x[k] = x[k] + self._noise[k] * w[:, cuts[j + 1] : cuts[j + 2]]
+        y = z @ self._B.T
+        if self._label_noise > 0:
+            y = y + self._label_noise * w[:, cuts[-2] :]
+        return MultiModalData(x, y[:, 0] if y.shape[1] == 1 else y)
+
     # ------------------------------------------------------- second moments
     def second_moments(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(Sigma (d, d), Sigma_xy (d, p), Sigma_yy (p, p)), exact, zero means.

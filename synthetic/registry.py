@@ -12,6 +12,7 @@ from mmtheory.core.world import World
 from synthetic.linear import LinearWorld
 from synthetic.nonlinear import NonlinearWorld
 from synthetic.overlap import OverlapWorld
+from synthetic.pair import GaussianPairWorld
 from synthetic.presets import iemocap_like, imbalance_world, table4_world
 from synthetic.sequence import SequenceWorld
 from synthetic.synergy import SynergyWorld
@@ -28,4 +29,5 @@ WORLD_KINDS: dict[str, Callable[..., World]] = {
     "table4": table4_world,
     "sequence": SequenceWorld,
     "synergy": SynergyWorld,
+    "gaussian_pair": GaussianPairWorld,
 }

@@ -1,15 +1,20 @@
 """The engine layer: batched ERM, many independent models trained in one call."""
 
 from mmtheory.engine.closed_form import LeastSquaresFit, fit_least_squares
-from mmtheory.engine.device import default_memory_budget, resolve_device
+from mmtheory.engine.device import cpu_threads, default_memory_budget, resolve_device
 from mmtheory.engine.iterative import Batches, TrainResult, ridge_penalty, train_batched
+from mmtheory.engine.recording import Record, Trajectory, log_steps
 
 __all__ = [
     "Batches",
     "LeastSquaresFit",
+    "Record",
     "TrainResult",
+    "Trajectory",
+    "cpu_threads",
     "default_memory_budget",
     "fit_least_squares",
+    "log_steps",
     "resolve_device",
     "ridge_penalty",
     "train_batched",

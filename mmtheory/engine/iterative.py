@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mmtheory.core.seeding import torch_generator
+from mmtheory.engine.recording import Record, Recorder, Trajectory
 from mmtheory.models.learner import Learner
 from mmtheory.models.methods import StepContext
 from mmtheory.models.params import Params, Slot, per_model_sq_norm, stack_params
@@ -39,6 +40,7 @@ class TrainResult:
 
     ``snapshots``: parameters saved by a method's phase before ERM (xmodal's
     ``"pretrain"``), whose eta a sweep reports as ``eta_<name>``.
+    ``trajectory``: what ``record`` asked for (:mod:`mmtheory.engine.recording`), or None.
     """
 
     params: Params
@@ -48,6 +50,7 @@ class TrainResult:
     diverged: torch.Tensor
     steps: int
     snapshots: dict[str, Params] = field(default_factory=dict)
+    trajectory: Trajectory | None = None
 
 
 def _per_model_grad_norm(params: Params, plan: ModelPlan) -> torch.Tensor:
@@ -105,6 +108,7 @@ def train_batched(
     task: str,
     batch_keys: Sequence[tuple] | None = None,
     dtype: torch.dtype = torch.float32,
+    record: Record | None = None,
 ) -> TrainResult:
     """Train G x S models with ``learner.solver`` (``gd`` or ``adam``) and ``learner.method``.
 
@@ -115,6 +119,9 @@ def train_batched(
     inits : ``inits[g][s]``: initial parameter dicts (:func:`~mmtheory.models.init_model`)
     batch_keys : one stream key per group for its minibatch order (adam with a batch size);
         a method's own randomness (OGM-GE's gradient noise) is keyed by the first of them
+    record : what to record on a log-spaced step grid (losses, per-branch losses,
+        effective weights of linear networks), returned as ``TrainResult.trajectory``;
+        recording reads the parameters only and leaves the training unchanged
     """
     if learner.solver not in ("gd", "adam"):
         raise ValueError(f"train_batched runs the iterative solvers, got solver {learner.solver!r}")
@@ -145,6 +152,9 @@ def train_batched(
         obj, losses = method.objective(learner, params, xs, y, plan, task)
         return obj, losses
 
+    recorder = Recorder(record, learner, plan, learner.steps) if record is not None else None
+    if recorder is not None:
+        recorder.take(params, xs, y, task)  # step 0: the initialisation
     checkpoint = max(1, int(learner.steps * 0.9))
     loss_at_checkpoint = torch.full((G, plan.S), float("nan"))
     for step in range(learner.steps):
@@ -152,6 +162,8 @@ def train_batched(
         opt.zero_grad(set_to_none=True)
         losses = method.backward(ctx, params, bx, by)
         opt.step()
+        if recorder is not None and recorder.wants(step + 1):
+            recorder.take(params, xs, y, task)
         if step + 1 == checkpoint and batches.bs is not None:
             with torch.no_grad():
                 loss_at_checkpoint = full_losses()[1]
@@ -170,4 +182,7 @@ def train_batched(
     for t in leaves:
         t.grad = None
     detached = {k: v.detach() for k, v in params.items()}
-    return TrainResult(detached, final, grad_norm, converged, diverged, learner.steps, snapshots)
+    trajectory = recorder.trajectory() if recorder is not None else None
+    return TrainResult(
+        detached, final, grad_norm, converged, diverged, learner.steps, snapshots, trajectory
+    )

@@ -31,7 +31,7 @@ from mmtheory.estimation.linear_maps import linear_encoder
 from mmtheory.estimation.risk import EVAL_CHUNK
 from mmtheory.models.forward import forward
 from mmtheory.models.losses import per_sample_loss
-from mmtheory.models.params import HEAD, bias, weight
+from mmtheory.models.params import HEAD, bias, branch_params, weight
 
 __all__ = [
     "branch_models",
@@ -274,12 +274,7 @@ def branch_models(models: Models, k: int) -> tuple[Models, list[int]] | None:
     contains k. Its refit-head eta is the latent quality of the unimodal branch.
     """
     plan = models.plan
-    name = plan.names[k]
-    members = plan.members(k)
+    params, members = branch_params(models.params, plan, k)
     if not members:
         return None
-    params = {slot: v for slot, v in models.params.items() if slot.modality == name}
-    for slot, v in models.params.items():
-        if not slot.per_modality:
-            params[slot] = v[:, members]
     return Models(models.learner, params, plan.single(k)), members

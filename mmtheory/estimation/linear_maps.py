@@ -10,58 +10,21 @@ from __future__ import annotations
 
 import torch
 
+from mmtheory.models.effective import (
+    effective_linear_map,
+    encoder_is_linear,
+    feature_offsets,
+)
 from mmtheory.models.params import ENCODER, HEAD, bias, weight
 
 __all__ = ["linear_encoder", "linear_predictor"]
 
 
-def _offsets(plan) -> list[int]:
-    offs = [0]
-    for d in plan.dims:
-        offs.append(offs[-1] + d)
-    return offs
-
-
-def _encoder_is_linear(learner) -> bool:
-    return learner.encoder == "linear" and learner.method.has_linear_head
-
-
 def linear_predictor(models) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """(W (G, S, d, p), b (G, S, p)) in float64 when every model is linear, else None."""
-    lrn, params, plan = models.learner, models.params, models.plan
-    if lrn.kind != "linear" and not _encoder_is_linear(lrn):
-        return None
-    G = models.G
-    offs = _offsets(plan)
-    p = plan.out_dim
-    ref = params[bias(HEAD)]
-    W = torch.zeros(G, plan.S, offs[-1], p, dtype=torch.float64, device=ref.device)
-    b = ref.detach().double().clone()
-    for k, name in enumerate(plan.names):
-        slot = weight(ENCODER, 1, name)
-        if slot not in params:
-            continue
-        idx = plan.members(k)
-        W1 = params[slot].detach().double()  # (G, S_k, d_k, width)
-        rows = slice(offs[k], offs[k + 1])
-        if lrn.kind == "linear":
-            W[:, idx, rows] = W1
-            continue
-        if lrn.kind == "late_fusion":
-            head = weight(HEAD, 0, name) if lrn.fusion == "concat" else weight(HEAD)
-            Wh = params[head].detach().double()
-            Wh = Wh if lrn.fusion == "concat" else Wh[:, idx]
-            W[:, idx, rows] = W1 @ Wh
-            b[:, idx] += (params[bias(ENCODER, 1, name)].detach().double()[:, :, None] @ Wh)[
-                :, :, 0
-            ]
-        else:  # early fusion, linear encoder: (sum_k x_k W1_k + b1) Wh + bh
-            Wh = params[weight(HEAD)].detach().double()[:, idx]
-            W[:, idx, rows] = W1 @ Wh
-    if lrn.kind == "early_fusion":
-        Wh = params[weight(HEAD)].detach().double()
-        b += (params[bias(ENCODER, 1)].detach().double()[:, :, None] @ Wh)[:, :, 0]
-    return W, b
+    """(W (G, S, d, p), b (G, S, p)) in float64 when every model is linear, else None
+    (the product of the layers along each modality's path:
+    :func:`~mmtheory.models.effective.effective_linear_map`)."""
+    return effective_linear_map(models.learner, models.params, models.plan)
 
 
 def linear_encoder(models) -> torch.Tensor | None:
@@ -73,10 +36,10 @@ def linear_encoder(models) -> torch.Tensor | None:
     if lrn.kind == "linear":
         pred = linear_predictor(models)
         return None if pred is None else pred[0]
-    if not _encoder_is_linear(lrn):
+    if not encoder_is_linear(lrn):
         return None
     G = models.G
-    offs = _offsets(plan)
+    offs = feature_offsets(plan)
     lat = lrn.latent_dim
     concat = lrn.kind == "late_fusion" and lrn.fusion == "concat"
     q = lat * plan.K if concat else lat
@@ -87,5 +50,9 @@ def linear_encoder(models) -> torch.Tensor | None:
         if slot not in params:
             continue
         cols = slice(k * lat, (k + 1) * lat) if concat else slice(0, lat)
-        A[:, plan.members(k), offs[k] : offs[k + 1], cols] = params[slot].detach().double()
+        Ak = params[slot].detach().double()
+        if lrn.kind == "late_fusion":  # deeper linear encoders: the product of their layers
+            for layer in range(2, lrn.encoder_depth + 1):
+                Ak = Ak @ params[weight(ENCODER, layer, name)].detach().double()
+        A[:, plan.members(k), offs[k] : offs[k + 1], cols] = Ak
     return A

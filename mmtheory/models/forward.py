@@ -10,6 +10,12 @@ the function class is exactly G_M = {g o p_M} of zero-filling, with no wasted co
 early fusion and the linear composite a zero-filled block contributes exactly nothing, so
 skipping it changes neither the function nor the gradients.
 
+Depth. A late-fusion MLP encoder has ``learner.encoder_depth`` layers (slots
+``(part, 1..depth, k)``), the activation between them. The head's first layer (slot layer
+0: per-modality blocks for concatenation, one matrix otherwise) is followed by
+``learner.head_layers`` shared layers (slots ``(HEAD, 1..head_layers)``), each after the
+activation; with ``activation="identity"`` the whole network is linear.
+
 Sequences. A modality may be a sequence, (n, T, d). The ``conv`` encoder is a 1-D
 convolution over time of width ``window`` (``hidden`` channels, the activation),
 mean-pooled over the T - window + 1 positions, then a linear map to the latent:
@@ -38,13 +44,25 @@ __all__ = [
     "Latents",
     "concat_head",
     "forward",
+    "head_stack",
     "late_latents",
     "per_model",
     "scatter_blocks",
     "sliding_windows",
 ]
 
-ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "gelu": torch.nn.functional.gelu}
+
+def identity(x: torch.Tensor) -> torch.Tensor:
+    """The identity activation (linear networks)."""
+    return x
+
+
+ACTIVATIONS = {
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "gelu": torch.nn.functional.gelu,
+    "identity": identity,
+}
 
 #: Per-modality outputs of a layer: (k, member index (S_k,), tensor (G, S_k, m, h)).
 Latents = list[tuple[int, torch.Tensor, torch.Tensor]]
@@ -125,18 +143,18 @@ def forward(
         for _, idx, y in modality_layer(xs, params, ENCODER, 1, plan, lat):
             pre.index_add_(1, idx, y)
         z = act(pre) if learner.encoder == "mlp" else pre
-        out = per_model(z, params[weight(HEAD)]) + bh[:, :, None]
+        out = head_stack(learner, params, per_model(z, params[weight(HEAD)]) + bh[:, :, None])
         return (out, z) if return_latent else out
     lat = learner.latent_dim
     latents = late_latents(learner, params, xs, plan)
     if learner.fusion == "sum":
-        out = bh[:, :, None].expand(G, S, m, p).clone()
+        out = bh[:, :, None].expand(G, S, m, bh.shape[-1]).clone()
         summed = torch.zeros(G, S, m, lat, dtype=bh.dtype, device=bh.device)
         for _, idx, h in latents:
             summed.index_add_(1, idx, h)
-        out = out + per_model(summed, params[weight(HEAD)])
+        out = head_stack(learner, params, out + per_model(summed, params[weight(HEAD)]))
         return (out, summed) if return_latent else out
-    out = concat_head(params, latents, plan, G, m)
+    out = head_stack(learner, params, concat_head(params, latents, plan, G, m))
     out, blocks = learner.method.forward(learner, params, xs, plan, out, [latents])
     if not return_latent:
         return out
@@ -158,11 +176,24 @@ def scatter_blocks(
 
 
 def concat_head(params: Params, latents: Latents, plan: ModelPlan, G: int, m: int) -> torch.Tensor:
-    """The fused head on concatenated latents: bh + sum_k h_k Wh_k, (G, S, m, p)."""
-    out = params[bias(HEAD)][:, :, None].expand(G, plan.S, m, plan.out_dim).clone()
+    """The head's first layer on concatenated latents: bh + sum_k h_k Wh_k, (G, S, m, w)
+    with w the outputs p (a one-layer head) or ``hidden`` (before :func:`head_stack`)."""
+    bh = params[bias(HEAD)]
+    out = bh[:, :, None].expand(G, plan.S, m, bh.shape[-1]).clone()
     for k, idx, h in latents:
         out.index_add_(1, idx, per_model(h, params[weight(HEAD, 0, plan.names[k])]))
     return out
+
+
+def head_stack(learner: Learner, params: Params, h: torch.Tensor) -> torch.Tensor:
+    """The shared head layers after the head's first layer: for i = 1..head_layers,
+    h <- act(h) W_i + b_i. (G, S, m, w) -> (G, S, m, p); the identity when there are none."""
+    if not learner.head_layers:
+        return h
+    act = ACTIVATIONS[learner.activation]
+    for i in range(1, learner.head_layers + 1):
+        h = per_model(act(h), params[weight(HEAD, i)]) + params[bias(HEAD, i)][:, :, None]
+    return h
 
 
 def late_latents(
@@ -181,10 +212,10 @@ def late_latents(
     for k, idx, y in modality_layer(xs, params, part, 1, plan, width):
         name = plan.names[k]
         h = y + params[bias(part, 1, name)][:, :, None]
-        if learner.encoder == "mlp":
+        for layer in range(2, learner.encoder_depth + 1):  # MLP: act, then the next layer
             h = (
-                per_model(act(h), params[weight(part, 2, name)])
-                + params[bias(part, 2, name)][:, :, None]
+                per_model(act(h), params[weight(part, layer, name)])
+                + params[bias(part, layer, name)][:, :, None]
             )
         out.append((k, idx, h))
     return out

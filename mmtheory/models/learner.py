@@ -10,6 +10,15 @@ Three architectures share one batched representation (:mod:`mmtheory.models.forw
 - ``early_fusion``: the modalities' features enter one first layer together
   (sum_k x_k W_k + b), an activation (``encoder="mlp"``) or none, then a linear head.
 
+Fusion depth (Zhang, Latham & Saxe 2024, "Understanding Unimodal Bias in Multimodal Deep
+Linear Networks"): ``depth`` sets the number of layers of each late-fusion MLP encoder
+before fusion, and ``head_layers`` adds shared layers after the head's first layer (late
+fusion: after the fusion layer; early fusion: after the fused layer's head). With
+``activation="identity"`` every such network is a deep linear network. ``init_scale``
+multiplies every initial parameter (small initialisation: the regime of that paper).
+The defaults keep the architecture, the initial parameters and the run ids of earlier
+versions.
+
 The training method (ERM or a related method, :mod:`mmtheory.models.methods`) is a field
 holding a method object with its own options.
 """
@@ -28,6 +37,8 @@ __all__ = ["ENCODERS", "LEARNER_KINDS", "SOLVERS", "Learner"]
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
 ENCODERS = ("linear", "mlp", "conv")
 SOLVERS = ("closed_form", "gd", "adam")
+#: layers of each late-fusion encoder when ``depth`` is left unset
+DEFAULT_DEPTH = {"linear": 1, "mlp": 2, "conv": 2}
 
 
 @dataclass(frozen=True)
@@ -43,7 +54,7 @@ class Learner:
     hidden : hidden width of MLP encoders, channels of conv encoders (late fusion)
     window : time steps per convolution window (conv encoder)
     fusion : "concat" or "sum" (late fusion)
-    activation : "relu", "tanh" or "gelu"
+    activation : "relu", "tanh", "gelu" or "identity" (linear networks)
     solver : "closed_form" (linear, squared loss), "gd" (full batch), "adam";
         default: closed_form for kind "linear", adam otherwise
     lr : learning rate of gd / adam
@@ -56,7 +67,17 @@ class Learner:
     method : a method name ("erm", "i2m2", "mimo", "bogc", "ogm_ge", "xmodal") or a
         method object with options (``OGMGE(alpha=0.3)``); see
         :mod:`mmtheory.models.methods`
+    depth : layers of each late-fusion encoder before fusion (None: the encoder's default,
+        1 for "linear", 2 for "mlp" and "conv"); more than 2 needs encoder "mlp"
+        (widths d_k -> hidden -> ... -> hidden -> latent_dim, the activation between layers)
+    head_layers : shared layers after the head's first layer (0: the head is one layer).
+        The head's first layer then maps to ``hidden`` units, followed by the activation and
+        ``head_layers`` layers (hidden -> ... -> outputs), the activation between them
+    init_scale : multiplies every initial parameter (default 1: PyTorch's nn.Linear default)
     name : the ``learner`` column of result tables (default: derived from the settings)
+
+    ``depth``, ``head_layers`` and ``init_scale`` enter :meth:`settings` (and run ids) only
+    when they differ from their defaults, so earlier runs keep their ids.
     """
 
     kind: str = "linear"
@@ -74,6 +95,9 @@ class Learner:
     grad_tol: float = 1e-4
     plateau_tol: float = 1e-3
     method: Any = "erm"
+    depth: int | None = None
+    head_layers: int = 0
+    init_scale: float = 1.0
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -107,6 +131,45 @@ class Learner:
             raise ValueError(f"method must be a method name or object, got {method!r}")
         object.__setattr__(self, "method", method)
         method.validate(self)
+        self._check_depth()
+
+    def _check_depth(self) -> None:
+        """Validate ``depth``, ``head_layers`` and ``init_scale``; a depth equal to the
+        encoder's default is stored as None (one spelling per architecture)."""
+        object.__setattr__(
+            self, "init_scale", check_real(self.init_scale, "init_scale", low=0, low_open=True)
+        )
+        check_int(self.head_layers, "head_layers", low=0)
+        if self.head_layers and self.kind == "linear":
+            raise ValueError(
+                f"head_layers needs kind 'late_fusion' or 'early_fusion', got kind {self.kind!r}"
+            )
+        if self.depth is not None:
+            check_int(self.depth, "depth", low=1)
+            if self.kind != "late_fusion":
+                raise ValueError(
+                    f"depth (encoder layers before fusion) needs kind 'late_fusion', "
+                    f"got kind {self.kind!r}"
+                )
+            default = DEFAULT_DEPTH[self.encoder]
+            if self.depth != default and self.encoder != "mlp":
+                raise ValueError(
+                    f"depth {self.depth} needs encoder 'mlp' (encoder {self.encoder!r} has "
+                    f"{default} layer(s)), got encoder {self.encoder!r}"
+                )
+            if self.depth < 2 and self.encoder == "mlp":
+                raise ValueError(f"depth must be >= 2 for encoder 'mlp', got {self.depth}")
+            if self.depth == default:
+                object.__setattr__(self, "depth", None)
+        if (self.depth is not None or self.head_layers) and self.method.name != "erm":
+            raise ValueError(
+                f"depth and head_layers need method 'erm', got method {self.method.name!r}"
+            )
+
+    @property
+    def encoder_depth(self) -> int:
+        """Layers of each late-fusion encoder (``depth`` or the encoder's default)."""
+        return self.depth if self.depth is not None else DEFAULT_DEPTH[self.encoder]
 
     @classmethod
     def from_fields(cls, fields: dict[str, object]) -> Learner:
@@ -138,14 +201,17 @@ class Learner:
 
     @property
     def label(self) -> str:
-        """The ``learner`` column of result tables."""
+        """The ``learner`` column of result tables; a non-default ``depth`` or
+        ``head_layers`` adds ``-depth<d>`` / ``-head<h>`` (default labels are unchanged)."""
         if self.name:
             return self.name
         if self.method.name != "erm":
             return f"{self.method.name}-{self.encoder}"
         if self.kind == "linear":
             return "linear" if self.solver == "closed_form" else f"linear-{self.solver}"
-        return f"{self.kind}-{self.encoder}"
+        depth = f"-depth{self.depth}" if self.depth is not None else ""
+        head = f"-head{self.head_layers}" if self.head_layers else ""
+        return f"{self.kind}-{self.encoder}{depth}{head}"
 
     def settings(self) -> dict[str, object]:
         """Every setting as a flat dict: recorded in run records and hashed into run ids
@@ -157,6 +223,14 @@ class Learner:
         out.update(self.method.options())
         if self.encoder != "conv":
             del out["window"]
+        # new settings are recorded only when they differ from the defaults (run ids of
+        # earlier versions stay valid)
+        if self.depth is None:
+            del out["depth"]
+        if self.head_layers == 0:
+            del out["head_layers"]
+        if self.init_scale == 1.0:
+            del out["init_scale"]
         return out
 
     @property

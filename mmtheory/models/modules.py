@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from mmtheory.models.params import Slot, bias, weight
+from mmtheory.models.params import HEAD, Slot, bias, weight
 
 if TYPE_CHECKING:
     from mmtheory.models.learner import Learner
 
-__all__ = ["ACTIVATION_MODULES", "ConvEncoder", "encoder_from", "linear_from"]
+__all__ = ["ACTIVATION_MODULES", "ConvEncoder", "encoder_from", "head_from", "linear_from"]
 
-ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+ACTIVATION_MODULES = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU, "identity": nn.Identity}
 
 
 def linear_from(W: torch.Tensor, b: torch.Tensor | None) -> nn.Linear:
@@ -62,9 +62,23 @@ def encoder_from(learner: Learner, init: dict[Slot, torch.Tensor], part: str, k:
     if learner.encoder == "conv":
         return ConvEncoder(learner, W1, b1, init[weight(part, 2, k)], init[bias(part, 2, k)])
     layers: list[nn.Module] = [linear_from(W1, b1)]
-    if learner.encoder == "mlp":
+    for layer in range(2, learner.encoder_depth + 1):
         layers += [
             ACTIVATION_MODULES[learner.activation](),
-            linear_from(init[weight(part, 2, k)], init[bias(part, 2, k)]),
+            linear_from(init[weight(part, layer, k)], init[bias(part, layer, k)]),
+        ]
+    return nn.Sequential(*layers)
+
+
+def head_from(learner: Learner, first: nn.Linear, init: dict[Slot, torch.Tensor]) -> nn.Module:
+    """The head as a module: its first layer ``first``, then (``head_layers`` > 0) the
+    activation and each shared layer ``(HEAD, i)`` in turn; just ``first`` otherwise."""
+    if not learner.head_layers:
+        return first
+    layers: list[nn.Module] = [first]
+    for i in range(1, learner.head_layers + 1):
+        layers += [
+            ACTIVATION_MODULES[learner.activation](),
+            linear_from(init[weight(HEAD, i)], init[bias(HEAD, i)]),
         ]
     return nn.Sequential(*layers)

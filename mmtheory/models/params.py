@@ -34,6 +34,7 @@ __all__ = [
     "stack_params",
     "per_model_sq_norm",
     "select_parts",
+    "branch_params",
 ]
 
 #: The fused model's per-modality encoder layers (for the linear composite: its weight).
@@ -139,3 +140,21 @@ def select_parts(params: Params, parts: Iterable[str]) -> Params:
     """The slots of ``params`` whose part is one of ``parts``."""
     keep = set(parts)
     return {slot: t for slot, t in params.items() if slot.part in keep}
+
+
+def branch_params(params: Params, plan: ModelPlan, k: int) -> tuple[Params, list[int]]:
+    """Modality k's branch of every model containing it: k's own slots and the shared
+    slots of those models, to be read with ``plan.single(k)`` (each member seen as a model
+    of the subset {k}, the other modalities' branches removed).
+
+    Returns (params, the members' positions in the plan); empty when no model contains k.
+    """
+    name = plan.names[k]
+    members = plan.members(k)
+    if not members:
+        return {}, []
+    out: Params = {slot: v for slot, v in params.items() if slot.modality == name}
+    for slot, v in params.items():
+        if not slot.per_modality:
+            out[slot] = v[:, members]
+    return out, members

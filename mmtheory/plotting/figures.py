@@ -12,6 +12,14 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_size
 from mmtheory.datasets.paper import paper_table4
+from mmtheory.plotting.dynamics import (
+    plot_branch_losses,
+    plot_fusion_depth,
+    plot_misattribution,
+    plot_multidim,
+    plot_time_ratio,
+    plot_weight_trajectories,
+)
 from mmtheory.plotting.games import plot_imbalance_gaps, plot_pid_estimates
 from mmtheory.plotting.plots import (
     plot_accuracy_vs_ratio,
@@ -31,6 +39,11 @@ FIGURES = {
     "fig_correlation": ("correlation_eta.csv", "eta_inf and the crossover m* against rho"),
     "fig_bounds": ("bounds_summary.csv", "Theorem 1 and 2 right sides against measured left sides"),
     "fig_games": ("imbalance.csv", "imbalance scores per modality; PID estimates against exact"),
+    "fig_dynamics": (
+        "dynamics.csv",
+        "weight trajectories, time ratio and misattribution of two-modality late fusion "
+        "against their closed forms",
+    ),
 }
 
 
@@ -102,6 +115,52 @@ def figure_fig_games(run_dir: Path, dest: Path) -> list[Path]:
     return save_figure(fig, dest, "fig_games")
 
 
+def _showcase_groups(table: pd.DataFrame) -> list[int]:
+    """Seed-0 groups at the middle standard-deviation ratio: the lowest, middle and highest
+    correlation (the trajectories panel)."""
+    first = table[table.seed == table.seed.min()]
+    ratios = sorted(first.sigma_ratio.unique())
+    mid = first[first.sigma_ratio == ratios[len(ratios) // 2]].sort_values("rho")
+    picks = {0, len(mid) // 2, len(mid) - 1}
+    return [int(mid.iloc[i].group) for i in sorted(picks)]
+
+
+def figure_fig_dynamics(run_dir: Path, dest: Path) -> list[Path]:
+    """Six panels (those whose tables exist): trajectories, time ratio, misattribution,
+    fusion depth (depth.csv), multi-dimensional worlds (multidim.csv), branch losses."""
+    table = pd.read_csv(run_dir / FIGURES["fig_dynamics"][0])
+    trajectories = pd.read_csv(run_dir / "trajectories.csv")
+    fig, axes = plt.subplots(2, 3, figsize=(15.5, 8.4))
+    a = axes.ravel()
+    groups = _showcase_groups(table)
+    plot_weight_trajectories(trajectories, table, groups, a[0])
+    plot_time_ratio(table, a[1])
+    plot_misattribution(table, a[2])
+    a[0].set_title("(a) A learned, plateau at LS on {A}, then B", fontsize=10)
+    a[1].set_title("(b) time ratio: 1 + (k - 1) / (1 - rho^2)", fontsize=10)
+    a[2].set_title("(c) misattribution: rho sigma_B / sigma_A", fontsize=10)
+    for ax, name, plot, title in (
+        (a[3], "depth.csv", plot_fusion_depth, "(d) deeper fusion, longer unimodal phase"),
+        (a[4], "multidim.csv", plot_multidim, "(e) multi-dimensional modalities"),
+    ):
+        path = run_dir / name
+        if path.exists():
+            plot(pd.read_csv(path), ax)
+            ax.set_title(title, fontsize=10)
+        else:
+            ax.set_axis_off()
+    if "branch_loss_first" in trajectories.columns:
+        plot_branch_losses(trajectories, groups[-1], a[5])
+        row = table[table.group == groups[-1]].iloc[0]
+        a[5].set_title(
+            f"(f) losses, rho={row.rho:g}, sigma_A/sigma_B={row.sigma_ratio:g}", fontsize=10
+        )
+    else:
+        a[5].set_axis_off()
+    fig.tight_layout()
+    return save_figure(fig, dest, "fig_dynamics")
+
+
 #: figure name -> the function that draws it from a run directory's tables
 FIGURE_MAKERS = {
     "fig2b_overlap": figure_fig2b_overlap,
@@ -109,6 +168,7 @@ FIGURE_MAKERS = {
     "fig_correlation": figure_fig_correlation,
     "fig_bounds": figure_fig_bounds,
     "fig_games": figure_fig_games,
+    "fig_dynamics": figure_fig_dynamics,
 }
 
 

@@ -8,13 +8,15 @@ masking.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from mmtheory.core.seeding import torch_generator
 from mmtheory.core.subsets import Subset
 from mmtheory.models.learner import Learner
-from mmtheory.models.modules import ACTIVATION_MODULES, encoder_from, linear_from
+from mmtheory.models.modules import ACTIVATION_MODULES, encoder_from, head_from, linear_from
 from mmtheory.models.params import ENCODER, HEAD, Slot, bias, weight
 
 __all__ = ["SingleModel", "train_loop"]
@@ -48,7 +50,9 @@ class SingleModel(nn.Module):
                     if learner.encoder == "mlp"
                     else nn.Identity()
                 )
-                self.head = linear_from(init[weight(HEAD)], init[bias(HEAD)])
+                self.head = head_from(
+                    learner, linear_from(init[weight(HEAD)], init[bias(HEAD)]), init
+                )
             return
         self.encoders = nn.ModuleDict(
             {k: encoder_from(learner, init, ENCODER, k) for k in self.mods}
@@ -57,7 +61,7 @@ class SingleModel(nn.Module):
             W = torch.cat([init[weight(HEAD, 0, k)] for k in self.mods], dim=0)
         else:
             W = init[weight(HEAD)]
-        self.head = linear_from(W, init[bias(HEAD)])
+        self.head = head_from(learner, linear_from(W, init[bias(HEAD)]), init)
         learner.method.reference_modules(self, init)
 
     def latents(self, xs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -97,9 +101,12 @@ def train_loop(
     task: str,
     batch_key: tuple = ("batches", 0),
     dims: dict[str, int] | None = None,
+    callback: Callable[[int, SingleModel], None] | None = None,
 ) -> SingleModel:
     """Train one model alone, with the engine's minibatch order for the same ``batch_key``.
 
+    ``callback(step, model)`` is called before the first step (step 0) and after every
+    step (the number of steps taken), e.g. to record a trajectory.
     OGM-GE's gradient noise is not reproduced (set ``ge=False`` to compare).
     """
     model = SingleModel(learner, subset, init, dims).to(next(iter(xs.values())).device)
@@ -123,11 +130,15 @@ def train_loop(
     method.reference_pretrain(model, batch, lambda params: make_opt(params, lr=learner.lr))
     trainable = method.reference_trainable(model)
     opt = make_opt(trainable, lr=learner.lr)
-    for _ in range(learner.steps):
+    if callback is not None:
+        callback(0, model)
+    for step in range(learner.steps):
         bx, by = batch()
         opt.zero_grad()
         method.reference_backward(model, bx, by, task, trainable)
         if learner.ridge:
             _penalty(model, learner.ridge).backward()
         opt.step()
+        if callback is not None:
+            callback(step + 1, model)
     return model

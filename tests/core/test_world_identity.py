@@ -32,6 +32,10 @@ SPELLINGS = [
     (synthetic.table4_world(0.2), synthetic.OverlapWorld(4, 100, 0.2)),
     (synthetic.NonlinearWorld((8, 8)), synthetic.NonlinearWorld([8, 8], rho=0.5, scale=3)),
     (synthetic.SequenceWorld(), synthetic.SequenceWorld(steps=8, ramp=0.7, noise=1)),
+    (
+        synthetic.GaussianPairWorld(2, 1, 0.5),
+        synthetic.GaussianPairWorld([2.0], sigma_b=[1], rho=0.5, names=["A", "B"]),
+    ),
 ]
 
 

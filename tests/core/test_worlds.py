@@ -33,10 +33,11 @@ def worlds(seed):
             latent="uniform",
             seed=seed,
         ),
+        synthetic.GaussianPairWorld([1.5, 0.5], 1.0, [0.6, -0.3], label_noise=0.2),
     ]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_risk_of_fixed_linear_predictor_matches_monte_carlo(seed, index):
     world = worlds(seed)[index]
     data = world.sample(200_000, seed=seed + 100)
@@ -51,7 +52,7 @@ def test_risk_of_fixed_linear_predictor_matches_monte_carlo(seed, index):
     assert abs(losses.mean() - exact) < z_threshold(1) * se
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_second_moments_match_monte_carlo(seed, index):
     world = worlds(seed)[index]
     data = world.sample(100_000, seed=seed + 7)
