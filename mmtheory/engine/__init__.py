@@ -2,7 +2,13 @@
 
 from mmtheory.engine.closed_form import LeastSquaresFit, fit_least_squares
 from mmtheory.engine.device import default_memory_budget, resolve_device
-from mmtheory.engine.iterative import Batches, TrainResult, ridge_penalty, train_batched
+from mmtheory.engine.iterative import (
+    Batches,
+    TrainResult,
+    ridge_penalty,
+    step_context,
+    train_batched,
+)
 
 __all__ = [
     "Batches",
@@ -12,5 +18,6 @@ __all__ = [
     "fit_least_squares",
     "resolve_device",
     "ridge_penalty",
+    "step_context",
     "train_batched",
 ]

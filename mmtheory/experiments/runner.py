@@ -367,7 +367,7 @@ class Runner:
                     sub,
                     src.dims,
                     src.out_dim,
-                    key=("init", src.identity, learner.label, str(sub), m, seed),
+                    key=("init", src.identity, learner.init_stream, str(sub), m, seed),
                     dtype=dtype,
                 )
                 for sub in subsets

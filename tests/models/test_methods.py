@@ -9,15 +9,14 @@ from helpers import assert_batched_equals_loop, setup_models  # the ERM test's w
 
 import synthetic
 from mmtheory.core.subsets import parse_subset
-from mmtheory.engine import train_batched
+from mmtheory.engine import step_context, train_batched
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params, weight
-from mmtheory.models.methods import StepContext
 from mmtheory.models.methods.bogc import bogc_combine
 from mmtheory.models.methods.i2m2 import poe_logits
 from mmtheory.models.methods.mimo import mimo_objective, smooth_max
 from mmtheory.models.methods.ogm_ge import OGMGE, ogm_coefficients
 from mmtheory.models.methods.xmodal import xmodal_loss
-from mmtheory.models.params import DECODER, ENCODER, HEAD
+from mmtheory.models.params import DECODER, ENCODER, HEAD, bias
 
 
 # ------------------------------------------------------------ defining equations
@@ -107,8 +106,19 @@ CASES = [
     ("i2m2", "classification", {"encoder": "mlp", "batch_size": 12}),
     ("mimo", "classification", {"temperature": 0.5, "penalty": 2.0}),
     ("mimo", "regression", {"encoder": "mlp", "ridge": 0.01}),
-    ("ogm_ge", "classification", {"ge": False, "alpha": 0.8}),
-    ("ogm_ge", "classification", {"ge": False, "encoder": "mlp", "batch_size": 12}),
+    ("ogm_ge", "classification", {"alpha": 0.8}),
+    (
+        "ogm_ge",
+        "classification",
+        {
+            "encoder": "mlp",
+            "batch_size": 12,
+            "solver": "sgd",
+            "momentum": 0.9,
+            "lr": 0.05,
+            "modulation_window": 0.7,
+        },
+    ),
     ("bogc", "classification", {"micro_batches": 3}),
     ("bogc", "regression", {"encoder": "mlp", "ridge": 0.01}),
     ("xmodal", "classification", {"pretrain_steps": 6, "batch_size": 12}),
@@ -166,6 +176,8 @@ def test_neutral_settings_reduce_to_erm():
 
 
 def test_ogm_ge_noise_has_the_gradients_own_spread():
+    """The noise of each encoder weight has the standard deviation of that gradient's
+    entries (before modulation); heads and biases get none."""
     lrn = Learner("late_fusion", latent_dim=8, method=OGMGE(alpha=0.0))
     world = synthetic.NonlinearWorld((40, 30), latent_dim=2, n_classes=3)
     sub = parse_subset("all", world.names)
@@ -177,17 +189,24 @@ def test_ogm_ge_noise_has_the_gradients_own_spread():
     grads = {}
     for ge in (False, True):
         params = stack_params(init, plan, "cpu", torch.float64)
-        gen = torch.Generator().manual_seed(0) if ge else None
-        ctx = StepContext(lrn, plan, "classification", lambda p: torch.zeros(1, 1), None, gen)
-        lrn.method.backward(ctx, params, xs, y)
+        method = OGMGE(alpha=0.0, ge=ge)
+        ctx = step_context(
+            Learner("late_fusion", latent_dim=8, method=method),
+            plan,
+            "classification",
+            [("k",)],
+            "cpu",
+        )
+        ctx.state = method.start(ctx)
+        method.backward(ctx, params, xs, y)
         grads[ge] = {k: v.grad.clone() for k, v in params.items()}
     for key in (weight(ENCODER, 1, "m1"), weight(ENCODER, 1, "m2")):
         noise = grads[True][key] - grads[False][key]
         sd, target = float(noise.std()), float(grads[False][key].std())
         n = noise.numel()  # 320 and 240 entries: the sample sd has relative SE 1/sqrt(2n) < 5%
         assert abs(sd / target - 1) < 5 / math.sqrt(2 * n), (key, sd, target)
-    head = weight(HEAD, 0, "m1")
-    assert torch.equal(grads[True][head], grads[False][head])  # the head gets no noise
+    for key in (weight(HEAD, 0, "m1"), bias(ENCODER, 1, "m1")):
+        assert torch.equal(grads[True][key], grads[False][key])  # no noise on heads, biases
 
 
 def test_xmodal_pretraining_moves_only_multimodal_encoders():

@@ -126,7 +126,7 @@ class BOGC(Method):
     def reference_modules(self, model, init) -> None:
         reference_unimodal_heads(model, init)
 
-    def reference_backward(self, model, xs, y, task, trainable) -> None:
+    def reference_backward(self, model, xs, y, task, trainable, ref) -> None:
         B = self.micro_batches
         chunks = torch.arange(len(y)).tensor_split(B)
         per_source: list[list] = [[] for _ in range(len(model.mods) + 1)]

@@ -96,11 +96,13 @@ class XModal(Method):
         """Pretrain encoders and decoders; snapshot; drop the decoders."""
         snapshots = {}
         if self.pretrain_steps:
-            opt = ctx.make_optimizer(list(select_parts(params, (ENCODER, DECODER)).values()))
+            pre = select_parts(params, (ENCODER, DECODER))
+            opt = ctx.make_optimizer(list(pre.values()))
             for _ in range(self.pretrain_steps):
                 bx, _ = batches.take(xs, y)
                 opt.zero_grad(set_to_none=True)
                 xmodal_loss(ctx.learner, params, bx, ctx.plan).sum().backward()
+                ctx.clip(pre)
                 opt.step()
             opt.zero_grad(set_to_none=True)
             snapshots["pretrain"] = {k: v.detach().clone() for k, v in params.items()}
@@ -123,7 +125,7 @@ class XModal(Method):
         decoders |= {id(p) for p in model.decoder_bias.parameters()}
         return [p for p in model.parameters() if id(p) not in decoders]
 
-    def reference_pretrain(self, model, batch, make_opt) -> None:
+    def reference_pretrain(self, model, ref) -> None:
         if not self.pretrain_steps:
             return
         pre = (
@@ -131,11 +133,12 @@ class XModal(Method):
             + list(model.decoders.parameters())
             + list(model.decoder_bias.parameters())
         )
-        opt = make_opt(pre)
+        opt = ref.make_opt(pre)
         for _ in range(self.pretrain_steps):
-            bx, _ = batch()
+            bx, _ = ref.batch()
             opt.zero_grad()
             _reference_xmodal_loss(model, bx).backward()
+            ref.clip(pre)
             opt.step()
         model.pretrained = copy.deepcopy(model.state_dict())
 
