@@ -40,7 +40,9 @@ class TrainResult:
     """Trained stacked parameters and per-model diagnostics, each (G, S).
 
     ``snapshots``: parameters saved by a method's phase before ERM (xmodal's
-    ``"pretrain"``), whose eta a sweep reports as ``eta_<name>``.
+    ``"pretrain"``), whose eta a sweep reports as ``eta_<name>``. ``diagnostics``: per-model
+    numbers the method reports, name -> (G, S) (G-Blending's loss weights, the UME/UMT
+    choice), which a sweep records as ``diag_<name>``.
     """
 
     params: Params
@@ -50,6 +52,7 @@ class TrainResult:
     diverged: torch.Tensor
     steps: int
     snapshots: dict[str, Params] = field(default_factory=dict)
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _per_model_grad_norm(params: Params, plan: ModelPlan) -> torch.Tensor:
@@ -192,4 +195,7 @@ def train_batched(
     for t in leaves:
         t.grad = None
     detached = {k: v.detach() for k, v in params.items()}
-    return TrainResult(detached, final, grad_norm, converged, diverged, learner.steps, snapshots)
+    diagnostics = {k: v.detach().cpu().double() for k, v in ctx.diagnostics.items()}
+    return TrainResult(
+        detached, final, grad_norm, converged, diverged, learner.steps, snapshots, diagnostics
+    )

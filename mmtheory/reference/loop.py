@@ -141,6 +141,7 @@ def train_loop(
         lambda n, tag: minibatches(n, (*batch_key, tag)),
         make_opt,
         clip,
+        lambda module: _penalty(module, learner.ridge),
         xs,
         y,
         learner.steps,

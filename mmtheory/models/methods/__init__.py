@@ -16,6 +16,7 @@ from mmtheory.models.methods.base import (
     Ablation,
     Claim,
     Method,
+    Probe,
     ReferenceContext,
     StepContext,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Claim",
     "METHODS",
     "Method",
+    "Probe",
     "ReferenceContext",
     "StepContext",
     "get_method",

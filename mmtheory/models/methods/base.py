@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Ablation",
+    "Probe",
     "Claim",
     "Method",
     "ReferenceContext",
@@ -90,6 +91,19 @@ class Ablation:
     recipe: str = "original"
 
 
+@dataclass(frozen=True)
+class Probe:
+    """How the comparison measures a method's mechanism: the method with ``options``
+    against the same method with ``neutral`` options (the mechanism switched off), from
+    the same initial weights and data, for the first ``fraction`` of the steps; it reports
+    how far each encoder's weights moved relative to the neutral run, beside the method's
+    diagnostics (``diag_*``)."""
+
+    options: dict[str, object]
+    neutral: dict[str, object]
+    fraction: float = 1.0
+
+
 @dataclass
 class StepContext:
     """What a training step needs beyond the parameters and the batch (batched engine)."""
@@ -114,6 +128,9 @@ class StepContext:
     step: int = 0
     #: whatever :meth:`Method.start` returned (methods may update it in ``prepare``)
     state: Any = None
+    #: per-model numbers a method reports, name -> (G, S) (NaN where not defined); the
+    #: sweep records them as columns ``diag_<name>``
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
 
     def model_keys(self) -> list[list[tuple]]:
         """One stream key per model, ``[g][s]``: its group's key and its subset."""
@@ -136,6 +153,8 @@ class ReferenceContext:
     make_opt: Callable[[list], torch.optim.Optimizer]
     #: ``clip(parameters)``: ``clip_grad_norm_`` with the learner's ``clip_norm`` (or nothing)
     clip: Callable[[list], None]
+    #: ``penalty(model)``: the ridge penalty of a module's weights (0 without ridge)
+    penalty: Callable[[Any], torch.Tensor]
     xs: dict
     y: torch.Tensor
     steps: int
@@ -170,6 +189,8 @@ class Method:
     recipe: ClassVar[dict[str, object]] = {}
     #: variants that isolate the method's components (see :class:`Ablation`)
     ablations: ClassVar[tuple[Ablation, ...]] = ()
+    #: how the comparison measures the mechanism (see :class:`Probe`), or None
+    probe: ClassVar[Probe | None] = None
     #: what of the original was read to write this module (code, paper, abstract only)
     provenance: ClassVar[str] = ""
 

@@ -46,7 +46,7 @@ from mmtheory.core.seeding import torch_generator
 from mmtheory.core.validation import check_bool, check_real
 from mmtheory.models.forward import concat_head, late_latents, per_model
 from mmtheory.models.losses import loss_per_model
-from mmtheory.models.methods.base import Ablation, Claim, Method
+from mmtheory.models.methods.base import Ablation, Claim, Method, Probe
 from mmtheory.models.params import ENCODER, HEAD, bias, weight
 
 __all__ = ["GE_EPS", "OGMGE", "modulated", "ogm_coefficients"]
@@ -107,7 +107,12 @@ class OGMGE(Method):
         Ablation("modulation", "modulation alone (no noise)", {"ge": False}),
         Ablation("noise", "noise alone (alpha = 0)", {"alpha": 0.0}),
         Ablation("noise-erm", "the same noise on ERM's common recipe", {"alpha": 0.0}, "common"),
+        Ablation(
+            "modulation-adam", "modulation alone on the common recipe", {"ge": False}, "common"
+        ),
     )
+    #: the modulation without noise against no modulation, over the modulation window
+    probe = Probe({"ge": False}, {"ge": False, "alpha": 0.0}, 0.5)
     claims = (
         Claim("lowers the test risk of the fused model", "test_risk"),
         Claim("improves the fused encoder's eta", "eta"),
@@ -120,16 +125,19 @@ class OGMGE(Method):
         check_real(self.modulation_window, "modulation_window", low=0, high=1)
 
     def start(self, ctx):
-        """One noise stream per multimodal model, ``[g][s]`` (None for single modalities)."""
-        if not self.ge:
-            return None
-        return [
-            [
-                torch_generator(0, "ogm-ge", *key) if len(sub) >= 2 else None
-                for key, sub in zip(row, ctx.plan.subsets)
+        """One noise stream per multimodal model, ``gens[g][s]`` (None for single
+        modalities), and the running sum of the coefficients (reported per modality as the
+        diagnostic ``ogm_coeff_<modality>``: the mean over the modulated steps)."""
+        gens = None
+        if self.ge:
+            gens = [
+                [
+                    torch_generator(0, "ogm-ge", *key) if len(sub) >= 2 else None
+                    for key, sub in zip(row, ctx.plan.subsets)
+                ]
+                for row in ctx.model_keys()
             ]
-            for row in ctx.model_keys()
-        ]
+        return {"gens": gens, "coeff_sum": 0.0, "n": 0}
 
     def backward(self, ctx, params, xs, y):
         """Fused loss gradients, then (in the window) modulated and noised encoder weights."""
@@ -151,7 +159,15 @@ class OGMGE(Method):
                 true = prob.gather(-1, y[:, None, :, None].expand(*prob.shape[:3], 1)).squeeze(-1)
                 scores[:, idx, k] = true.sum(-1)
             coeff = ogm_coefficients(scores, mask[None], self.alpha)
-            gens = ctx.state
+            state = ctx.state
+            state["coeff_sum"] = state["coeff_sum"] + coeff
+            state["n"] += 1
+            mean = state["coeff_sum"] / state["n"]
+            for k, name in enumerate(plan.names):
+                ctx.diagnostics[f"ogm_coeff_{name}"] = torch.where(
+                    mask[None, :, k], mean[..., k], torch.full_like(mean[..., k], math.nan)
+                )
+            gens = state["gens"]
             for slot in sorted(params):
                 t = params[slot]
                 if slot.part != ENCODER or not slot.weight or t.grad is None:
