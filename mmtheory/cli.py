@@ -109,8 +109,9 @@ def _parser() -> argparse.ArgumentParser:
 
     mt = verb(
         "methods",
-        "the related methods (I2M2, MIMO, BOGC, OGM-GE, xmodal) against ERM "
-        "on an imbalance world and mfeat",
+        "the related methods (I2M2, MIMO, BOGC, OGM-GE, G-Blending, UME/UMT, xmodal) "
+        "against ERM on an imbalance world and mfeat: original recipes, equal recipes, "
+        "ablations",
     )
     mt.add_argument("--out", default="runs/methods", help="output directory (default runs/methods)")
     mt.add_argument(
@@ -120,6 +121,11 @@ def _parser() -> argparse.ArgumentParser:
         "--datasets",
         default="imbalance,mfeat",
         help="comma-separated: imbalance, mfeat (default both)",
+    )
+    mt.add_argument(
+        "--methods",
+        default=None,
+        help="comma-separated method names to compare with ERM (default: every method)",
     )
     mt.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
@@ -320,12 +326,19 @@ def _methods(args) -> None:
     from mmtheory.studies.methods import run_comparison
 
     datasets = tuple(d.strip() for d in args.datasets.split(",") if d.strip())
-    report = run_comparison(args.out, quick=args.quick, device=args.device, datasets=datasets)
+    methods = None
+    if args.methods:
+        methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    report = run_comparison(
+        args.out, quick=args.quick, device=args.device, datasets=datasets, methods=methods
+    )
     import pandas as pd
 
     print(f"wrote {report}")
-    counts = pd.read_csv(report.parent / "claims.csv").groupby("verdict").size().to_dict()
-    print("claims: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    claims = pd.read_csv(report.parent / "claims.csv")
+    for table, grp in claims.groupby("table", sort=False):
+        counts = grp.groupby("verdict").size().to_dict()
+        print(f"claims ({table}): " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
 
 
 def _games(args) -> None:

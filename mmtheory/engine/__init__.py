@@ -2,7 +2,13 @@
 
 from mmtheory.engine.closed_form import LeastSquaresFit, fit_least_squares
 from mmtheory.engine.device import cpu_threads, default_memory_budget, resolve_device
-from mmtheory.engine.iterative import Batches, TrainResult, ridge_penalty, train_batched
+from mmtheory.engine.iterative import (
+    Batches,
+    TrainResult,
+    ridge_penalty,
+    step_context,
+    train_batched,
+)
 from mmtheory.engine.recording import Record, Trajectory, log_steps
 
 __all__ = [
@@ -17,5 +23,6 @@ __all__ = [
     "log_steps",
     "resolve_device",
     "ridge_penalty",
+    "step_context",
     "train_batched",
 ]

@@ -1,9 +1,10 @@
 """Batched iterative training: G x S independent models in one call.
 
 The objective is the *sum* of the per-model mean losses, so each model's gradient equals
-its solo gradient; Adam and gradient descent act elementwise, so each model's update
-equals its solo update. Nothing couples models: a model whose loss turns NaN/inf is marked
-``diverged`` and cannot touch the others. All models of a group share its minibatch order
+its solo gradient; SGD (with momentum), RMSprop and Adam act elementwise, so each model's
+update equals its solo update, and gradient clipping (``clip_norm``) takes each model's own
+norm. Nothing couples models: a model whose loss turns NaN/inf is marked ``diverged`` and
+cannot touch the others. All models of a group share its minibatch order
 (drawn from the group's key). The training method (ERM or a related method) supplies the
 gradient of each step through its hooks (:mod:`mmtheory.models.methods`); this module
 never names a method.
@@ -20,10 +21,11 @@ from mmtheory.core.seeding import torch_generator
 from mmtheory.engine.recording import Record, Recorder, Trajectory
 from mmtheory.models.learner import Learner
 from mmtheory.models.methods import StepContext
+from mmtheory.models.optim import clip_per_model, make_optimizer
 from mmtheory.models.params import Params, Slot, per_model_sq_norm, stack_params
 from mmtheory.models.plan import ModelPlan
 
-__all__ = ["Batches", "TrainResult", "ridge_penalty", "train_batched"]
+__all__ = ["Batches", "TrainResult", "ridge_penalty", "step_context", "train_batched"]
 
 
 def ridge_penalty(params: Params, plan: ModelPlan, ridge: float) -> torch.Tensor:
@@ -39,7 +41,9 @@ class TrainResult:
     """Trained stacked parameters and per-model diagnostics, each (G, S).
 
     ``snapshots``: parameters saved by a method's phase before ERM (xmodal's
-    ``"pretrain"``), whose eta a sweep reports as ``eta_<name>``.
+    ``"pretrain"``), whose eta a sweep reports as ``eta_<name>``. ``diagnostics``: per-model
+    numbers the method reports, name -> (G, S) (G-Blending's loss weights, the UME/UMT
+    choice), which a sweep records as ``diag_<name>``.
     ``trajectory``: what ``record`` asked for (:mod:`mmtheory.engine.recording`), or None.
     """
 
@@ -50,6 +54,7 @@ class TrainResult:
     diverged: torch.Tensor
     steps: int
     snapshots: dict[str, Params] = field(default_factory=dict)
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
     trajectory: Trajectory | None = None
 
 
@@ -90,12 +95,32 @@ class Batches:
         return [x[self.arange_g, idx] for x in xs], y[self.arange_g, idx]
 
 
-def make_optimizer(learner: Learner, leaves: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """The learner's solver over ``leaves``. Elementwise updates: each model's step equals
-    its solo step; the fused kernels run one pass over all stacked parameters."""
-    if learner.solver == "adam":
-        return torch.optim.Adam(leaves, lr=learner.lr, fused=True)
-    return torch.optim.SGD(leaves, lr=learner.lr, fused=True)
+def step_context(
+    learner: Learner, plan: ModelPlan, task: str, keys: list[tuple], device
+) -> StepContext:
+    """The :class:`StepContext` of one training call: ``keys`` are the groups' stream keys."""
+    G = len(keys)
+
+    def penalty(p: Params) -> torch.Tensor:
+        return ridge_penalty(p, plan, learner.ridge)
+
+    def clip(p: Params, group=None) -> None:
+        clip_per_model(p, plan, learner.clip_norm, group)
+
+    def batches_on(n: int, tag: str) -> Batches:
+        return Batches(n, learner.batch_size, [(*k, tag) for k in keys], G, device)
+
+    return StepContext(
+        learner,
+        plan,
+        task,
+        penalty,
+        lambda leaves: make_optimizer(learner, leaves),
+        clip,
+        list(keys),
+        batches_on,
+        learner.steps,
+    )
 
 
 def train_batched(
@@ -110,20 +135,21 @@ def train_batched(
     dtype: torch.dtype = torch.float32,
     record: Record | None = None,
 ) -> TrainResult:
-    """Train G x S models with ``learner.solver`` (``gd`` or ``adam``) and ``learner.method``.
+    """Train G x S models with ``learner.solver`` and ``learner.method``.
 
     Parameters
     ----------
     xs : list over modalities of (G, m, d_k), on the target device
     y : (G, m) class ids or (G, m, p) targets
     inits : ``inits[g][s]``: initial parameter dicts (:func:`~mmtheory.models.init_model`)
-    batch_keys : one stream key per group for its minibatch order (adam with a batch size);
-        a method's own randomness (OGM-GE's gradient noise) is keyed by the first of them
+    batch_keys : one stream key per group for its minibatch order (default
+        ``("batches", g)``); a method's own randomness (OGM-GE's gradient noise, BOGC's
+        Monte Carlo draws) is keyed by them and the model's subset
     record : what to record on a log-spaced step grid (losses, per-branch losses,
         effective weights of linear networks), returned as ``TrainResult.trajectory``;
         recording reads the parameters only and leaves the training unchanged
     """
-    if learner.solver not in ("gd", "adam"):
+    if learner.solver not in ("gd", "sgd", "adam", "rmsprop"):
         raise ValueError(f"train_batched runs the iterative solvers, got solver {learner.solver!r}")
     method = learner.method
     method.check_task(task)
@@ -131,19 +157,14 @@ def train_batched(
     device = xs[0].device
     G, m = xs[0].shape[:2]
     params = stack_params(inits, plan, device, dtype)
-    batches = Batches(m, learner.batch_size, batch_keys, G, device)
+    keys = list(batch_keys) if batch_keys is not None else [("batches", g) for g in range(G)]
+    if len(keys) != G:
+        raise ValueError(f"batch_keys needs one key per group ({G}), got {len(keys)}")
+    batches = Batches(m, learner.batch_size, keys, G, device)
 
-    def penalty(p: Params) -> torch.Tensor:
-        return ridge_penalty(p, plan, learner.ridge)
-
-    ctx = StepContext(
-        learner,
-        plan,
-        task,
-        penalty,
-        lambda leaves: make_optimizer(learner, leaves),
-        method.start(learner, list(batch_keys) if batch_keys else None, device),
-    )
+    ctx = step_context(learner, plan, task, keys, device)
+    penalty = ctx.penalty
+    ctx.state = method.start(ctx)
     params, snapshots = method.prepare(ctx, params, xs, y, batches)
     leaves = list(params.values())
     opt = make_optimizer(learner, leaves)
@@ -158,9 +179,11 @@ def train_batched(
     checkpoint = max(1, int(learner.steps * 0.9))
     loss_at_checkpoint = torch.full((G, plan.S), float("nan"))
     for step in range(learner.steps):
+        ctx.step = step
         bx, by = batches.take(xs, y)
         opt.zero_grad(set_to_none=True)
         losses = method.backward(ctx, params, bx, by)
+        ctx.clip(params)
         opt.step()
         if recorder is not None and recorder.wants(step + 1):
             recorder.take(params, xs, y, task)
@@ -170,6 +193,8 @@ def train_batched(
         elif step + 1 == checkpoint:
             loss_at_checkpoint = losses
     opt.zero_grad(set_to_none=True)
+    params = method.finish(ctx, params)
+    leaves = list(params.values())
     obj, losses = full_losses()
     (obj + penalty(params)).sum().backward()
     grad_norm = _per_model_grad_norm(params, plan)
@@ -182,7 +207,16 @@ def train_batched(
     for t in leaves:
         t.grad = None
     detached = {k: v.detach() for k, v in params.items()}
+    diagnostics = {k: v.detach().cpu().double() for k, v in ctx.diagnostics.items()}
     trajectory = recorder.trajectory() if recorder is not None else None
     return TrainResult(
-        detached, final, grad_norm, converged, diverged, learner.steps, snapshots, trajectory
+        detached,
+        final,
+        grad_norm,
+        converged,
+        diverged,
+        learner.steps,
+        snapshots,
+        diagnostics,
+        trajectory,
     )

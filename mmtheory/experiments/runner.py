@@ -46,6 +46,16 @@ def _f1_columns(risk_est: Estimate, g: int, s: int) -> dict:
     }
 
 
+def _diagnostic(values: torch.Tensor):
+    """A method's per-model diagnostic (G, S) as a column function (None where NaN)."""
+
+    def column(g: int, s: int):
+        v = float(values[g, s])
+        return None if v != v else v
+
+    return column
+
+
 class Runner:
     """Trains runs of one source and turns them into records.
 
@@ -403,7 +413,7 @@ class Runner:
                     sub,
                     src.dims,
                     src.out_dim,
-                    key=("init", src.identity, learner.label, str(sub), m, seed),
+                    key=("init", src.identity, learner.init_stream, str(sub), m, seed),
                     dtype=dtype,
                 )
                 for sub in subsets
@@ -425,6 +435,8 @@ class Runner:
         risk_est = risk(models, truth, src.risk_method)
         eta_est = eta(models, truth, src.eta_method)
         more = self._more_etas(models, res.snapshots, truth)
+        for name, values in res.diagnostics.items():
+            more[f"diag_{name}"] = _diagnostic(values)
         wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
         wanted = {(r.seed, str(r.subset)): r for r in m_runs}
         records = []

@@ -35,8 +35,18 @@ from mmtheory.models.forward import ACTIVATIONS
 __all__ = ["ENCODERS", "LEARNER_KINDS", "SOLVERS", "Learner"]
 
 LEARNER_KINDS = ("linear", "late_fusion", "early_fusion")
+#: Settings recorded only when they differ from these defaults (added after 0.2.0: runs
+#: recorded before them keep their ids).
+_QUIET_DEFAULTS: dict[str, object] = {
+    "momentum": 0.0,
+    "clip_norm": None,
+    "init_name": "",
+    "depth": None,
+    "head_layers": 0,
+    "init_scale": 1.0,
+}
 ENCODERS = ("linear", "mlp", "conv")
-SOLVERS = ("closed_form", "gd", "adam")
+SOLVERS = ("closed_form", "gd", "sgd", "adam", "rmsprop")
 #: layers of each late-fusion encoder when ``depth`` is left unset
 DEFAULT_DEPTH = {"linear": 1, "mlp": 2, "conv": 2}
 
@@ -55,11 +65,16 @@ class Learner:
     window : time steps per convolution window (conv encoder)
     fusion : "concat" or "sum" (late fusion)
     activation : "relu", "tanh", "gelu" or "identity" (linear networks)
-    solver : "closed_form" (linear, squared loss), "gd" (full batch), "adam";
-        default: closed_form for kind "linear", adam otherwise
-    lr : learning rate of gd / adam
+    solver : "closed_form" (linear, squared loss), or an iterative optimiser: "gd" and
+        "sgd" (both ``torch.optim.SGD``: the same update, "gd" read as full batch), "adam",
+        "rmsprop" (``torch.optim.RMSprop`` with its defaults); default: closed_form for
+        kind "linear", adam otherwise
+    lr : learning rate of the iterative solvers
+    momentum : momentum of "gd" / "sgd" / "rmsprop" in [0, 1) (default 0; Adam has its own)
+    clip_norm : clip each model's gradient to this L2 norm before every step (per model,
+        ``torch.nn.utils.clip_grad_norm_``'s rule); None (default) never clips
     steps : optimiser steps
-    batch_size : minibatch size for adam; None or 0 means full batch
+    batch_size : minibatch size of the iterative solvers; None or 0 means full batch
     ridge : L2 penalty per sample (closed form: added to the Gram matrix / m)
     grad_tol : a model with full-batch gradient norm below this has converged
     plateau_tol : ... or whose full-batch loss changed by less than this (relative)
@@ -75,9 +90,14 @@ class Learner:
         ``head_layers`` layers (hidden -> ... -> outputs), the activation between them
     init_scale : multiplies every initial parameter (default 1: PyTorch's nn.Linear default)
     name : the ``learner`` column of result tables (default: derived from the settings)
+    init_name : the name of the stream the initial weights are drawn from; "" (default)
+        uses the ``learner`` column, so learners with different names start from different
+        weights. Learners that share an ``init_name`` start from the same fused model
+        (common random numbers, as the methods comparison needs)
 
-    ``depth``, ``head_layers`` and ``init_scale`` enter :meth:`settings` (and run ids) only
-    when they differ from their defaults, so earlier runs keep their ids.
+    ``depth``, ``head_layers``, ``init_scale``, ``momentum``, ``clip_norm`` and
+    ``init_name`` are recorded (and hashed into run ids) only when they differ from their
+    defaults, so earlier runs keep their ids.
     """
 
     kind: str = "linear"
@@ -89,6 +109,8 @@ class Learner:
     activation: str = "relu"
     solver: str | None = None
     lr: float = 0.01
+    momentum: float = 0.0
+    clip_norm: float | None = None
     steps: int = 200
     batch_size: int | None = None
     ridge: float = 0.0
@@ -99,6 +121,7 @@ class Learner:
     head_layers: int = 0
     init_scale: float = 1.0
     name: str = field(default="", compare=False)
+    init_name: str = ""
 
     def __post_init__(self) -> None:
         from mmtheory.models.methods import Method, make_method
@@ -124,6 +147,18 @@ class Learner:
             check_real(getattr(self, name), name, low=0)
         if self.lr == 0 and self.solver != "closed_form":
             raise ValueError("lr must be > 0 for iterative solvers, got 0")
+        check_real(self.momentum, "momentum", low=0, high=1, high_open=True)
+        if self.momentum and self.solver not in ("gd", "sgd", "rmsprop"):
+            raise ValueError(
+                f"momentum needs solver 'gd', 'sgd' or 'rmsprop', got solver {self.solver!r} "
+                f"with momentum {self.momentum!r}"
+            )
+        if self.clip_norm is not None:
+            check_real(self.clip_norm, "clip_norm (None: no clipping)", low=0, low_open=True)
+            if self.solver == "closed_form":
+                raise ValueError("clip_norm needs an iterative solver, got solver 'closed_form'")
+        if not isinstance(self.init_name, str):
+            raise TypeError(f"init_name must be a string, got {self.init_name!r}")
         method = self.method
         if isinstance(method, str):
             method = make_method(method)
@@ -223,15 +258,15 @@ class Learner:
         out.update(self.method.options())
         if self.encoder != "conv":
             del out["window"]
-        # new settings are recorded only when they differ from the defaults (run ids of
-        # earlier versions stay valid)
-        if self.depth is None:
-            del out["depth"]
-        if self.head_layers == 0:
-            del out["head_layers"]
-        if self.init_scale == 1.0:
-            del out["init_scale"]
+        for key, default in _QUIET_DEFAULTS.items():
+            if out[key] == default:
+                del out[key]
         return out
+
+    @property
+    def init_stream(self) -> str:
+        """The name the initial weights' stream is keyed by (``init_name`` or the label)."""
+        return self.init_name or self.label
 
     @property
     def full_batch(self) -> bool:

@@ -16,7 +16,9 @@ from torch import nn
 from mmtheory.core.seeding import torch_generator
 from mmtheory.core.subsets import Subset
 from mmtheory.models.learner import Learner
+from mmtheory.models.methods import ReferenceContext
 from mmtheory.models.modules import ACTIVATION_MODULES, encoder_from, head_from, linear_from
+from mmtheory.models.optim import make_optimizer
 from mmtheory.models.params import ENCODER, HEAD, Slot, bias, weight
 
 __all__ = ["SingleModel", "train_loop"]
@@ -103,42 +105,71 @@ def train_loop(
     dims: dict[str, int] | None = None,
     callback: Callable[[int, SingleModel], None] | None = None,
 ) -> SingleModel:
-    """Train one model alone, with the engine's minibatch order for the same ``batch_key``.
+    """Train one model alone, with the engine's minibatch order for the same ``batch_key``
+    (and the same method randomness: streams keyed by ``batch_key`` and the subset).
 
     ``callback(step, model)`` is called before the first step (step 0) and after every
     step (the number of steps taken), e.g. to record a trajectory.
-    OGM-GE's gradient noise is not reproduced (set ``ge=False`` to compare).
     """
     model = SingleModel(learner, subset, init, dims).to(next(iter(xs.values())).device)
     method = learner.method
-    make_opt = torch.optim.Adam if learner.solver == "adam" else torch.optim.SGD
     m = y.shape[0]
-    bs = learner.batch_size if learner.batch_size and learner.batch_size < m else None
-    gen = torch_generator(0, *batch_key) if bs else None
-    state = {"pos": m, "order": None}
 
-    def batch():
-        if bs is None:
-            return xs, y
-        if state["pos"] + bs > m:
-            state["order"] = torch.randperm(m, generator=gen).to(y.device)
-            state["pos"] = 0
-        idx = state["order"][state["pos"] : state["pos"] + bs]
-        state["pos"] += bs
-        return {k: v[idx] for k, v in xs.items()}, y[idx]
+    def make_opt(params: list) -> torch.optim.Optimizer:
+        return make_optimizer(learner, params, batched=False)
 
-    method.reference_pretrain(model, batch, lambda params: make_opt(params, lr=learner.lr))
+    def clip(params: list) -> None:
+        if learner.clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, learner.clip_norm)
+
+    def minibatches(n: int, key: tuple):
+        """Minibatches over the first n rows, in the engine's order for ``key``."""
+        bs = learner.batch_size if learner.batch_size and learner.batch_size < n else None
+        gen = torch_generator(0, *key) if bs else None
+        state: dict = {"pos": n, "order": None}
+        part = {k: v[:n] for k, v in xs.items()}, y[:n]
+
+        def batch():
+            if bs is None:
+                return part
+            if state["pos"] + bs > n:
+                state["order"] = torch.randperm(n, generator=gen).to(y.device)
+                state["pos"] = 0
+            idx = state["order"][state["pos"] : state["pos"] + bs]
+            state["pos"] += bs
+            return {k: v[idx] for k, v in part[0].items()}, part[1][idx]
+
+        return batch
+
+    ref = ReferenceContext(
+        learner,
+        task,
+        subset,
+        batch_key,
+        minibatches(m, batch_key),
+        lambda n, tag: minibatches(n, (*batch_key, tag)),
+        make_opt,
+        clip,
+        lambda module: _penalty(module, learner.ridge),
+        xs,
+        y,
+        learner.steps,
+    )
+    method.reference_pretrain(model, ref)
     trainable = method.reference_trainable(model)
-    opt = make_opt(trainable, lr=learner.lr)
+    opt = make_opt(trainable)
     if callback is not None:
         callback(0, model)
     for step in range(learner.steps):
-        bx, by = batch()
+        ref.step = step
+        bx, by = ref.batch()
         opt.zero_grad()
-        method.reference_backward(model, bx, by, task, trainable)
+        method.reference_backward(model, bx, by, task, trainable, ref)
         if learner.ridge:
             _penalty(model, learner.ridge).backward()
+        clip(trainable)
         opt.step()
         if callback is not None:
             callback(step + 1, model)
+    method.reference_finish(model, ref)
     return model

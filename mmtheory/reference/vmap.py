@@ -9,6 +9,7 @@ import torch
 from mmtheory.core.subsets import Subset
 from mmtheory.models.learner import Learner
 from mmtheory.models.losses import single_model_loss
+from mmtheory.models.optim import make_optimizer
 from mmtheory.models.params import ENCODER, weight
 from mmtheory.reference.loop import SingleModel
 
@@ -58,9 +59,9 @@ def train_vmap(
         return single_model_loss(functional_call(base, (p, b), (x,)), target, task)
 
     batched = torch.vmap(one, in_dims=(0, 0, 0, 0 if per_model else None))
-    opt = (torch.optim.Adam if learner.solver == "adam" else torch.optim.SGD)(
-        params.values(), lr=learner.lr
-    )
+    if learner.clip_norm is not None:
+        raise ValueError("the vmap reference does not clip gradients (clip_norm)")
+    opt = make_optimizer(learner, list(params.values()), batched=False)
     for _ in range(learner.steps):
         opt.zero_grad()
         batched(params, buffers, X, y).sum().backward()

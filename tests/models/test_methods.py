@@ -9,15 +9,14 @@ from helpers import assert_batched_equals_loop, setup_models  # the ERM test's w
 
 import synthetic
 from mmtheory.core.subsets import parse_subset
-from mmtheory.engine import train_batched
+from mmtheory.engine import step_context, train_batched
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params, weight
-from mmtheory.models.methods import StepContext
 from mmtheory.models.methods.bogc import bogc_combine
 from mmtheory.models.methods.i2m2 import poe_logits
 from mmtheory.models.methods.mimo import mimo_objective, smooth_max
 from mmtheory.models.methods.ogm_ge import OGMGE, ogm_coefficients
 from mmtheory.models.methods.xmodal import xmodal_loss
-from mmtheory.models.params import DECODER, ENCODER, HEAD
+from mmtheory.models.params import DECODER, ENCODER, HEAD, bias
 
 
 # ------------------------------------------------------------ defining equations
@@ -103,17 +102,59 @@ def test_bogc_combination_by_hand():
 
 # ------------------------------------------------------------ batched == loop
 CASES = [
-    ("i2m2", "classification", {}),
-    ("i2m2", "classification", {"encoder": "mlp", "batch_size": 12}),
+    ("i2m2", "classification", {"warm_steps": 4, "solver": "sgd", "clip_norm": 0.5, "lr": 0.1}),
+    ("i2m2", "classification", {"encoder": "mlp", "batch_size": 12, "warm_steps": 0}),
     ("mimo", "classification", {"temperature": 0.5, "penalty": 2.0}),
     ("mimo", "regression", {"encoder": "mlp", "ridge": 0.01}),
-    ("ogm_ge", "classification", {"ge": False, "alpha": 0.8}),
-    ("ogm_ge", "classification", {"ge": False, "encoder": "mlp", "batch_size": 12}),
-    ("bogc", "classification", {"micro_batches": 3}),
-    ("bogc", "regression", {"encoder": "mlp", "ridge": 0.01}),
+    ("ogm_ge", "classification", {"alpha": 0.8}),
+    (
+        "ogm_ge",
+        "classification",
+        {
+            "encoder": "mlp",
+            "batch_size": 12,
+            "solver": "sgd",
+            "momentum": 0.9,
+            "lr": 0.05,
+            "modulation_window": 0.7,
+        },
+    ),
+    ("bogc", "classification", {"samples": 3}),
+    ("bogc", "classification", {"encoder": "mlp", "batch_size": 12, "samples": 2, "ridge": 0.01}),
+    ("bogc", "regression", {"variant": "micro_batch", "micro_batches": 3}),
+    (
+        "gblend",
+        "classification",
+        {
+            "estimate_steps": 5,
+            "solver": "sgd",
+            "momentum": 0.9,
+            "lr": 0.05,
+            "clip_norm": 0.5,
+            "ridge": 0.01,
+        },
+    ),
+    ("gblend", "classification", {"encoder": "mlp", "batch_size": 8, "estimate_steps": 4}),
+    ("ume_umt", "classification", {"teacher_steps": 5}),
+    (
+        "ume_umt",
+        "classification",
+        {
+            "mode": "umt",
+            "solver": "sgd",
+            "momentum": 0.9,
+            "lr": 0.05,
+            "clip_norm": 0.5,
+            "ridge": 0.01,
+            "teacher_steps": 4,
+        },
+    ),
+    ("ume_umt", "classification", {"mode": "ume", "encoder": "mlp", "batch_size": 8}),
     ("xmodal", "classification", {"pretrain_steps": 6, "batch_size": 12}),
     ("xmodal", "regression", {"encoder": "mlp", "pretrain_steps": 6}),
 ]
+#: cases that check every group (the others train one group: G = 1 halves their time)
+TWO_GROUPS = {"ogm_ge", "ume_umt"}
 
 
 @pytest.mark.parametrize(
@@ -126,11 +167,12 @@ def test_method_batched_equals_per_model_loop(method, task, extra):
             "method": method,
             "latent_dim": 3,
             "hidden": 4,
-            "steps": 12,
+            "steps": 6,
             **extra,
         }
     )
-    assert_batched_equals_loop(lrn, task, *setup_models(task, lrn))
+    G = 2 if method in TWO_GROUPS else 1
+    assert_batched_equals_loop(lrn, task, *setup_models(task, lrn, G=G, m=30))
 
 
 def _train(lrn, task="classification"):
@@ -155,6 +197,7 @@ def test_neutral_settings_reduce_to_erm():
     erm = _train(Learner(**base))[0]
     for lrn in (
         Learner.from_fields({**base, "method": "ogm_ge", "alpha": 0.0, "ge": False}),
+        Learner.from_fields({**base, "method": "ogm_ge", "alpha": 2.0, "modulation_window": 0.0}),
         Learner.from_fields({**base, "method": "mimo", "penalty": 0.0}),
     ):
         res = _train(lrn)[0]
@@ -166,6 +209,8 @@ def test_neutral_settings_reduce_to_erm():
 
 
 def test_ogm_ge_noise_has_the_gradients_own_spread():
+    """The noise of each encoder weight has the standard deviation of that gradient's
+    entries (before modulation); heads and biases get none."""
     lrn = Learner("late_fusion", latent_dim=8, method=OGMGE(alpha=0.0))
     world = synthetic.NonlinearWorld((40, 30), latent_dim=2, n_classes=3)
     sub = parse_subset("all", world.names)
@@ -177,17 +222,24 @@ def test_ogm_ge_noise_has_the_gradients_own_spread():
     grads = {}
     for ge in (False, True):
         params = stack_params(init, plan, "cpu", torch.float64)
-        gen = torch.Generator().manual_seed(0) if ge else None
-        ctx = StepContext(lrn, plan, "classification", lambda p: torch.zeros(1, 1), None, gen)
-        lrn.method.backward(ctx, params, xs, y)
+        method = OGMGE(alpha=0.0, ge=ge)
+        ctx = step_context(
+            Learner("late_fusion", latent_dim=8, method=method),
+            plan,
+            "classification",
+            [("k",)],
+            "cpu",
+        )
+        ctx.state = method.start(ctx)
+        method.backward(ctx, params, xs, y)
         grads[ge] = {k: v.grad.clone() for k, v in params.items()}
     for key in (weight(ENCODER, 1, "m1"), weight(ENCODER, 1, "m2")):
         noise = grads[True][key] - grads[False][key]
         sd, target = float(noise.std()), float(grads[False][key].std())
         n = noise.numel()  # 320 and 240 entries: the sample sd has relative SE 1/sqrt(2n) < 5%
         assert abs(sd / target - 1) < 5 / math.sqrt(2 * n), (key, sd, target)
-    head = weight(HEAD, 0, "m1")
-    assert torch.equal(grads[True][head], grads[False][head])  # the head gets no noise
+    for key in (weight(HEAD, 0, "m1"), bias(ENCODER, 1, "m1")):
+        assert torch.equal(grads[True][key], grads[False][key])  # no noise on heads, biases
 
 
 def test_xmodal_pretraining_moves_only_multimodal_encoders():
@@ -234,7 +286,7 @@ def test_xmodal_pretraining_lowers_the_cross_modal_loss():
     assert torch.all(after[:, ~multi] == 0)
 
 
-@pytest.mark.parametrize("method", ["i2m2", "ogm_ge"])
+@pytest.mark.parametrize("method", ["i2m2", "ogm_ge", "gblend", "ume_umt", "bogc"])
 def test_classification_only_methods_refuse_regression(method):
     lrn = Learner("late_fusion", method=method, latent_dim=3, steps=2)
     with pytest.raises(ValueError, match="classification"):
@@ -249,6 +301,12 @@ def test_classification_only_methods_refuse_regression(method):
         ({"method": "mimo", "fusion": "sum"}, "fusion 'concat'"),
         ({"method": "mimo", "temperature": 0}, "temperature must be a finite number > 0"),
         ({"method": "bogc", "micro_batches": 1}, "micro_batches must be an integer >= 2"),
+        ({"method": "bogc", "variant": "exact"}, "variant must be one of"),
+        ({"method": "ogm_ge", "modulation_window": 1.5}, "modulation_window must be"),
+        ({"method": "i2m2", "warm_steps": -1}, "warm_steps"),
+        ({"method": "gblend", "holdout": 1.0}, "holdout must be"),
+        ({"method": "gblend", "weighting": "mean"}, "weighting must be one of"),
+        ({"method": "ume_umt", "mode": "both"}, "mode must be one of"),
         ({"method": "ogm_ge", "alpha": -1}, "alpha must be a finite number"),
         ({"method": "xmodal", "pretrain_steps": -2}, "pretrain_steps must be"),
     ],
@@ -356,13 +414,31 @@ def test_methods_cli_writes_report_and_rejects_bad_datasets(tmp_path, capsys):
     from mmtheory.studies.methods import run_comparison
 
     report = run_comparison(
-        tmp_path / "c", datasets=("imbalance",), seeds=2, steps=5, quick=True, progress=False
+        tmp_path / "c",
+        datasets=("imbalance",),
+        seeds=2,
+        steps=5,
+        quick=True,
+        progress=False,
+        methods=("ogm_ge",),
+        estimation={"n_test": 500, "n_refit": 500, "n_eval": 500},
     )
     text = report.read_text()
     assert "## Published claims" in text and "eta weak" in text
+    assert "## Original recipes" in text and "## Which component produced the effect" in text
     claims = pd.read_csv(tmp_path / "c" / "claims.csv")
     assert set(claims.verdict) <= {"reproduced", "contradicted", "inconclusive"}
-    assert {"i2m2", "mimo", "bogc", "ogm_ge", "xmodal"} <= {c.split()[0] for c in claims.claim}
+    assert set(claims.table) == {"original recipe", "equal recipe"}
+    assert {
+        "ogm_ge",
+        "ogm_ge[sgd-m0.9]",
+        "ogm_ge-modulation[sgd-m0.9]",
+        "ogm_ge-noise[sgd-m0.9]",
+        "ogm_ge-noise-erm",
+        "erm-placebo",
+    } <= set(claims.learner)
+    ablations = pd.read_csv(tmp_path / "c" / "ablations.csv")
+    assert set(ablations.component) >= {"full method", "noise alone (alpha = 0)"}
     assert main(["methods", "--datasets", "nope", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown dataset 'nope'" in err[-1]

@@ -11,9 +11,27 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from mmtheory.models.methods.base import REGISTRY, Claim, Method, StepContext
+from mmtheory.models.methods.base import (
+    REGISTRY,
+    Ablation,
+    Claim,
+    Method,
+    Probe,
+    ReferenceContext,
+    StepContext,
+)
 
-__all__ = ["Claim", "METHODS", "Method", "StepContext", "get_method", "make_method"]
+__all__ = [
+    "Ablation",
+    "Claim",
+    "METHODS",
+    "Method",
+    "Probe",
+    "ReferenceContext",
+    "StepContext",
+    "get_method",
+    "make_method",
+]
 
 for _module in pkgutil.iter_modules(__path__):
     if _module.name != "base":

@@ -26,7 +26,7 @@ claims
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -42,7 +42,17 @@ if TYPE_CHECKING:
     from mmtheory.models.init import InitContext
     from mmtheory.models.learner import Learner
 
-__all__ = ["Claim", "Method", "StepContext", "REGISTRY", "unimodal_losses"]
+__all__ = [
+    "Ablation",
+    "Probe",
+    "Claim",
+    "Method",
+    "ReferenceContext",
+    "StepContext",
+    "REGISTRY",
+    "model_key",
+    "unimodal_losses",
+]
 
 #: name -> Method subclass; filled by ``Method.__init_subclass__``.
 REGISTRY: dict[str, type[Method]] = {}
@@ -64,9 +74,39 @@ class Claim:
     baseline: str = "erm"
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """A variant of a method that keeps one of its components, for the comparison.
+
+    ``label`` is appended to the method's name in result tables (``ogm_ge-modulation``),
+    ``component`` says in words what the variant keeps ("modulation alone"), ``options``
+    override the method's options, and ``recipe`` says which training recipe it runs
+    under: ``"original"`` (the method's :attr:`Method.recipe`) or ``"common"`` (the
+    comparison's shared recipe, the one every method runs under in the equal-recipe table).
+    """
+
+    label: str
+    component: str
+    options: dict[str, object] = field(default_factory=dict)
+    recipe: str = "original"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How the comparison measures a method's mechanism: the method with ``options``
+    against the same method with ``neutral`` options (the mechanism switched off), from
+    the same initial weights and data, for the first ``fraction`` of the steps; it reports
+    how far each encoder's weights moved relative to the neutral run, beside the method's
+    diagnostics (``diag_*``)."""
+
+    options: dict[str, object]
+    neutral: dict[str, object]
+    fraction: float = 1.0
+
+
 @dataclass
 class StepContext:
-    """What a training step needs beyond the parameters and the batch."""
+    """What a training step needs beyond the parameters and the batch (batched engine)."""
 
     learner: Learner
     plan: ModelPlan
@@ -75,8 +115,60 @@ class StepContext:
     penalty: Callable[[Params], torch.Tensor]
     #: builds an optimiser over a list of leaves with the learner's solver
     make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer]
-    #: whatever :meth:`Method.start` returned
+    #: the learner's per-model gradient clipping: ``clip(params, group=None)`` (a no-op
+    #: without ``clip_norm``); ``group`` maps a slot to the network it belongs to
+    clip: Callable[..., None]
+    #: one stream key per group (its minibatch order); method randomness derives from them
+    batch_keys: list[tuple]
+    #: ``batches_on(n, tag)``: minibatches over the first n rows, from a stream of their own
+    #: (phases that hold out the last rows: G-Blending, UME/UMT)
+    batches_on: Callable[[int, str], Any]
+    #: optimiser steps of the main phase, and the current one (0-based)
+    steps: int
+    step: int = 0
+    #: whatever :meth:`Method.start` returned (methods may update it in ``prepare``)
     state: Any = None
+    #: per-model numbers a method reports, name -> (G, S) (NaN where not defined); the
+    #: sweep records them as columns ``diag_<name>``
+    diagnostics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def model_keys(self) -> list[list[tuple]]:
+        """One stream key per model, ``[g][s]``: its group's key and its subset."""
+        return [[model_key(key, sub) for sub in self.plan.subsets] for key in self.batch_keys]
+
+
+@dataclass
+class ReferenceContext:
+    """What one reference model's training needs (per-model loop)."""
+
+    learner: Learner
+    task: str
+    subset: Any
+    batch_key: tuple
+    #: the next minibatch (dict of modalities, targets) of the main stream
+    batch: Callable[[], tuple[dict, torch.Tensor]]
+    #: ``batches_on(n, tag)``: a minibatch function over the first n rows (own stream)
+    batches_on: Callable[[int, str], Callable[[], tuple[dict, torch.Tensor]]]
+    #: the learner's optimiser over a list of parameters
+    make_opt: Callable[[list], torch.optim.Optimizer]
+    #: ``clip(parameters)``: ``clip_grad_norm_`` with the learner's ``clip_norm`` (or nothing)
+    clip: Callable[[list], None]
+    #: ``penalty(model)``: the ridge penalty of a module's weights (0 without ridge)
+    penalty: Callable[[Any], torch.Tensor]
+    xs: dict
+    y: torch.Tensor
+    steps: int
+    step: int = 0
+    state: Any = None
+
+    @property
+    def model_key(self) -> tuple:
+        return model_key(self.batch_key, self.subset)
+
+
+def model_key(batch_key: tuple, subset: object) -> tuple:
+    """The stream key of one model: its group's key and its subset's label."""
+    return (*batch_key, str(subset))
 
 
 @dataclass(frozen=True)
@@ -92,6 +184,15 @@ class Method:
     late_concat_only: ClassVar[bool] = True
     has_linear_head: ClassVar[bool] = True
     claims: ClassVar[tuple[Claim, ...]] = ()
+    #: the learner settings of the original training recipe (``solver``, ``momentum``,
+    #: ``clip_norm``); empty when the original's recipe is unknown or is the common one
+    recipe: ClassVar[dict[str, object]] = {}
+    #: variants that isolate the method's components (see :class:`Ablation`)
+    ablations: ClassVar[tuple[Ablation, ...]] = ()
+    #: how the comparison measures the mechanism (see :class:`Probe`), or None
+    probe: ClassVar[Probe | None] = None
+    #: what of the original was read to write this module (code, paper, abstract only)
+    provenance: ClassVar[str] = ""
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -136,7 +237,7 @@ class Method:
         return out, blocks
 
     # ----------------------------------------------------------------- training
-    def start(self, learner: Learner, batch_keys: list[tuple] | None, device) -> Any:
+    def start(self, ctx: StepContext) -> Any:
         """State for one training call (stored in :attr:`StepContext.state`)."""
         return None
 
@@ -167,6 +268,10 @@ class Method:
         (obj + ctx.penalty(params)).sum().backward()
         return losses.detach()
 
+    def finish(self, ctx: StepContext, params: Params) -> Params:
+        """A phase after training: the final parameters (default: unchanged)."""
+        return params
+
     # ---------------------------------------------------------------- reference
     def reference_modules(self, model: nn.Module, init: dict) -> None:
         """Add this method's modules to one reference model, from the same init dict."""
@@ -177,7 +282,7 @@ class Method:
     def reference_trainable(self, model: nn.Module) -> list[torch.nn.Parameter]:
         return list(model.parameters())
 
-    def reference_pretrain(self, model: nn.Module, batch: Callable, make_opt: Callable) -> None:
+    def reference_pretrain(self, model: nn.Module, ref: ReferenceContext) -> None:
         """A phase before ERM, one model (default: none)."""
 
     def reference_loss(
@@ -186,10 +291,19 @@ class Method:
         return single_model_loss(model(xs), y, task)
 
     def reference_backward(
-        self, model: nn.Module, xs: dict, y: torch.Tensor, task: str, trainable: list
+        self,
+        model: nn.Module,
+        xs: dict,
+        y: torch.Tensor,
+        task: str,
+        trainable: list,
+        ref: ReferenceContext,
     ) -> None:
         """Set the gradients of one reference model's step (before the ridge term)."""
         self.reference_loss(model, xs, y, task).backward()
+
+    def reference_finish(self, model: nn.Module, ref: ReferenceContext) -> None:
+        """A phase after training, one model (default: none)."""
 
 
 # ------------------------------------------------------------ shared by several methods

@@ -1,13 +1,20 @@
-"""``mimo``: modality imbalance as multi-objective optimisation.
+"""``mimo``: modality imbalance as multi-objective optimisation (our reading of it).
 
 Fernando et al., "Mitigating Modality Imbalance in Multi-modal Learning via
-Multi-objective Optimization", arXiv 2511.06686. The multimodal loss L_0 and the unimodal
-losses L_k (per-modality heads on the shared encoders) as a lexicographic problem: keep
-L_0 low while guarding the worst L_k. The max over modalities becomes the smooth
-tau * log sum_k exp(L_k / tau), added as a penalty: minimise
-L_0 + lambda * tau * logsumexp_k(L_k / tau) by plain gradient steps
-(:func:`mimo_objective`). Its gradient weights each unimodal gradient by
-softmax(L / tau)_k: the worst modality gets the most.
+Multi-objective Optimization", arXiv 2511.06686. The authors' code
+(github.com/heshandevaka/MIMO) could not be fetched and the method section could not be
+read: the equations below come from the abstract and third-party summaries ("a
+lexicographic multi-objective problem that prioritises the worst-performing uni-modal
+objective while retaining the multi-modal fusion objective", "a smoothly penalised
+objective ... with a smoothing term that approximates the max over modalities"). What we
+implement: the multimodal loss L_0 and the unimodal losses L_k (per-modality heads on the
+shared encoders) combined as
+
+    minimise L_0 + lambda * tau * log sum_k exp(L_k / tau)
+
+by plain gradient steps (:func:`mimo_objective`); its gradient weights each unimodal
+gradient by softmax(L / tau)_k, so the worst modality gets the most. Every choice the
+summaries do not fix is ours and unverified (:data:`UNVERIFIED`).
 """
 
 from __future__ import annotations
@@ -27,7 +34,18 @@ from mmtheory.models.methods.base import (
     unimodal_losses,
 )
 
-__all__ = ["MIMO", "mimo_objective", "smooth_max"]
+__all__ = ["MIMO", "UNVERIFIED", "mimo_objective", "smooth_max"]
+
+#: Choices the sources we could read do not fix.
+UNVERIFIED = (
+    "the priority: the summaries say the worst unimodal objective is prioritised; we keep "
+    "L_0 as the objective and the smooth max as a penalty (the reverse order is possible)",
+    "the penalty schedule: lambda is constant here (penalty methods often increase it)",
+    "the smoothing: tau * logsumexp(L / tau) with a constant tau",
+    "where the unimodal losses come from: linear heads on the shared encoders here (they "
+    "could be separate unimodal networks or the fused head's blocks)",
+    "the optimiser and its settings: the comparison's common recipe (Adam)",
+)
 
 
 def smooth_max(losses: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,6 +82,8 @@ class MIMO(Method):
 
     name = "mimo"
     paper = "Fernando et al., arXiv 2511.06686"
+    provenance = "abstract and third-party summaries only (code not reachable)"
+    reconstruction = "; ".join(UNVERIFIED)
     claims = (
         Claim("lowers the test risk of the fused model", "test_risk"),
         Claim("improves the fused encoder's eta", "eta"),
