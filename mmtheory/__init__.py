@@ -34,6 +34,9 @@ _EXPORTS = {
     "run_spec": "mmtheory.experiments.sweep",
     "sweep": "mmtheory.experiments.sweep",
     "check": "mmtheory.theory.check",
+    "predict": "mmtheory.theory.predicted",
+    "predict_crossovers": "mmtheory.theory.predicted",
+    "theory_vs_measured": "mmtheory.theory.versus",
 }
 
 __all__ = [
@@ -56,8 +59,11 @@ __all__ = [
     "nested_pairs",
     "parse_subset",
     "parse_subsets",
+    "predict",
+    "predict_crossovers",
     "run_spec",
     "sweep",
+    "theory_vs_measured",
     "torch_generator",
 ]
 
@@ -92,3 +98,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from mmtheory.models.learner import Learner
     from mmtheory.models.methods import METHODS
     from mmtheory.theory.check import check
+    from mmtheory.theory.predicted import predict, predict_crossovers
+    from mmtheory.theory.versus import theory_vs_measured

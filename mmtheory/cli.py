@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--seeds", type=int, default=5)
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
+    pr = verb(
+        "predict",
+        "theory that predicts: expected risk curves, crossovers m*, phase diagrams and "
+        "double descent against measured sweeps, with the accuracy of every prediction",
+    )
+    pr.add_argument("--out", default="runs/predict", help="output directory (default runs/predict)")
+    pr.add_argument(
+        "--quick", action="store_true", help="fewer worlds and seeds, no plug-ins (a few minutes)"
+    )
+
     mt = verb(
         "methods",
         "the related methods (I2M2, MIMO, BOGC, OGM-GE, G-Blending, UME/UMT, xmodal) "
@@ -322,6 +332,20 @@ def _data(args) -> None:
     print(big[["n_views", "test_error", "ci_low", "ci_high"]].to_string(index=False))
 
 
+def _predict(args) -> None:
+    from mmtheory.studies.prediction import run_prediction
+
+    report = run_prediction(args.out, quick=args.quick)
+    import pandas as pd
+
+    print(f"wrote {report}")
+    for r in pd.read_csv(report.parent / "accuracy.csv").itertuples():
+        print(
+            f"{r.quantity} ({r.regime}): {100 * r.inside_share:.1f}% of {r.n} inside the "
+            f"measured 95% interval, median |relative error| {100 * r.median_abs_rel_error:.2f}%"
+        )
+
+
 def _methods(args) -> None:
     from mmtheory.studies.methods import run_comparison
 
@@ -398,6 +422,7 @@ _VERBS = {
     "sweep": _sweep,
     "check": _check,
     "data": _data,
+    "predict": _predict,
     "methods": _methods,
     "games": _games,
     "dynamics": _dynamics,

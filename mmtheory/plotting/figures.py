@@ -29,6 +29,7 @@ from mmtheory.plotting.plots import (
     plot_overlap_mse,
     plt,
 )
+from mmtheory.plotting.theory import plot_phase, plot_risk_vs_predicted
 
 __all__ = ["FIGURES", "FIGURE_MAKERS", "save_figure", "write_figure", "write_figures"]
 
@@ -38,6 +39,15 @@ FIGURES = {
     "fig2a_crossover": ("crossover/results.csv", "accuracy vs training-sample ratio, per subset"),
     "fig_correlation": ("correlation_eta.csv", "eta_inf and the crossover m* against rho"),
     "fig_bounds": ("bounds_summary.csv", "Theorem 1 and 2 right sides against measured left sides"),
+    "fig_theory_curves": (
+        "correlation/theory_vs_measured.csv",
+        "measured risk curves with the predicted expected risk drawn over them",
+    ),
+    "fig_phase": (
+        "correlation_phase.csv",
+        "phase diagram over (m, rho): where the pair beats the clean modality, with the "
+        "predicted boundary m*(rho)",
+    ),
     "fig_games": ("imbalance.csv", "imbalance scores per modality; PID estimates against exact"),
     "fig_dynamics": (
         "dynamics.csv",
@@ -89,6 +99,31 @@ def figure_fig_correlation(run_dir: Path, dest: Path) -> list[Path]:
     a2.set_title("crossover m* of m1+m2 over m1 ('none': never)", fontsize=10)
     fig.tight_layout()
     return save_figure(fig, dest, "fig_correlation")
+
+
+def figure_fig_theory_curves(run_dir: Path, dest: Path) -> list[Path]:
+    """Measured risk curves of the correlation worlds with their predictions, one panel
+    per rho (at most three: the lowest, middle and highest)."""
+    table = pd.read_csv(run_dir / FIGURES["fig_theory_curves"][0])
+    rhos = sorted(table.rho.unique())
+    picks = sorted({rhos[0], rhos[len(rhos) // 2], rhos[-1]})
+    fig, axes = plt.subplots(1, len(picks), figsize=(4.6 * len(picks), 3.8), squeeze=False)
+    for ax, rho in zip(axes[0], picks, strict=True):
+        plot_risk_vs_predicted(table[table.rho == rho], ax)
+        ax.set_title(f"rho = {rho:g}: measured (95% CI) and predicted", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, dest, "fig_theory_curves")
+
+
+def figure_fig_phase(run_dir: Path, dest: Path) -> list[Path]:
+    phase = pd.read_csv(run_dir / FIGURES["fig_phase"][0])
+    path = run_dir / "correlation_boundary.csv"
+    boundary = pd.read_csv(path) if path.exists() else None
+    fig, ax = plt.subplots(figsize=(6.2, 4.0))
+    plot_phase(phase, boundary, "rho", ax, ylabel="correlation rho between the modalities")
+    ax.set_title("Where m1+m2 beats m1 (least squares, 95% paired t-intervals)", fontsize=10)
+    fig.tight_layout()
+    return save_figure(fig, dest, "fig_phase")
 
 
 def figure_fig_bounds(run_dir: Path, dest: Path) -> list[Path]:
@@ -167,6 +202,8 @@ FIGURE_MAKERS = {
     "fig2a_crossover": figure_fig2a_crossover,
     "fig_correlation": figure_fig_correlation,
     "fig_bounds": figure_fig_bounds,
+    "fig_theory_curves": figure_fig_theory_curves,
+    "fig_phase": figure_fig_phase,
     "fig_games": figure_fig_games,
     "fig_dynamics": figure_fig_dynamics,
 }

@@ -10,6 +10,7 @@ from mmtheory.reporting.markdown import markdown_table
 __all__ = [
     "STATEMENTS",
     "bounds_summary",
+    "convergence_line",
     "counts_markdown",
     "format_predictions",
     "verdict_block",
@@ -74,6 +75,25 @@ def verdict_block(predictions: pd.DataFrame) -> str:
             + (f"; not applicable to these tables: {', '.join(absent)}" if absent else "")
             + ".",
         ]
+    )
+
+
+def convergence_line(results: pd.DataFrame) -> str:
+    """One line on training: how many iteratively trained models were flagged
+    ``converged=False`` (gradient-norm and plateau tests), per learner, and that the
+    verdicts use them (dropping them would bias the verdicts toward the easy cases)."""
+    if results is None or results.empty or "converged" not in results:
+        return ""
+    iterative = results[results.solver != "closed_form"] if "solver" in results else results
+    if iterative.empty:
+        return "- **Training**: every model is exact least squares (nothing to converge)."
+    flagged = ~iterative.converged.astype(bool)
+    per = iterative.assign(flagged=flagged).groupby("learner").flagged.agg(["sum", "size"])
+    detail = ", ".join(f"{k} {int(r['sum'])} of {int(r['size'])}" for k, r in per.iterrows())
+    return (
+        f"- **Training**: {int(flagged.sum())} of {len(iterative)} iteratively trained models "
+        f"did not meet the convergence tests ({detail}); the verdicts above use them, and "
+        "`results.csv` flags each (`converged`)."
     )
 
 

@@ -82,6 +82,8 @@ def table3_analogue(results: pd.DataFrame, universe=("text", "video", "audio")) 
         seeds = a.index.intersection(b.index)
         acc = 100 * (a.test_accuracy.loc[seeds] - b.test_accuracy.loc[seeds])
         gamma = b.eta.loc[seeds] - a.eta.loc[seeds]
+        _, acc_lo, acc_hi = mean_ci(acc)
+        _, gamma_lo, gamma_hi = mean_ci(gamma)
         rows.append(
             {
                 "pair": f"{M}|{N}",
@@ -89,9 +91,11 @@ def table3_analogue(results: pd.DataFrame, universe=("text", "video", "audio")) 
                 "N": sn,
                 "m": m,
                 "acc_diff": acc.mean(),
-                "acc_diff_ci": mean_ci(acc)[1:],
+                "acc_diff_ci_low": float(acc_lo),
+                "acc_diff_ci_high": float(acc_hi),
                 "gamma": gamma.mean(),
-                "gamma_ci": mean_ci(gamma)[1:],
+                "gamma_ci_low": float(gamma_lo),
+                "gamma_ci_high": float(gamma_hi),
                 "sign_agree": int((np.sign(acc) == np.sign(gamma)).sum()),
                 "n_seeds": len(seeds),
             }
@@ -111,8 +115,8 @@ def table3_markdown(table3: pd.DataFrame) -> str:
         [
             [
                 r.pair,
-                f"{r.acc_diff:+.2f} [{r.acc_diff_ci[0]:+.2f}, {r.acc_diff_ci[1]:+.2f}]",
-                f"{r.gamma:+.4f} [{r.gamma_ci[0]:+.4f}, {r.gamma_ci[1]:+.4f}]",
+                f"{r.acc_diff:+.2f} [{r.acc_diff_ci_low:+.2f}, {r.acc_diff_ci_high:+.2f}]",
+                f"{r.gamma:+.4f} [{r.gamma_ci_low:+.4f}, {r.gamma_ci_high:+.4f}]",
                 f"{r.sign_agree}/{r.n_seeds}",
             ]
             for r in table3.itertuples()

@@ -193,6 +193,8 @@ def reproduce(
         cx_preds=cx_preds,
         table3=table3,
         mfeat_report=mfeat_report,
+        theory=correlation,
+        results=pd.concat([t4, cx], ignore_index=True),
     )
     report = out / "report.md"
     write_text_atomic(text, report)

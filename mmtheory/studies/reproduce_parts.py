@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from mmtheory.core.io import write_csv_atomic
@@ -18,8 +19,16 @@ from mmtheory.core.subsets import label_size
 from mmtheory.experiments.sweep import sweep
 from mmtheory.theory.check import check, selection_table
 from mmtheory.theory.contributions import contributions_table
+from mmtheory.theory.predicted import predict
+from mmtheory.theory.versus import (
+    accuracy_summary,
+    phase_agreement,
+    phase_table,
+    predicted_larger_better,
+    theory_vs_measured,
+)
 
-__all__ = ["correlation_part", "bounds_part", "RHO_GRID", "BOUND_SIZES"]
+__all__ = ["correlation_part", "correlation_boundary", "bounds_part", "RHO_GRID", "BOUND_SIZES"]
 
 RHO_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 #: Dense around the crossings (exact m* 347, 371, 477, 906 and 11,806 for the five rho
@@ -79,8 +88,23 @@ def _predicted_mstar(world) -> float:
     )
 
 
+#: rho values at which the predicted phase boundary m*(rho) is drawn
+BOUNDARY_RHO = tuple(float(v) for v in np.round(np.linspace(0.0, 1.0, 41), 3))
+
+
+def correlation_boundary() -> pd.DataFrame:
+    """The predicted boundary of the (m, rho) phase diagram: m*(rho) of m1+m2 over m1."""
+    return pd.DataFrame(
+        {
+            "rho": BOUNDARY_RHO,
+            "m_star": [_predicted_mstar(correlation_world(r)) for r in BOUNDARY_RHO],
+        }
+    )
+
+
 def correlation_part(out: Path, seeds: int, progress: bool) -> dict[str, pd.DataFrame]:
     tables, etas = [], []
+    worlds = [correlation_world(rho) for rho in RHO_GRID]
     for rho in RHO_GRID:
         world = correlation_world(rho)
         tables.append(
@@ -110,10 +134,22 @@ def correlation_part(out: Path, seeds: int, progress: bool) -> dict[str, pd.Data
     eta = pd.DataFrame(etas)
     write_csv_atomic(eta, out / "correlation_eta.csv")
     bounds, preds = check(results)
-    selection = selection_table(results, bounds)
-    write_csv_atomic(selection, out / "correlation" / "selection.csv")
-    crossing = preds[(preds.prediction == "P7") & (preds.M == "m1+m2") & (preds.N == "m1")].copy()
+    risk_vs, cross_vs = theory_vs_measured(results, worlds, preds)
     rho_of = results.drop_duplicates("world_id").set_index("world_id").rho
+    risk_vs["rho"] = risk_vs.world_id.map(rho_of)
+    cross_vs["rho"] = cross_vs.world_id.map(rho_of)
+    write_csv_atomic(risk_vs, out / "correlation" / "theory_vs_measured.csv")
+    write_csv_atomic(cross_vs, out / "correlation" / "crossover_vs_measured.csv")
+    predicted = pd.concat(
+        [predict(w, "linear", "all", CORRELATION_SIZES) for w in worlds], ignore_index=True
+    )
+    selection = selection_table(results, bounds, predicted)
+    write_csv_atomic(selection, out / "correlation" / "selection.csv")
+    phase = phase_table(results, "m1+m2", "m1", "rho")
+    write_csv_atomic(phase, out / "correlation_phase.csv")
+    boundary = correlation_boundary()
+    write_csv_atomic(boundary, out / "correlation_boundary.csv")
+    crossing = preds[(preds.prediction == "P7") & (preds.M == "m1+m2") & (preds.N == "m1")].copy()
     crossing["rho"] = crossing.world_id.map(rho_of)
     mstar = pd.DataFrame({"rho": list(RHO_GRID)}).merge(
         crossing[["rho", "statistic", "ci_low", "ci_high", "holds", "reason", "detail"]],
@@ -122,10 +158,29 @@ def correlation_part(out: Path, seeds: int, progress: bool) -> dict[str, pd.Data
     )
     mstar = mstar.rename(columns={"statistic": "m_star"})
     mstar["m_star_predicted"] = [_predicted_mstar(correlation_world(r)) for r in mstar.rho]
+    pair = cross_vs[(cross_vs.M == "m1+m2") & (cross_vs.N == "m1")].set_index("rho")
+    mstar["predicted_inside"] = mstar.rho.map(pair.inside)
     write_csv_atomic(mstar, out / "correlation_mstar.csv")
     write_csv_atomic(preds, out / "correlation" / "predictions.csv")
     write_csv_atomic(contributions_table(results), out / "correlation" / "contributions.csv")
-    return {"eta": eta, "mstar": mstar, "predictions": preds, "selection": selection}
+    return {
+        "eta": eta,
+        "mstar": mstar,
+        "predictions": preds,
+        "selection": selection,
+        "theory_vs_measured": risk_vs,
+        "crossover_vs_measured": cross_vs,
+        "phase": phase,
+        "boundary": boundary,
+        "accuracy": accuracy_summary(risk_vs, cross_vs),
+        "phase_agreement": phase_agreement(
+            phase,
+            predicted_larger_better(
+                predicted.assign(value=predicted.world_id.map(rho_of)), "m1+m2", "m1"
+            ),
+            "rho",
+        ),
+    }
 
 
 def bounds_part(

@@ -223,13 +223,25 @@ def predictions_table(
     return out[first + rest + [c for c in out.columns if c not in first + rest]]
 
 
-def selection_table(results: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame:
+def selection_table(
+    results: pd.DataFrame, bounds: pd.DataFrame, predicted: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """The paper's modality-selection rule scored against the truth, beside the trivial
     rule "always take the larger subset": per (world, learner, N subset of M, m), the
     fraction of seeds on which each rule picks the subset with the lower test risk.
 
     The rule picks M when L^_N - L^_M >= 4 L (R_M - R_N) (the exact comparison of the two
-    Theorem-2 bounds); it needs the bounds table's complexity terms."""
+    Theorem-2 bounds); it needs the bounds table's complexity terms. With ``predicted``
+    (:func:`mmtheory.theory.predicted.predict` rows), a third rule is scored: pick M when
+    its predicted expected risk is lower (``predicted_accuracy``; NaN where either subset
+    has no prediction), a rule that uses the world's truth, not the sample."""
+    expected = (
+        predicted.dropna(subset=["test_risk"])
+        .set_index(["world_id", "learner", "subset", "m"])
+        .test_risk.to_dict()
+        if predicted is not None
+        else None
+    )
     if bounds.empty:
         return pd.DataFrame(columns=SELECTION_COLUMNS)
     res = _valid(results).set_index(["world_id", "learner", "subset", "m", "seed"])
@@ -238,7 +250,10 @@ def selection_table(results: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame
         t = sl.table
         comp = t.drop_duplicates(["M", "m", "seed"]).set_index(["M", "m", "seed"])
         for (m_sub, n_sub, m), g in t.groupby(["M", "N", "m"]):
-            right, larger, picks = 0, 0, 0
+            right, larger, picks, pred_right = 0, 0, 0, 0
+            key = (sl.keys["world_id"], sl.keys["learner"])
+            e_m = expected.get((*key, m_sub, m)) if expected is not None else None
+            e_n = expected.get((*key, n_sub, m)) if expected is not None else None
             for r in g.itertuples():
                 key = (sl.keys["world_id"], sl.keys["learner"])
                 rm = res.loc[(*key, m_sub, m, r.seed)]
@@ -257,19 +272,24 @@ def selection_table(results: pd.DataFrame, bounds: pd.DataFrame) -> pd.DataFrame
                 right += pick_m == truth_m
                 larger += truth_m
                 picks += pick_m
+                if e_m is not None and e_n is not None:
+                    pred_right += (e_m < e_n) == truth_m
             n = len(g)
-            rows.append(
-                {
-                    **sl.keys,
-                    "M": m_sub,
-                    "N": n_sub,
-                    "m": int(m),
-                    "n_cells": n,
-                    "rule_accuracy": right / n,
-                    "larger_accuracy": larger / n,
-                    "rule_picks_M": picks / n,
-                }
-            )
+            row = {
+                **sl.keys,
+                "M": m_sub,
+                "N": n_sub,
+                "m": int(m),
+                "n_cells": n,
+                "rule_accuracy": right / n,
+                "larger_accuracy": larger / n,
+                "rule_picks_M": picks / n,
+            }
+            if expected is not None:
+                have = e_m is not None and e_n is not None
+                row["predicted_accuracy"] = pred_right / n if have else np.nan
+                row["predicted_picks_M"] = float(e_m < e_n) if have else np.nan
+            rows.append(row)
     out = pd.DataFrame(rows)
     return out if not out.empty else pd.DataFrame(columns=SELECTION_COLUMNS)
 
