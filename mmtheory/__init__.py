@@ -34,7 +34,9 @@ _EXPORTS = {
     "run_spec": "mmtheory.experiments.sweep",
     "sweep": "mmtheory.experiments.sweep",
     "check": "mmtheory.theory.check",
+    "plot": "mmtheory.plotting.quick",
     "predict": "mmtheory.theory.predicted",
+    "summary": "mmtheory.reporting.summary",
     "predict_crossovers": "mmtheory.theory.predicted",
     "theory_vs_measured": "mmtheory.theory.versus",
 }
@@ -59,9 +61,11 @@ __all__ = [
     "nested_pairs",
     "parse_subset",
     "parse_subsets",
+    "plot",
     "predict",
     "predict_crossovers",
     "run_spec",
+    "summary",
     "sweep",
     "theory_vs_measured",
     "torch_generator",
@@ -97,6 +101,8 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from mmtheory.experiments.sweep import run_spec, sweep
     from mmtheory.models.learner import Learner
     from mmtheory.models.methods import METHODS
+    from mmtheory.plotting.quick import plot
+    from mmtheory.reporting.summary import summary
     from mmtheory.theory.check import check
     from mmtheory.theory.predicted import predict, predict_crossovers
     from mmtheory.theory.versus import theory_vs_measured
