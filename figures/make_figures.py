@@ -1,9 +1,13 @@
 """Rebuild all of the README's figures from the committed run tables in ``figures/data/``
-(each also has its own script: fig2b_overlap.py, fig2a_crossover.py, fig_correlation.py,
-fig_bounds.py).
+(each of the first four also has its own script: fig2b_overlap.py, fig2a_crossover.py,
+fig_correlation.py, fig_bounds.py).
 
 Reads tables only (never trains) and writes ``fig2b_overlap``, ``fig2a_crossover``,
-``fig_correlation`` and ``fig_bounds`` (PNG and PDF) beside this script. The tables come
+``fig_correlation``, ``fig_bounds``, ``fig_theory_curves`` and ``fig_phase`` (PNG and PDF)
+beside this script. ``fig_games.png``, ``fig_dynamics.png`` and ``fig_predicted_curves.png``
+/ ``fig_phase_diagrams.png`` come from the committed runs of ``mmtheory games``,
+``mmtheory dynamics`` and ``mmtheory predict`` in ``data/games``, ``data/dynamics`` and
+``data/predict`` (``mmtheory plot`` redraws the first two). The tables come
 from ``mmtheory reproduce`` (full mode);
 refresh them with ``python figures/make_figures.py --from runs/reproduce``.
 """
@@ -26,6 +30,11 @@ TABLES = [
     "table3.csv",
     "correlation_eta.csv",
     "correlation_mstar.csv",
+    "correlation_phase.csv",
+    "correlation_boundary.csv",
+    "correlation/theory_vs_measured.csv",
+    "correlation/crossover_vs_measured.csv",
+    "selection.csv",
     "bounds_summary.csv",
     "predictions.csv",
     "report.md",
