@@ -14,6 +14,7 @@ from mmtheory.core.subsets import label_size
 from mmtheory.reporting.markdown import markdown_table
 from mmtheory.reporting.predictions import convergence_line, verdict_block, verdict_counts
 from mmtheory.reporting.tables import table3_markdown
+from mmtheory.reporting.versus import accuracy_markdown, phase_agreement_markdown
 
 __all__ = ["NOT_BUILT", "render_report", "table4_text"]
 
@@ -177,20 +178,7 @@ def _theory_text(theory: dict | None) -> list[str]:
         "nothing near it. Measured: mean test risk over seeds with its 95% t-interval "
         "(`correlation/theory_vs_measured.csv`, `correlation/crossover_vs_measured.csv`).",
         "",
-        markdown_table(
-            ["quantity", "regime", "cells", "prediction inside the 95% CI", "median |rel. error|"],
-            [
-                [
-                    r.quantity,
-                    r.regime,
-                    r.n,
-                    f"{100 * r.inside_share:.1f}%",
-                    f"{100 * r.median_abs_rel_error:.2f}%",
-                ]
-                for r in acc.itertuples()
-            ],
-            "llrrr",
-        ),
+        accuracy_markdown(acc),
         "",
         "![theory curves](fig_theory_curves.png)",
         "",
@@ -201,14 +189,7 @@ def _theory_text(theory: dict | None) -> list[str]:
         "interpolation thresholds the pair can win again, and theory says so cell by cell). "
         "Measured cells against the predicted sign at the same cell:",
         "",
-        markdown_table(
-            ["measured phase", "cells", "with a prediction", "on the predicted side"],
-            [
-                [r.phase, r.cells, r.with_prediction, r.on_predicted_side]
-                for r in theory["phase_agreement"].itertuples()
-            ],
-            "lrrr",
-        ),
+        phase_agreement_markdown(theory["phase_agreement"]),
         "",
         "![phase diagram](fig_phase.png)",
     ]

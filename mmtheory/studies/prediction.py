@@ -33,6 +33,7 @@ from mmtheory.plotting.figures import save_figure
 from mmtheory.plotting.plots import plt
 from mmtheory.plotting.theory import plot_phase, plot_risk_vs_predicted
 from mmtheory.reporting.markdown import markdown_table
+from mmtheory.reporting.versus import accuracy_markdown, phase_agreement_markdown
 from mmtheory.theory.check import check, selection_table
 from mmtheory.theory.predicted import predict, predict_crossovers
 from mmtheory.theory.versus import (
@@ -287,20 +288,7 @@ def _report(
         "",
         "## Accuracy",
         "",
-        markdown_table(
-            ["quantity", "regime", "cells", "prediction inside the 95% CI", "median |rel. error|"],
-            [
-                [
-                    r.quantity,
-                    r.regime,
-                    r.n,
-                    f"{100 * r.inside_share:.1f}%",
-                    f"{100 * r.median_abs_rel_error:.2f}%",
-                ]
-                for r in summary.itertuples()
-            ],
-            "llrrr",
-        ),
+        accuracy_markdown(summary),
         "",
         f"Crossovers: {len(scored)} nested pairs with a measured crossing and a prediction; "
         f"{int(scored.inside.astype(bool).sum())} predictions inside the measured interval. "
@@ -335,14 +323,7 @@ def _report(
             f"Over (m, {by}): measured cells against the predicted sign of E r(m1+m2) - "
             "E r(m1) at the same cell (no prediction near either interpolation threshold):",
             "",
-            markdown_table(
-                ["measured phase", "cells", "with a prediction", "on the predicted side"],
-                [
-                    [r.phase, r.cells, r.with_prediction, r.on_predicted_side]
-                    for r in part["agreement"].itertuples()
-                ],
-                "lrrr",
-            ),
+            phase_agreement_markdown(part["agreement"]),
             "",
         ]
     lines += ["![phase](fig_phase_diagrams.png)", "", "## Selection rules", ""]
