@@ -43,6 +43,16 @@ __all__ = ["SpecPlan", "describe_spec", "run_spec", "stale_runs", "sweep"]
 log = logging.getLogger("mmtheory")
 
 
+def _progress_label(source, learners, out) -> str:
+    """What the bar is doing: the phase (the output folder's name), the world and the
+    learners, e.g. ``correlation: LinearWorld rho=0.5 | linear``."""
+    phase = Path(out).name if out else "sweep"
+    params = getattr(source, "params", None) or {}
+    varied = ", ".join(f"{k}={params[k]}" for k in ("rho", "overlap", "noise") if k in params)
+    names = ",".join(lrn.label for lrn in learners)
+    return f"{phase}: {source.name}{' ' + varied if varied else ''} | {names}"
+
+
 def sweep(
     world,
     learner="linear",
@@ -121,7 +131,7 @@ def sweep(
         total=len(runs_in_view),
         initial=len(runs_in_view) - len(pending),
         disable=not progress,
-        desc=f"sweep {source.name}",
+        desc=_progress_label(source, learners, out),
         unit="model",
     ) as bar:
         runner = Runner(
