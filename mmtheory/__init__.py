@@ -34,6 +34,7 @@ _EXPORTS = {
     "run_spec": "mmtheory.experiments.sweep",
     "sweep": "mmtheory.experiments.sweep",
     "check": "mmtheory.theory.check",
+    "diagnose": "mmtheory.studies.diagnose",
 }
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "check",
     "cumulative_subsets",
     "derive",
+    "diagnose",
     "load_spec",
     "make_world",
     "nested_pairs",
@@ -91,4 +93,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from mmtheory.experiments.sweep import run_spec, sweep
     from mmtheory.models.learner import Learner
     from mmtheory.models.methods import METHODS
+    from mmtheory.studies.diagnose import diagnose
     from mmtheory.theory.check import check

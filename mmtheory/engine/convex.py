@@ -3,7 +3,8 @@ ridge regression (closed form).
 
 Objective (softmax): mean cross-entropy + (lam / 2) ||W||_F^2 (the bias is not penalised);
 (ridge): mean squared error summed over outputs + lam ||W||_F^2. Both are strictly convex
-for lam > 0, so the optimum is unique and "fit to convergence" is checkable: the returned
+for lam > 0 in W (softmax scores are unchanged by a common shift of b, the one direction
+left flat), so the optimum is unique in W and "fit to convergence" is checkable: the returned
 ``Fit.converged`` says whether L-BFGS met its gradient tolerance.
 
 Shapes: X ``(n, d)`` float64, y ``(n,)`` int class ids (softmax) or ``(n,)``/``(n, p)``
@@ -67,7 +68,7 @@ def fit_softmax(
         args=(X, Y, lam, d, k),
         jac=True,
         method="L-BFGS-B",
-        options={"gtol": GTOL, "maxiter": MAXITER, "maxcor": 20},
+        options={"gtol": GTOL, "ftol": 1e-14, "maxiter": MAXITER, "maxcor": 20},
     )
     theta = res.x
     grad_ok = float(np.abs(res.jac).max()) <= 10 * GTOL if res.jac is not None else res.success

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from mmtheory.core.subsets import label_names
+
 __all__ = ["screen_text", "best_markdown", "adding_markdown", "calibration_markdown"]
 
 
@@ -24,7 +26,7 @@ def _headline(adding: pd.DataFrame, best_now: str) -> pd.DataFrame:
     rows = []
     now = adding[adding.factor == 1]
     for x, g in adding.groupby("modality", sort=False):
-        base = best_now if x not in best_now.split("+") else None
+        base = best_now if x not in label_names(best_now) else None
         cands = g[g.to == base] if base is not None else pd.DataFrame()
         if cands.empty:
             # x is in the best subset: the question is whether removing it hurts

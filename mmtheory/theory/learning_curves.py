@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import stats
-from scipy.optimize import nnls
 
 __all__ = ["power_law", "fit_power_law", "corrected_interval", "ALPHA_RANGE"]
 
@@ -39,13 +38,27 @@ def fit_power_law(m, r) -> tuple[float, float, float]:
     r = np.asarray(r, dtype=float)
     if len(m) < 3 or np.ptp(r) == 0:
         return float(r.mean()), 0.0, 1.0
+    # two-variable non-negative least squares, for every alpha at once: the minimum is the
+    # unconstrained one when feasible, else on an edge (e = 0 or a = 0)
+    X = m[None, :] ** (-_ALPHAS[:, None])  # (alphas, points)
+    n = len(m)
+    sx, sxx, sr, sxr = X.sum(1), (X * X).sum(1), r.sum(), X @ r
+    det = n * sxx - sx**2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_free = (sxx * sr - sx * sxr) / det
+        a_free = (n * sxr - sx * sr) / det
+    cands = [
+        (np.where((e_free >= 0) & (a_free >= 0) & (det > 0), e_free, np.nan), a_free),
+        (np.zeros_like(sx), np.maximum(sxr / sxx, 0.0)),
+        (np.full_like(sx, max(sr / n, 0.0)), np.zeros_like(sx)),
+    ]
     best = (np.inf, float(r.mean()), 0.0, 1.0)
-    for alpha in _ALPHAS:
-        A = np.column_stack([np.ones_like(m), m ** (-alpha)])
-        (e, a), resid = nnls(A, r)
-        sse = float(((A @ np.array([e, a]) - r) ** 2).sum())
-        if sse < best[0] - 1e-15:
-            best = (sse, float(e), float(a), float(alpha))
+    for e, a in cands:
+        sse = ((e[:, None] + a[:, None] * X - r[None, :]) ** 2).sum(1)
+        sse = np.where(np.isfinite(sse), sse, np.inf)
+        i = int(np.argmin(sse))
+        if sse[i] < best[0] - 1e-15:
+            best = (float(sse[i]), float(e[i]), float(a[i]), float(_ALPHAS[i]))
     return best[1], best[2], best[3]
 
 
