@@ -10,7 +10,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 from mmtheory.plotting.plots import palette, plt
 from mmtheory.theory.learning_curves import power_law
 
-__all__ = ["plot_subset_curves", "curve_subsets"]
+__all__ = ["plot_subset_curves", "plot_sweep_subsets", "curve_subsets"]
 
 
 def curve_subsets(curves: pd.DataFrame, most: int = 8) -> list[str]:
@@ -68,5 +68,29 @@ def plot_subset_curves(
     ax.set_xlabel("training samples m (log scale)")
     ax.set_ylabel("test error (%)" if metric == "error" else "test mean squared error")
     ax.grid(alpha=0.3, which="major")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    return ax
+
+
+def plot_sweep_subsets(results: pd.DataFrame, ax=None, *, column: str = "test_risk"):
+    """Any sweep's results.csv: ``column`` against m per subset, the mean over seeds with a
+    95% t-interval band (log x axis with plain tick labels). Returns the axes."""
+    from mmtheory.theory.statistics import mean_ci
+
+    ax = ax or plt.gca()
+    subsets = list(dict.fromkeys(results.subset))
+    for colour, s in zip(palette(len(subsets)), subsets):
+        g = results[results.subset == s]
+        stats = [(m, *mean_ci(gm[column])) for m, gm in g.groupby("m")]
+        m, mean, lo, hi = (np.array(v, dtype=float) for v in zip(*stats))
+        ax.plot(m, mean, "-o", color=colour, markersize=3, label=s)
+        ok = np.isfinite(lo)
+        ax.fill_between(m[ok], lo[ok], hi[ok], color=colour, alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training samples m (log scale)")
+    ax.set_ylabel(column.replace("_", " "))
+    ax.grid(alpha=0.3)
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     return ax
