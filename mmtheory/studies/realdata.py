@@ -169,12 +169,12 @@ def _figure(by_views: pd.DataFrame, out: Path, title: str) -> list[Path]:
         )
         ax.fill_between(g.m, 100 * g.ci_low, 100 * g.ci_high, color=colour, alpha=0.2, linewidth=0)
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
-    ax.yaxis.set_major_formatter(ScalarFormatter())
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    # a linear y axis: a log axis spanning less than a decade showed no tick labels
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}%"))
     ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training samples m")
     ax.set_ylabel("test error (%), mean over subsets of that size")
     ax.set_title(title, fontsize=10)
