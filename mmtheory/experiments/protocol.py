@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 PROTOCOL_NAME = "repeated splits, L-BFGS heads, inner-CV penalty"
+#: Consecutive rises of the validation loss after which the penalty path stops.
+PATIENCE = 2
 
 
 @dataclass(frozen=True)
@@ -137,19 +139,30 @@ def select_lambda(
 ) -> tuple[float, list[float]]:
     """The penalty in ``lambdas`` with the least mean validation loss over ``folds`` folds
     of the rows ``rows`` (indices into X and y; nothing else is read). Returns the choice
-    and the loss of every candidate. With fewer rows than 2 per fold, the largest penalty."""
+    and the loss of every candidate (NaN for those not reached). The path runs from the
+    strongest penalty to the weakest, warm-started, and stops once the loss has risen
+    :data:`PATIENCE` times in a row past its best (weak penalties are the slow fits). With
+    fewer rows than 2 per fold, the largest penalty."""
     lambdas = sorted(float(v) for v in lambdas)
     if len(rows) < 2 * folds:
         return lambdas[-1], [float("nan")] * len(lambdas)
-    loss = np.zeros(len(lambdas))
-    for fit_pos, val_pos in inner_folds(y[rows], folds, seed=seed, key=key):
-        fr, vr = rows[fit_pos], rows[val_pos]
-        init = None
-        for j in range(len(lambdas) - 1, -1, -1):  # strong to weak penalty, warm-started
-            fit, mu, sd = _fit(X, y, fr, lambdas[j], classes, init)
-            init = fit if classes else None
-            loss[j] += _val_loss(fit, mu, sd, X, y, vr, classes)
-    return lambdas[int(np.argmin(loss))], list(loss / folds)
+    splits = inner_folds(y[rows], folds, seed=seed, key=key)
+    loss = np.full(len(lambdas), np.nan)
+    inits: list = [None] * len(splits)
+    rises = 0
+    for j in range(len(lambdas) - 1, -1, -1):  # strong to weak penalty, warm-started
+        total = 0.0
+        for f, (fit_pos, val_pos) in enumerate(splits):
+            fr, vr = rows[fit_pos], rows[val_pos]
+            fit, mu, sd = _fit(X, y, fr, lambdas[j], classes, inits[f])
+            inits[f] = fit if classes else None
+            total += _val_loss(fit, mu, sd, X, y, vr, classes)
+        loss[j] = total / len(splits)
+        # the path stops once the validation loss has risen twice in a row past its best
+        rises = rises + 1 if loss[j] > np.nanmin(loss) else 0
+        if rises >= PATIENCE:
+            break
+    return lambdas[int(np.nanargmin(loss))], [float(v) for v in loss]
 
 
 def run_protocol(

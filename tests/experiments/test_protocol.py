@@ -138,3 +138,18 @@ def test_a_made_split_that_empties_a_part_names_no_missing_key(tmp_path):
     np.savez(path, x_a=np.zeros((1, 2)), y=np.array([0]))
     with pytest.raises(DataFormatError, match="no key 'split'"):
         load_npz(path)
+
+
+def test_penalty_path_stops_after_the_validation_loss_rises_twice():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 8))  # pure noise: the strongest penalty is best
+    y = np.arange(60) % 3
+    lams = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    lam, loss = protocol_mod.select_lambda(
+        X, y, np.arange(60), classes=3, lambdas=lams, folds=3, seed=0
+    )
+    assert lam >= 1.0
+    # the path ran from the strongest penalty and stopped two rises past its best
+    best = lams.index(lam)
+    assert np.isfinite(loss[best:]).all() and np.isnan(loss[: max(best - 2, 0)]).all()
+    assert np.isnan(loss[0])  # the weakest, slowest fit was never needed
