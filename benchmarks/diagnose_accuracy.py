@@ -52,6 +52,11 @@ WORLDS = {
     "crossover": dict(
         dims=(3, 24), latent_dim=2, rho=0.0, strength=(1.0, 0.35), noise=(0.3, 1.2),
     ),
+    # the same with a 60-d second view: adding it hurts up to about 2x m_now (a quarter of
+    # the data) and helps from about 5x: the extrapolation has to find the crossing
+    "late_crossover": dict(
+        dims=(3, 60), latent_dim=2, rho=0.0, strength=(1.0, 0.35), noise=(0.3, 1.2),
+    ),
 }  # fmt: skip
 
 
