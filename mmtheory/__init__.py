@@ -39,6 +39,7 @@ _EXPORTS = {
     "summary": "mmtheory.reporting.summary",
     "predict_crossovers": "mmtheory.theory.predicted",
     "theory_vs_measured": "mmtheory.theory.versus",
+    "diagnose": "mmtheory.studies.diagnose",
 }
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "check",
     "cumulative_subsets",
     "derive",
+    "diagnose",
     "load_spec",
     "make_world",
     "nested_pairs",
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from mmtheory.models.methods import METHODS
     from mmtheory.plotting.quick import plot
     from mmtheory.reporting.summary import summary
+    from mmtheory.studies.diagnose import diagnose
     from mmtheory.theory.check import check
     from mmtheory.theory.predicted import predict, predict_crossovers
     from mmtheory.theory.versus import theory_vs_measured

@@ -80,8 +80,26 @@ def _parser() -> argparse.ArgumentParser:
     d = verb("data", "the all-subsets pipeline on real data (mfeat ships offline)")
     d.add_argument(
         "dataset",
-        choices=["mfeat", "npz", "iemocap"],
-        help="mfeat (shipped), a generic .npz, or your IEMOCAP pickle",
+        choices=["mfeat", "npz", "htad", "iemocap"],
+        help="mfeat (shipped), a generic .npz, htad (pip install multiviewstacking), "
+        "or your IEMOCAP pickle",
+    )
+    d.add_argument(
+        "--protocol",
+        default=None,
+        choices=["splits", "paper"],
+        help="splits (default for mfeat, npz, htad): repeated stratified splits, L-BFGS "
+        "heads with an inner-CV penalty (docs/realdata.md); paper (default for iemocap, and "
+        "used by --temporal conv): the sweep protocol of the paper (one fixed split, Adam, "
+        "the paper's IEMOCAP model and Tables 1-3)",
+    )
+    d.add_argument(
+        "--splits", type=int, default=5, help="--protocol splits: number of splits (default 5)"
+    )
+    d.add_argument(
+        "--sizes",
+        default=None,
+        help="training sizes, comma-separated (default: 5 sizes up to all training rows)",
     )
     d.add_argument("--path", help="the data file (npz, iemocap)")
     d.add_argument(
@@ -104,7 +122,17 @@ def _parser() -> argparse.ArgumentParser:
         "'text=conv,audio=mean' (default mean)",
     )
     d.add_argument("--out", default=None, help="output directory (default runs/<dataset>)")
-    d.add_argument("--seeds", type=int, default=5)
+    d.add_argument("--seeds", type=int, default=5, help="--protocol paper: seeds (default 5)")
+
+    g = verb(
+        "diagnose",
+        "should I add this modality? best subset now, adding each modality now and at "
+        "2x/5x/10x the data, contributions",
+    )
+    g.add_argument("path", help="a dataset file (.npz layout of docs/realdata.md)")
+    g.add_argument("--out", default=None, help="output directory (default runs/diagnose-<name>)")
+    g.add_argument("--splits", type=int, default=8, help="repeated splits (default 8)")
+    g.add_argument("--sizes", default=None, help="training sizes, comma-separated")
     d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
 
     pr = verb(
@@ -288,8 +316,33 @@ def _check(args) -> None:
     print(format_predictions(res.predictions))
 
 
+def _sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {text!r}") from None
+
+
+def _diagnose(args) -> None:
+    from pathlib import Path
+
+    from mmtheory.experiments.protocol import Protocol
+    from mmtheory.studies.diagnose import run_diagnose
+
+    if args.splits < 2:
+        raise ValueError(f"--splits must be >= 2 (intervals need two splits), got {args.splits}")
+    out = args.out or f"runs/diagnose-{Path(args.path).stem}"
+    text, report = run_diagnose(
+        args.path, out, protocol=Protocol(n_splits=args.splits), sizes=_sizes(args.sizes)
+    )
+    print(text)
+    print(f"wrote {report}")
+
+
 def _data(args) -> None:
-    from mmtheory.datasets import load_iemocap, load_mfeat, load_npz
+    from mmtheory.datasets import load_htad, load_iemocap, load_mfeat, load_npz
     from mmtheory.studies.realdata import PAPER_PROTOCOL, paper_sizes, run_real, temporal_learner
 
     if args.dataset in ("npz", "iemocap") and not args.path:
@@ -303,7 +356,43 @@ def _data(args) -> None:
         )
     conv = pool != "mean"
     out = args.out or f"runs/{args.dataset}"
-    if args.dataset == "iemocap":
+    protocol = args.protocol or ("paper" if args.dataset == "iemocap" or conv else "splits")
+    if protocol == "splits" and conv:
+        raise ValueError(
+            "--temporal conv trains a convolutional encoder with Adam: use --protocol paper"
+        )
+    if protocol == "splits":
+        from mmtheory.experiments.protocol import Protocol
+        from mmtheory.studies.realdata import run_data
+
+        if args.splits < 2:
+            raise ValueError(f"--splits must be >= 2 (intervals need two), got {args.splits}")
+        if args.dataset == "iemocap":
+            loaded = load_iemocap(args.path, args.layout, target=args.target, pool=pool)
+        elif args.dataset == "htad":
+            loaded = load_htad()
+        else:
+            loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+        report = run_data(
+            loaded, out, protocol=Protocol(n_splits=args.splits), sizes=_sizes(args.sizes)
+        )
+        import pandas as pd
+
+        print(f"wrote {report}")
+        best = pd.read_csv(report.parent / "best.csv")
+        cols = [c for c in ("m", "best", "risk", "ci_low", "ci_high", "runner_up") if c in best]
+        print(
+            best[cols + (["distinguishable"] if "distinguishable" in best else [])].to_string(
+                index=False, float_format=lambda v: f"{v:.4f}"
+            )
+        )
+        return
+    if args.dataset == "htad":
+        loaded = load_htad()
+        report = run_real(
+            loaded, out, seeds=args.seeds, device=args.device, sizes=_sizes(args.sizes)
+        )
+    elif args.dataset == "iemocap":
         loaded = load_iemocap(args.path, args.layout, target=args.target, pool=pool)
         learner = temporal_learner(PAPER_PROTOCOL) if conv else PAPER_PROTOCOL
         report = run_real(
@@ -312,7 +401,7 @@ def _data(args) -> None:
             seeds=args.seeds,
             device=args.device,
             learner=learner,
-            sizes=paper_sizes(loaded),
+            sizes=_sizes(args.sizes) or paper_sizes(loaded),
             paper_layout=args.target == "multiclass",
         )
     else:
@@ -323,6 +412,7 @@ def _data(args) -> None:
             seeds=args.seeds,
             device=args.device,
             learner=temporal_learner(None) if conv else None,
+            sizes=_sizes(args.sizes),
         )
     import pandas as pd
 
@@ -423,6 +513,7 @@ _VERBS = {
     "check": _check,
     "data": _data,
     "predict": _predict,
+    "diagnose": _diagnose,
     "methods": _methods,
     "games": _games,
     "dynamics": _dynamics,

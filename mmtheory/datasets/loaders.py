@@ -35,6 +35,7 @@ __all__ = [
     "pool_per_modality",
     "POOLS",
     "MFEAT_CITATION",
+    "pooled",
 ]
 
 MFEAT_CITATION = (
@@ -100,6 +101,7 @@ def arrays_to_splits(
     standardize: bool = True,
     pool: str | dict[str, str] = "mean",
     cleaned: dict[str, int] | None = None,
+    split_from_file: bool = True,
 ) -> Loaded:
     """Validated, cleaned, pooled and (optionally) standardised train/test MultiModalData.
 
@@ -111,7 +113,12 @@ def arrays_to_splits(
     n = len(y)
     if is_test.sum() == 0 or (~is_test).sum() == 0:
         which = "test" if is_test.sum() == 0 else "train"
-        raise DataFormatError(f"{path}: key 'split': the {which} split is empty")
+        source = (
+            "key 'split'"
+            if split_from_file
+            else f"no key 'split', and the 75/25 split made from {n} rows"
+        )
+        raise DataFormatError(f"{path}: {source}: the {which} split is empty")
     feats = {}
     for k, v in x.items():
         if v.shape[0] != n:
@@ -138,12 +145,20 @@ def arrays_to_splits(
 
 
 def _stratified_test_mask(y: np.ndarray, fraction: float = 0.25, seed: int = 0) -> np.ndarray:
+    """A test mask of ``fraction`` of every class (integer ``y``; a class of one row stays
+    in training) or of all rows at random (float ``y``, regression)."""
     rng = as_generator(seed, "split")
     mask = np.zeros(len(y), dtype=bool)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
+    groups = (
+        [np.flatnonzero(y == c) for c in np.unique(y)]
+        if np.issubdtype(y.dtype, np.integer)
+        else [np.arange(len(y))]
+    )
+    for idx in groups:
+        if len(idx) < 2:
+            continue
         rng.shuffle(idx)
-        mask[idx[: max(1, int(round(fraction * len(idx))))]] = True
+        mask[idx[: min(len(idx) - 1, max(1, int(round(fraction * len(idx)))))]] = True
     return mask
 
 
@@ -212,7 +227,14 @@ def load_npz(
         else:
             is_test = _stratified_test_mask(y)
     return arrays_to_splits(
-        path.stem, x, y, is_test, path=str(path), standardize=standardize, pool=pool
+        path.stem,
+        x,
+        y,
+        is_test,
+        path=str(path),
+        standardize=standardize,
+        pool=pool,
+        split_from_file="split" in keys,
     )
 
 
@@ -233,3 +255,15 @@ def load_mfeat(*, standardize: bool = True) -> Loaded:
     loaded = arrays_to_splits("mfeat", x, y, is_test, path="mfeat.npz", standardize=standardize)
     loaded.notes.append(MFEAT_CITATION)
     return loaded
+
+
+def pooled(loaded: Loaded) -> MultiModalData:
+    """All rows of ``loaded`` (training then test) as one MultiModalData, for protocols that
+    draw their own repeated splits (``experiments.protocol``). Features keep the loader's
+    standardisation; the protocol re-standardises inside every split with its training
+    rows only (an affine map, so the result is as if the raw features had been used)."""
+    tr, te = loaded.train, loaded.test
+    x = {k: np.concatenate([tr[k].cpu().numpy(), te[k].cpu().numpy()]) for k in tr.names}
+    y = np.concatenate([tr.y.cpu().numpy(), te.y.cpu().numpy()])
+    kw = {"n_classes": tr.n_classes} if tr.task == "classification" else {}
+    return MultiModalData(x, y, **kw)

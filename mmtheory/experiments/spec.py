@@ -11,6 +11,11 @@ n_modalities = 4
 dim = 100
 overlap = [0.8, 0.5, 0.2, 0.0]  # 4 worlds
 
+# or, instead of [world], the user's own data (the .npz layout of docs/realdata.md):
+# [data]
+# path = "mydata.npz"           # relative to the spec file's folder; its 'split' key (or
+#                               # a stratified 75/25 split) gives the test rows
+
 [[learner]]                     # one or more; a name ("linear") or any Learner field
 kind = "linear"
 solver = "closed_form"
@@ -51,7 +56,8 @@ __all__ = ["SweepSpec", "load_spec", "parse_spec"]
 
 #: Parameters whose value is itself a list; a grid over them is a list of lists.
 _LIST_PARAMS = {"dims", "names", "noise", "strength", "feature_scale"}
-_TOP_KEYS = {"name", "device", "dtype", "world", "learner", "grid", "estimation"}
+_TOP_KEYS = {"name", "device", "dtype", "world", "data", "learner", "grid", "estimation"}
+_DATA_KEYS = {"path"}
 _GRID_KEYS = {"subsets", "m", "ratios", "of", "seeds"}
 _EST_KEYS = {"n_test", "n_refit", "n_eval", "branch_eta"}
 
@@ -134,14 +140,37 @@ def _checked(fn, *args, **kwargs):
         raise SpecError(str(err)) from None
 
 
-def parse_spec(doc: dict, *, where: str = "spec") -> SweepSpec:
-    """Validate a spec dict (as loaded from TOML) and build its worlds and learners."""
+def _data_source(table: object, base: Path | None) -> list:
+    """[data] path = FILE.npz: the file's train and test rows as a sweep source."""
+    from mmtheory.datasets.loaders import load_npz
+    from mmtheory.experiments.sources import DataSource
+
+    if not isinstance(table, dict):
+        raise SpecError(f"[data] must be a table, got {type(table).__name__}")
+    _unknown(table, _DATA_KEYS, "[data]")
+    raw = table.get("path")
+    if not isinstance(raw, str) or not raw:
+        raise SpecError(f"data.path must name a .npz file, got {raw!r}")
+    path = Path(raw)
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    if not path.exists():
+        raise SpecError(f"data.path: file {str(path)!r} does not exist")
+    loaded = load_npz(path)
+    return [DataSource(loaded.train, loaded.test, name=loaded.name)]
+
+
+def parse_spec(doc: dict, *, where: str = "spec", base: Path | None = None) -> SweepSpec:
+    """Validate a spec dict (as loaded from TOML) and build its worlds and learners.
+    ``base``: the folder that a relative ``[data] path`` is read from (the spec's)."""
     if not isinstance(doc, dict):
         raise SpecError(f"{where} must be a table")
     _unknown(doc, _TOP_KEYS, where)
-    if "world" not in doc:
-        raise SpecError(f"{where} needs a [world] table")
-    worlds = _world_grid(doc["world"])
+    if "world" in doc and "data" in doc:
+        raise SpecError(f"{where} takes either a [world] or a [data] table, not both")
+    if "world" not in doc and "data" not in doc:
+        raise SpecError(f"{where} needs a [world] table (or [data] path = FILE.npz)")
+    worlds = _world_grid(doc["world"]) if "world" in doc else _data_source(doc["data"], base)
     learners_raw = doc.get("learner", "linear")
     if isinstance(learners_raw, dict):
         learners_raw = [learners_raw]
@@ -202,4 +231,4 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise SpecError(f"{path}: not valid TOML: {err}") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
-    return parse_spec(doc, where=str(path))
+    return parse_spec(doc, where=str(path), base=path.parent)

@@ -202,7 +202,7 @@ def describe_spec(spec, device: str | None = None) -> SpecPlan:
     return SpecPlan(
         spec.name,
         spec.n_runs,
-        [w.identity() for w in spec.worlds],
+        [w.identity() if callable(w.identity) else w.identity for w in spec.worlds],
         [(lrn.label, lrn.settings()) for lrn in spec.learners],
         [str(s) for s in subs],
         list(spec.m),

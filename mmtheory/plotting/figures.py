@@ -12,6 +12,7 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_size
 from mmtheory.datasets.paper import paper_table4
+from mmtheory.plotting.curves import plot_subset_curves, plot_sweep_subsets
 from mmtheory.plotting.dynamics import (
     plot_branch_losses,
     plot_fusion_depth,
@@ -49,6 +50,8 @@ FIGURES = {
         "predicted boundary m*(rho)",
     ),
     "fig_games": ("imbalance.csv", "imbalance scores per modality; PID estimates against exact"),
+    "fig_curves": ("curves.csv", "per-subset learning curves of a data or diagnose run"),
+    "fig_sweep": ("results.csv", "test risk against m per subset, any sweep or data run"),
     "fig_dynamics": (
         "dynamics.csv",
         "weight trajectories, time ratio and misattribution of two-modality late fusion "
@@ -196,6 +199,45 @@ def figure_fig_dynamics(run_dir: Path, dest: Path) -> list[Path]:
     return save_figure(fig, dest, "fig_dynamics")
 
 
+def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
+    """Per-subset learning curves of a ``data`` or ``diagnose`` run (curves.csv)."""
+    curves = pd.read_csv(run_dir / FIGURES["fig_curves"][0])
+    metric = "mse" if _is_regression(run_dir) else "error"
+    fig, ax = plt.subplots(figsize=(6.8, 4.2))
+    plot_subset_curves(curves, ax, metric=metric)
+    ax.set_title("learning curve per subset (dashed: extrapolated)", fontsize=10)
+    return save_figure(fig, dest, "fig_curves")
+
+
+def _is_regression(run_dir: Path) -> bool:
+    results = run_dir / "results.csv"
+    return results.exists() and "test_mse" in pd.read_csv(results, nrows=1).columns
+
+
+def figure_fig_sweep(run_dir: Path, dest: Path) -> list[Path]:
+    """Any sweep or data run's results.csv: test risk (and accuracy when present) against m
+    per subset, one row of panels per world and learner."""
+    results = pd.read_csv(run_dir / FIGURES["fig_sweep"][0])
+    column = "test_risk" if "test_risk" in results.columns else "risk"
+    if not {"subset", "m", column} <= set(results.columns):
+        return []  # a results.csv of another kind: nothing to draw
+    keys = [k for k in ("world", "learner") if k in results.columns]
+    groups = list(results.groupby(keys)) if keys else [("all", results)]
+    cols = [column] + (["test_accuracy"] if "test_accuracy" in results.columns else [])
+    fig, axes = plt.subplots(
+        len(groups), len(cols), figsize=(6.4 * len(cols), 3.8 * len(groups)), squeeze=False
+    )
+    for row, (key, g) in enumerate(groups):
+        for j, c in enumerate(cols):
+            if g[c].notna().any():
+                plot_sweep_subsets(g, axes[row, j], column=c)
+            axes[row, j].set_title(
+                " / ".join(map(str, key if isinstance(key, tuple) else (key,))), fontsize=9
+            )
+    fig.tight_layout()
+    return save_figure(fig, dest, "fig_sweep")
+
+
 #: figure name -> the function that draws it from a run directory's tables
 FIGURE_MAKERS = {
     "fig2b_overlap": figure_fig2b_overlap,
@@ -206,6 +248,8 @@ FIGURE_MAKERS = {
     "fig_phase": figure_fig_phase,
     "fig_games": figure_fig_games,
     "fig_dynamics": figure_fig_dynamics,
+    "fig_curves": figure_fig_curves,
+    "fig_sweep": figure_fig_sweep,
 }
 
 

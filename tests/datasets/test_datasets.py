@@ -84,3 +84,7 @@ def test_pipeline_ranks_the_planted_modality(tmp_path):
     assert err["good"] < 0.2 and err["noise"] > 0.45
     helps = pd.read_csv(tmp_path / "out" / "adding_a_view.csv")
     assert set(helps.columns) >= {"m", "helped", "pairs", "rate", "ci_low", "ci_high"}
+    # P9 needs the Bayes risk, unknown on real data: never a verdict
+    pred = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    p9 = pred[pred.prediction == "P9"]
+    assert len(p9) and (p9.holds == "untestable").all()

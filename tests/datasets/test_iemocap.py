@@ -196,3 +196,15 @@ def test_cli_target_needs_the_mult_layout(tmp_path, capsys):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "needs the mult layout" in err[0]
+
+
+@pytest.mark.slow  # about 10 s on 2 cores: 300-d text features, L-BFGS with inner CV
+def test_cli_iemocap_under_the_splits_protocol(tmp_path):
+    """The default real-data protocol also runs on IEMOCAP pickles (``--protocol splits``)."""
+    path = _dump(tmp_path, _cer_tuple())
+    out = tmp_path / "o"
+    assert main(["data", "iemocap", "--path", str(path), "--protocol", "splits", "--splits",
+                 "2", "--sizes", "100", "--out", str(out)]) == 0  # fmt: skip
+    best = pd.read_csv(out / "best.csv")
+    assert best.best.iloc[-1].startswith("text")  # text carries the label
+    assert "Calibration beside accuracy" in (out / "report.md").read_text()

@@ -243,6 +243,8 @@ def test_cli_temporal_conv_finds_what_pooling_misses(tmp_path):
                     str(path),
                     "--temporal",
                     how,
+                    "--protocol",
+                    "paper",  # conv needs Adam: compare both under the same protocol
                     "--seeds",
                     "2",
                     "--out",

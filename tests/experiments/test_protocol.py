@@ -1,0 +1,155 @@
+"""The real-data protocol: the rows that choose anything are never the rows reported, on
+every real-data path (run_protocol, run_data from a file, diagnose), and the protocol ends
+to end on classification and regression files."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmtheory
+import mmtheory.experiments.protocol as protocol_mod
+from mmtheory.cli import main
+from mmtheory.core.data import MultiModalData
+from mmtheory.datasets import load_npz
+from mmtheory.experiments.protocol import Protocol, run_protocol
+from mmtheory.studies.realdata import run_data
+
+#: small and fast: 3 splits, 2 inner folds, 3 penalties
+FAST = Protocol(n_splits=3, inner_folds=2, lambdas=(0.01, 0.1, 1.0))
+
+
+def _arrays(n=90, regression=False, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    good = rng.standard_normal((n, 3)) + 2.5 * np.eye(3)[y]
+    out = {"x_good": good, "x_noise": rng.standard_normal((n, 4)), "y": y}
+    if regression:
+        out["y"] = good @ np.array([1.0, -1.0, 0.5]) + 0.2 * rng.standard_normal(n)
+    return out
+
+
+def _data(**kw) -> MultiModalData:
+    a = _arrays(**kw)
+    return MultiModalData({"good": a["x_good"], "noise": a["x_noise"]}, a["y"])
+
+
+@pytest.fixture
+def audit(monkeypatch):
+    """Records the splits drawn, and the rows every selection and every fit is given."""
+    seen = {"splits": None, "select": [], "fit": []}
+    real_splits, real_select, real_fit = (
+        protocol_mod.shuffle_splits,
+        protocol_mod.select_lambda,
+        protocol_mod._fit,
+    )
+
+    def splits(*a, **k):
+        seen["splits"] = real_splits(*a, **k)
+        return seen["splits"]
+
+    def select(X, y, rows, **k):
+        seen["select"].append((k["key"][0], np.array(rows)))
+        return real_select(X, y, rows, **k)
+
+    def fit(X, y, rows, *a, **k):
+        seen["fit"].append(np.array(rows))
+        return real_fit(X, y, rows, *a, **k)
+
+    monkeypatch.setattr(protocol_mod, "shuffle_splits", splits)
+    monkeypatch.setattr(protocol_mod, "select_lambda", select)
+    monkeypatch.setattr(protocol_mod, "_fit", fit)
+    return seen
+
+
+def _assert_disjoint(seen):
+    assert seen["splits"] is not None and seen["select"]
+    all_test = [set(te.tolist()) for _, te in seen["splits"]]
+    for split, rows in seen["select"]:
+        train, test = seen["splits"][split]
+        assert set(rows.tolist()) <= set(train.tolist())
+        assert not set(rows.tolist()) & all_test[split]
+    # every fit (inner and final) sees only the training rows of some split, never its test
+    for rows in seen["fit"]:
+        assert any(
+            set(rows.tolist()) <= set(tr.tolist()) and not set(rows.tolist()) & set(te.tolist())
+            for tr, te in seen["splits"]
+        )
+
+
+def test_selection_never_sees_the_reported_rows_run_protocol(audit):
+    run = run_protocol(_data(), sizes=[20, 60], protocol=FAST)
+    _assert_disjoint(audit)
+    assert run.results.converged.all()
+
+
+def test_selection_never_sees_the_reported_rows_run_data(audit, tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, **_arrays())
+    run_data(load_npz(path), tmp_path / "o", protocol=FAST, sizes=[30, 60], n_boot=20)
+    _assert_disjoint(audit)
+
+
+def test_selection_never_sees_the_reported_rows_diagnose(audit):
+    mmtheory.diagnose(_data(), protocol=FAST, sizes=[20, 40, 60], n_boot=20)
+    _assert_disjoint(audit)
+
+
+def test_classification_report_names_the_best_subset_with_calibration(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, **_arrays())
+    report = run_data(load_npz(path), tmp_path / "o", protocol=FAST, sizes=[30, 60], n_boot=20)
+    text = report.read_text()
+    best = pd.read_csv(tmp_path / "o" / "best.csv")
+    assert set(best.columns) >= {"best", "ci_low", "runner_up", "gap_low", "distinguishable"}
+    assert "noise" != best.best.iloc[-1]
+    res = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert {"test_brier", "test_ece", "test_cross_entropy", "test_accuracy"} <= set(res.columns)
+    assert res.split.nunique() == 3
+    assert "Calibration beside accuracy" in text and "P9" in text and "untestable" in text
+    assert (tmp_path / "o" / "curves.png").stat().st_size > 10_000
+
+
+def test_regression_npz_without_split_runs_end_to_end(tmp_path, capsys):
+    path = tmp_path / "r.npz"
+    np.savez(path, **_arrays(regression=True))  # float targets, no 'split' key
+    out = tmp_path / "o"
+    assert main(["data", "npz", "--path", str(path), "--out", str(out), "--splits", "2",
+                 "--sizes", "20,60"]) == 0  # fmt: skip
+    res = pd.read_csv(out / "results.csv")
+    assert "test_mse" in res.columns and "test_accuracy" not in res.columns
+    best = pd.read_csv(out / "best.csv")
+    assert best.best.iloc[-1].startswith("good")
+    assert "accuracy" not in (out / "report.md").read_text().split("## Adding")[0].lower()
+
+
+def test_paper_protocol_refuses_regression_in_one_line(tmp_path, capsys):
+    path = tmp_path / "r.npz"
+    np.savez(path, **_arrays(regression=True))
+    assert main(["data", "npz", "--path", str(path), "--protocol", "paper",
+                 "--out", str(tmp_path / "o")]) == 2  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "regression" in err[0] and "--protocol splits" in err[0]
+
+
+def test_a_made_split_that_empties_a_part_names_no_missing_key(tmp_path):
+    from mmtheory.errors import DataFormatError
+
+    path = tmp_path / "one.npz"
+    np.savez(path, x_a=np.zeros((1, 2)), y=np.array([0]))
+    with pytest.raises(DataFormatError, match="no key 'split'"):
+        load_npz(path)
+
+
+def test_penalty_path_stops_after_the_validation_loss_rises_twice():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 8))  # pure noise: the strongest penalty is best
+    y = np.arange(60) % 3
+    lams = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+    lam, loss = protocol_mod.select_lambda(
+        X, y, np.arange(60), classes=3, lambdas=lams, folds=3, seed=0
+    )
+    assert lam >= 1.0
+    # the path ran from the strongest penalty and stopped two rises past its best
+    best = lams.index(lam)
+    assert np.isfinite(loss[best:]).all() and np.isnan(loss[: max(best - 2, 0)]).all()
+    assert np.isnan(loss[0])  # the weakest, slowest fit was never needed
