@@ -11,7 +11,15 @@ import pandas as pd
 
 from mmtheory.core.world import world_id_of
 
-__all__ = ["EXTRA_COLUMNS", "META_COLUMNS", "RESULT_COLUMNS", "results_table", "world_columns"]
+__all__ = [
+    "EXTRA_COLUMNS",
+    "F1_COLUMNS",
+    "META_COLUMNS",
+    "RESULT_COLUMNS",
+    "f1_table",
+    "results_table",
+    "world_columns",
+]
 
 #: The contract columns of results.csv, in order (world parameters follow them).
 #: ``world_id`` names one world exactly (its canonical identity); every table groups by it.
@@ -43,7 +51,6 @@ EXTRA_COLUMNS = [
     "test_accuracy_se",
     "test_macro_f1",
     "test_weighted_f1",
-    "test_f1_per_class",
     "null_risk",
     "diverged",
     "grad_norm",
@@ -51,8 +58,10 @@ EXTRA_COLUMNS = [
 ]
 #: Run metadata, placed after the world's parameters.
 META_COLUMNS = ["device", "dtype", "dtype_iterative", "n_test", "n_refit", "n_eval", "wall_s"]
-#: Record fields that are not table columns.
-_RECORD_ONLY = ("world_identity", "learner_settings", "versions")
+#: Record fields that are not table columns (per-class F1 goes to its own long table).
+_RECORD_ONLY = ("world_identity", "learner_settings", "versions", "test_f1_per_class")
+#: Columns of the long per-class F1 table (``f1_per_class.csv``), one row per (run, class).
+F1_COLUMNS = ["run_id", "world_id", "learner", "subset", "m", "seed", "class", "f1"]
 
 
 def world_columns(params: dict[str, object]) -> dict[str, object]:
@@ -65,6 +74,22 @@ def world_columns(params: dict[str, object]) -> dict[str, object]:
             value = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
         out[f"{key}_world" if key in taken else key] = value
     return out
+
+
+def f1_table(records: list[dict]) -> pd.DataFrame:
+    """The long per-class F1 table: one row per (run, class) of the classification runs
+    (records keep the per-class scores as one field; tables keep one value per cell)."""
+    rows = []
+    for r in records:
+        values = r.get("test_f1_per_class")
+        if not isinstance(values, str) or not values:
+            continue
+        keys = {k: r.get(k) for k in F1_COLUMNS[:6]}
+        if keys["world_id"] is None and "world_identity" in r:
+            keys["world_id"] = world_id_of(r["world_identity"])
+        for c, v in enumerate(values.split()):
+            rows.append({**keys, "class": c, "f1": float(v)})
+    return pd.DataFrame(rows, columns=F1_COLUMNS)
 
 
 def results_table(records: list[dict]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from mmtheory._version import __version__
 from mmtheory.core.io import write_csv_atomic
 from mmtheory.core.subsets import parse_subsets
 from mmtheory.core.validation import check_choice
@@ -33,7 +34,7 @@ from mmtheory.experiments.grid import (
     plan_runs,
 )
 from mmtheory.experiments.records import RecordStore
-from mmtheory.experiments.results import results_table
+from mmtheory.experiments.results import f1_table, results_table
 from mmtheory.experiments.runner import Runner
 from mmtheory.experiments.sources import make_source
 from mmtheory.models import resolve_learners
@@ -178,6 +179,15 @@ def _write_results(store: RecordStore, runs: list[Run], out) -> None:
     done = [store.get(r.run_id) for r in runs if r.run_id in store]
     if done:
         write_csv_atomic(results_table(done), Path(out) / "results.csv")
+        # per-class F1 of every current classification record in this directory, long
+        current = [
+            rec
+            for rec in store.records()
+            if rec.get("versions", {}).get("mmtheory") == __version__
+            and rec.get("test_f1_per_class")
+        ]
+        if current:
+            write_csv_atomic(f1_table(current), Path(out) / "f1_per_class.csv")
 
 
 @dataclass

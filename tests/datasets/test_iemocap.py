@@ -172,8 +172,10 @@ def test_cli_runs_one_emotions_binary_task(tmp_path):
     )
     res = pd.read_csv(tmp_path / "o" / "results.csv")
     assert len(res) == 7 * res.m.nunique()
-    # two classes: two per-class F1 values per run
-    assert res.test_f1_per_class.str.split().map(len).eq(2).all()
+    # two classes: two per-class F1 values per run, in the long table
+    f1 = pd.read_csv(tmp_path / "o" / "f1_per_class.csv")
+    assert "test_f1_per_class" not in res
+    assert f1.groupby("run_id").size().eq(2).all() and set(f1.run_id) == set(res.run_id)
     assert "target happy" in (tmp_path / "o" / "report.md").read_text()
 
 
