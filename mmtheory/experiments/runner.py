@@ -23,9 +23,30 @@ from mmtheory.experiments.grid import Run
 from mmtheory.experiments.results import world_columns
 from mmtheory.experiments.sources import stack_groups
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params
-from mmtheory.models.params import ENCODER, HEAD, bias, weight
+from mmtheory.models.params import (
+    ENCODER,
+    HEAD,
+    bias,
+    finite_models,
+    replace_models,
+    weight,
+)
 
 __all__ = ["Runner"]
+
+
+#: Record fields measured on the trained model (None in a diverged model's record).
+_MEASURED = (
+    "test_risk",
+    "test_risk_se",
+    "eta",
+    "eta_se",
+    "test_accuracy",
+    "test_accuracy_se",
+    "test_macro_f1",
+    "test_weighted_f1",
+    "test_f1_per_class",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -186,9 +207,12 @@ class Runner:
         if src.oracle is not None:  # the exact large-sample eta of the subset
             rec["eta_inf"] = self._eta_inf(run.subset)
         rec.update(extra_columns or {})
-        if diverged:
-            for key in ("test_risk", "test_risk_se", "eta", "eta_se", "test_accuracy"):
-                rec[key] = None
+        if diverged:  # measured on a stand-in (the initialisation): nothing to report
+            for key in list(rec):
+                if key in _MEASURED or (
+                    key.startswith("eta_") and key not in ("eta_inf", "eta_method")
+                ):
+                    rec[key] = None
         return rec
 
     def _null_risk(self, seed: int) -> float:
@@ -430,11 +454,22 @@ class Runner:
             dtype=dtype,
             batch_keys=[("batches", src.identity, m, seed) for seed in seeds],
         )
-        models = Models(learner, res.params, plan)
+        # a non-finite (diverged) model would poison every batched step after training
+        # (one eigh over the chunk fails for all): its parameters are replaced by its finite
+        # initialisation for those steps, and its record says diverged with no risk or eta
+        fallback = {k: v.detach() for k, v in stack_params(inits, plan, self.device, dtype).items()}
+        bad = res.diverged.to(torch.bool).cpu() | ~finite_models(res.params, plan).cpu()
+        snapshots = {}
+        for snap in res.snapshots.values():
+            bad |= ~finite_models(snap, plan).cpu()
+        params = replace_models(res.params, plan, bad, fallback) if bad.any() else res.params
+        for name, snap in res.snapshots.items():
+            snapshots[name] = replace_models(snap, plan, bad, fallback) if bad.any() else snap
+        models = Models(learner, params, plan)
         truth = self._truth(seeds, dtype)
         risk_est = risk(models, truth, src.risk_method)
         eta_est = eta(models, truth, src.eta_method)
-        more = self._more_etas(models, res.snapshots, truth)
+        more = self._more_etas(models, snapshots, truth)
         for name, values in res.diagnostics.items():
             more[f"diag_{name}"] = _diagnostic(values)
         wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
@@ -453,8 +488,8 @@ class Runner:
                         eta_est=eta_est,
                         g=g,
                         s=s,
-                        converged=bool(res.converged[g, s]),
-                        diverged=bool(res.diverged[g, s]),
+                        converged=bool(res.converged[g, s]) and not bool(bad[g, s]),
+                        diverged=bool(bad[g, s]),
                         grad_norm=float(res.grad_norm[g, s]),
                         wall=wall,
                         dtype=str(dtype).split(".")[-1],
