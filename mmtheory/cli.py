@@ -293,6 +293,11 @@ def _data(args) -> None:
         )
     conv = pool != "mean"
     out = args.out or f"runs/{args.dataset}"
+    from mmtheory.core.io import prepare_output_dir
+    from mmtheory.core.validation import check_int
+
+    check_int(args.seeds, "--seeds", low=1, high=100_000)
+    prepare_output_dir(out)
     if args.dataset == "iemocap":
         loaded = load_iemocap(args.path, args.layout, target=args.target, pool=pool)
         learner = temporal_learner(PAPER_PROTOCOL) if conv else PAPER_PROTOCOL
@@ -307,6 +312,12 @@ def _data(args) -> None:
         )
     else:
         loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+        if loaded.train.n_classes is None:
+            raise ValueError(
+                f"{args.path}: key 'y' holds float targets (regression); `mmtheory data` "
+                "trains classifiers: give integer class ids, or run regression data with "
+                "the Python API, sweep(MultiModalData, test=...)"
+            )
         report = run_real(
             loaded,
             out,
@@ -421,23 +432,53 @@ def _log_to_stderr() -> logging.Handler:
     return handler
 
 
+def _message(err: BaseException) -> str:
+    """One line for an error the user can act on."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    if isinstance(err, MemoryError):
+        return f"out of memory ({err or 'the request is too large for this machine'})"
+    if isinstance(err, RecursionError):
+        return "input nested too deeply to read"
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = _log_to_stderr()
+    command = "mmtheory"
+    handler: logging.Handler | None = None
     try:
+        args = _parser().parse_args(argv)
+        command = f"mmtheory {args.command}"
+        handler = _log_to_stderr()
         from mmtheory.errors import ExecutorError
 
         try:
+            out = getattr(args, "out", None)
+            if out is not None and not getattr(args, "dry_run", False):
+                from mmtheory.core.io import prepare_output_dir
+
+                prepare_output_dir(out)  # before any work: a bad --out fails in a second
             _VERBS[args.command](args)
-        except (ValueError, TypeError, FileNotFoundError, KeyError, ExecutorError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f"mmtheory {args.command}: error: {msg}", file=sys.stderr)
+        except (
+            ValueError,
+            TypeError,
+            OSError,
+            KeyError,
+            MemoryError,
+            RecursionError,
+            ExecutorError,
+        ) as err:
+            print(f"{command}: error: {_message(err)}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
-        print(f"mmtheory {args.command}: interrupted; finished runs are saved", file=sys.stderr)
+        print(f"{command}: interrupted; finished runs are saved", file=sys.stderr)
         return 130
     finally:
-        logging.getLogger("mmtheory").removeHandler(handler)
+        if handler is not None:
+            logging.getLogger("mmtheory").removeHandler(handler)
     return 0
 
 

@@ -32,7 +32,7 @@ from mmtheory.models.params import (
     weight,
 )
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "model_bytes"]
 
 
 #: Record fields measured on the trained model (None in a diverged model's record).
@@ -75,6 +75,28 @@ def _diagnostic(values: torch.Tensor):
         return None if v != v else v
 
     return column
+
+
+def model_bytes(source, learner, m: int) -> tuple[int, int]:
+    """Estimated bytes of training one model (activations, parameters, optimiser state)
+    and one group (its training data and, for conv encoders, windows) at size m."""
+    src = source
+    rows = min(m, learner.batch_size) if learner.batch_size else m
+    conv = learner.encoder == "conv" and learner.kind == "late_fusion"
+    steps = src.steps if conv else dict.fromkeys(src.names, 1)
+    T, w = max(steps.values()), learner.window if conv else 1  # conv: per-step activations
+    widths = {
+        "linear": src.out_dim,
+        "early_fusion": 2 * learner.latent_dim + src.out_dim,
+        "late_fusion": len(src.names) * (learner.hidden * T + 2 * learner.latent_dim) + src.out_dim,
+    }
+    per_model = (
+        rows * widths[learner.kind] * 4 * 6
+        + 4 * 4 * sum(src.dims.values()) * max(learner.hidden, learner.latent_dim, src.out_dim) * w
+    )
+    # the data, and (conv) its windows
+    per_group = m * sum(d * steps[k] for k, d in src.dims.items()) * 4 * (2 * w)
+    return per_model, per_group
 
 
 class Runner:
@@ -396,27 +418,7 @@ class Runner:
                 )
 
     def _chunks(self, learner, m, seeds, subs):
-        src = self.source
-        rows = min(m, learner.batch_size) if learner.batch_size else m
-        conv = learner.encoder == "conv" and learner.kind == "late_fusion"
-        steps = src.steps if conv else dict.fromkeys(src.names, 1)
-        T, w = max(steps.values()), learner.window if conv else 1  # conv: per-step activations
-        widths = {
-            "linear": src.out_dim,
-            "early_fusion": 2 * learner.latent_dim + src.out_dim,
-            "late_fusion": len(src.names) * (learner.hidden * T + 2 * learner.latent_dim)
-            + src.out_dim,
-        }
-        per_model = (
-            rows * widths[learner.kind] * 4 * 6
-            + 4
-            * 4
-            * sum(src.dims.values())
-            * max(learner.hidden, learner.latent_dim, src.out_dim)
-            * w
-        )
-        # the data, and (conv) its windows
-        per_group = m * sum(d * steps[k] for k, d in src.dims.items()) * 4 * (2 * w)
+        per_model, per_group = model_bytes(self.source, learner, m)
         budget = self.memory_budget
         s_chunk = max(1, min(len(subs), int((budget - per_group) // max(per_model, 1))))
         g_chunk = max(1, min(len(seeds), int(budget // max(per_group + s_chunk * per_model, 1))))

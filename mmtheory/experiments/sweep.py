@@ -13,6 +13,7 @@ go to the ``mmtheory`` logger, which the command line prints.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from mmtheory.core.io import write_csv_atomic
+from mmtheory.core.io import prepare_output_dir, write_csv_atomic
 from mmtheory.core.subsets import parse_subsets
 from mmtheory.core.validation import check_choice
 from mmtheory.engine import default_memory_budget, resolve_device
@@ -34,11 +35,11 @@ from mmtheory.experiments.grid import (
 )
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.results import results_table
-from mmtheory.experiments.runner import Runner
+from mmtheory.experiments.runner import Runner, model_bytes
 from mmtheory.experiments.sources import make_source
 from mmtheory.models import resolve_learners
 
-__all__ = ["SpecPlan", "describe_spec", "run_spec", "stale_runs", "sweep"]
+__all__ = ["SpecPlan", "check_memory", "describe_spec", "run_spec", "stale_runs", "sweep"]
 
 log = logging.getLogger("mmtheory")
 
@@ -99,6 +100,8 @@ def sweep(
         extra["branch_eta"] = True
     runs = plan_runs(source.identity, learners, subs, sizes, seed_list, extra)
     shard = check_shard(shard, out)
+    if out is not None:
+        prepare_output_dir(out, "out")
     store = RecordStore(out, shard) if out is not None else None
     pending = [r for r in runs if store is None or r.run_id not in store]
     if store is not None:
@@ -117,6 +120,8 @@ def sweep(
         mine = {r.run_id for r in runs_in_view}
         pending = [r for r in pending if r.run_id in mine]
     budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
+    if pending:
+        check_memory(source, learners, sizes, len(subs))
     with tqdm(
         total=len(runs_in_view),
         initial=len(runs_in_view) - len(pending),
@@ -148,6 +153,46 @@ def sweep(
     if store is not None:
         records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
     return results_table([records[r.run_id] for r in runs if r.run_id in records])
+
+
+def physical_memory() -> float:
+    """Bytes of memory of this machine (infinite where the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def check_memory(source, learners, sizes: list[int], n_subsets: int) -> None:
+    """Refuse, before any work, a grid whose smallest unit of work cannot fit in this
+    machine's memory: one seed's samples (training prefix, test, refit and evaluation
+    samples), one model with its group's data, or one closed-form Gram matrix per subset.
+    A ValueError names the quantity, the estimate and the limit."""
+    limit = physical_memory()
+    gib = 2.0**30
+    width = sum(source.dims.values())
+    extra = sum(getattr(source, k, 0) for k in ("n_test", "n_refit", "n_eval"))
+    rows = max(sizes) + (extra if source.max_train is None else 0)
+    need = {"one seed's samples (float64, rows x features)": 2 * 8 * rows * width}
+    for lrn in learners:
+        if lrn.solver == "closed_form":
+            need[f"the closed-form Gram matrices of learner {lrn.label!r}"] = (
+                8 * n_subsets * (width + 1) ** 2 * 3
+            )
+    if any(lrn.solver != "closed_form" for lrn in learners):
+        for lrn in learners:
+            if lrn.solver != "closed_form":
+                per_model, per_group = model_bytes(source, lrn, max(sizes))
+                need[f"one model of learner {lrn.label!r} at m = {max(sizes)}"] = (
+                    per_model + per_group
+                )
+    for what, nbytes in need.items():
+        if nbytes > limit:
+            raise ValueError(
+                f"refused before any work: {what} would need about {nbytes / gib:,.1f} GiB, "
+                f"more than this machine's {limit / gib:,.1f} GiB of memory; use smaller "
+                "sizes (grid.m, n_test, n_refit, n_eval), dimensions or models"
+            )
 
 
 def stale_runs(store: RecordStore, identity: str, runs: list[Run]) -> list[dict]:
@@ -212,7 +257,7 @@ def run_spec(
     shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, "out")
     tables = []
     for world in spec.worlds:
         tables.append(
