@@ -103,56 +103,60 @@ def sweep(
     if out is not None:
         prepare_output_dir(out, "out")
     store = RecordStore(out, shard) if out is not None else None
-    pending = [r for r in runs if store is None or r.run_id not in store]
-    if store is not None:
-        stale = stale_runs(store, source.identity, runs)
-        if stale:
-            log.warning(
-                "%d finished run(s) in %s were computed with other learner settings or "
-                "estimation sizes or another mmtheory version (%s); kept in the records, not "
-                "reused: those cells are recomputed",
-                len(stale),
-                out,
-                ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
+    try:
+        pending = [r for r in runs if store is None or r.run_id not in store]
+        if store is not None:
+            stale = stale_runs(store, source.identity, runs)
+            if stale:
+                log.warning(
+                    "%d finished run(s) in %s were computed with other learner settings or "
+                    "estimation sizes or another mmtheory version (%s); kept in the records, not "
+                    "reused: those cells are recomputed",
+                    len(stale),
+                    out,
+                    ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
+                )
+        runs_in_view = runs if shard is None else [r for r in runs if in_shard(r, shard)]
+        if shard is not None:
+            mine = {r.run_id for r in runs_in_view}
+            pending = [r for r in pending if r.run_id in mine]
+        budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
+        if pending:
+            check_memory(source, learners, sizes, len(subs))
+        with tqdm(
+            total=len(runs_in_view),
+            initial=len(runs_in_view) - len(pending),
+            disable=not progress,
+            desc=f"sweep {source.name}",
+            unit="model",
+        ) as bar:
+            runner = Runner(
+                source,
+                dev,
+                dtype,
+                store,
+                budget,
+                extra,
+                branch_eta,
+                on_records=lambda recs: bar.update(len(recs)),
             )
-    runs_in_view = runs if shard is None else [r for r in runs if in_shard(r, shard)]
-    if shard is not None:
-        mine = {r.run_id for r in runs_in_view}
-        pending = [r for r in pending if r.run_id in mine]
-    budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
-    if pending:
-        check_memory(source, learners, sizes, len(subs))
-    with tqdm(
-        total=len(runs_in_view),
-        initial=len(runs_in_view) - len(pending),
-        disable=not progress,
-        desc=f"sweep {source.name}",
-        unit="model",
-    ) as bar:
-        runner = Runner(
-            source,
-            dev,
-            dtype,
-            store,
-            budget,
-            extra,
-            branch_eta,
-            on_records=lambda recs: bar.update(len(recs)),
-        )
-        for lrn in learners:
-            todo = [r for r in pending if r.learner is lrn]
-            if not todo:
-                continue
-            if lrn.solver == "closed_form":
-                runner.closed_form(lrn, todo)
-            else:
-                runner.iterative(lrn, todo)
-            if store is not None:
-                _write_results(store, runs, out)
-    records = {r["run_id"]: r for r in runner.new_records}
-    if store is not None:
-        records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
-    return results_table([records[r.run_id] for r in runs if r.run_id in records])
+            for lrn in learners:
+                todo = [r for r in pending if r.learner is lrn]
+                if not todo:
+                    continue
+                if lrn.solver == "closed_form":
+                    runner.closed_form(lrn, todo)
+                else:
+                    runner.iterative(lrn, todo)
+                if store is not None:
+                    _write_results(store, runs, out)
+        records = {r["run_id"]: r for r in runner.new_records}
+        if store is not None:
+            records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
+        return results_table([records[r.run_id] for r in runs if r.run_id in records])
+    finally:
+        if store is not None:
+            store.close()  # release the writer lock
 
 
 def physical_memory() -> float:

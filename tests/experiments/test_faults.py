@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import synthetic
 from mmtheory.experiments import sweep
@@ -62,3 +63,145 @@ def test_real_divergence_among_healthy_models_keeps_the_healthy_ones():
     ok = df[~df.diverged.astype(bool)]
     assert np.isfinite(ok.test_risk.astype(float)).all() and np.isfinite(ok.eta.astype(float)).all()
     assert df[df.diverged.astype(bool)].test_risk.isna().all()
+
+
+# ------------------------------------------------------------------------- write failures
+LINEAR = synthetic.LinearWorld((4, 4, 4), latent_dim=2)
+GRID = dict(learner="linear", subsets="all", m=[20, 40], seeds=3, progress=False)
+
+
+def _no_space(monkeypatch, fail_on: int, partial: bool):
+    """Make the ``fail_on``-th record write fail with ENOSPC (after half its bytes)."""
+    import errno
+    import os
+
+    import mmtheory.experiments.records as records
+
+    calls = {"n": 0}
+
+    def write(fd, data):
+        calls["n"] += 1
+        if calls["n"] == fail_on:
+            if partial:
+                os.write(fd, bytes(data[: len(data) // 2]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+    monkeypatch.setattr(records, "_write", write)
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_disk_full_loses_no_finished_record_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch, partial
+):
+    from mmtheory.experiments.records import RecordWriteError
+
+    full = sweep(LINEAR, **GRID)
+    _no_space(monkeypatch, fail_on=2, partial=partial)  # seed 0's batch is written, seed 1's not
+    with pytest.raises(RecordWriteError, match="could not write 14 record.*14 finished run"):
+        sweep(LINEAR, out=tmp_path, **GRID)
+    lines = (tmp_path / "records.jsonl").read_bytes().splitlines(keepends=True)
+    assert len(lines) == 14 and all(line.endswith(b"\n") for line in lines)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob("**/*.tmp"))
+    monkeypatch.undo()
+    again = sweep(LINEAR, out=tmp_path, **GRID)
+    assert not (tmp_path / "records.corrupt.jsonl").exists()  # nothing was half-written
+    cols = ["subset", "m", "seed", "test_risk", "eta"]
+    pd.testing.assert_frame_equal(again[cols], full[cols])
+
+
+def test_disk_full_is_one_cli_line(tmp_path, monkeypatch, capsys):
+    from mmtheory.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[world]\nkind = "linear"\ndims = [4, 4, 4]\nlatent_dim = 2\n[grid]\nm = [20]\nseeds = 3\n'
+    )
+    _no_space(monkeypatch, fail_on=2, partial=True)
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("mmtheory")]
+    assert len(err) == 1 and "No space left on device" in err[0] and "are safe" in err[0]
+    assert not list((tmp_path / "o").glob("*.tmp"))
+
+
+def test_table_write_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
+    import errno
+
+    from mmtheory.core.io import write_csv_atomic
+
+    def to_csv(self, path, **kw):
+        with open(path, "w") as fh:
+            fh.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", to_csv)
+    with pytest.raises(OSError, match="No space"):
+        write_csv_atomic(pd.DataFrame({"a": [1]}), tmp_path / "results.csv")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------ corrupt records
+def test_corrupt_records_of_every_kind_are_reported_moved_aside_and_redone(tmp_path, caplog):
+    import json
+
+    full = sweep(LINEAR, out=tmp_path, **GRID)
+    path = tmp_path / "records.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    recs = [json.loads(line) for line in lines]
+    broken = [
+        lines[0][:30] + b"\xff" + lines[0][30:],  # one invalid UTF-8 byte
+        json.dumps({"run_id": recs[1]["run_id"]}).encode() + b"\n",  # only a run id
+        json.dumps({k: v for k, v in recs[2].items() if k != "test_risk"}).encode() + b"\n",
+        json.dumps({**recs[3], "m": str(recs[3]["m"])}).encode() + b"\n",  # m as a string
+        json.dumps({**recs[4], "test_risk": "0.5"}).encode() + b"\n",
+        json.dumps([1, 2]).encode() + b"\n",
+        b"{not json\n",
+        lines[5][:-20],  # cut short, no line end
+    ]
+    path.write_bytes(b"".join(broken[:-1] + lines[6:] + broken[-1:]))
+    again = sweep(LINEAR, out=tmp_path, **GRID)
+    assert str(path) in caplog.text and "8 unreadable record line(s)" in caplog.text
+    assert "line 1 (not UTF-8 text)" in caplog.text and "missing field" in caplog.text
+    assert len((tmp_path / "records.corrupt.jsonl").read_bytes().splitlines()) == 8
+    cols = ["subset", "m", "seed", "test_risk", "eta", "train_risk"]
+    pd.testing.assert_frame_equal(again[cols], full[cols])
+    assert len(path.read_bytes().splitlines()) == len(full)
+
+
+# ---------------------------------------------------------------------------- one writer
+def test_two_writers_on_one_directory_get_a_clear_refusal(tmp_path, capsys):
+    from mmtheory.cli import main
+    from mmtheory.experiments.records import RecordStore, StoreLockedError
+
+    with RecordStore(tmp_path):
+        with pytest.raises(StoreLockedError, match="another process"):
+            RecordStore(tmp_path)
+        with RecordStore(tmp_path, (1, 2)), RecordStore(tmp_path, (2, 2)):
+            pass  # shards write their own files: no conflict
+        spec = tmp_path / "spec.toml"
+        spec.write_text('[world]\nkind = "linear"\ndims = [4, 4]\nlatent_dim = 2\n')
+        assert main(["sweep", str(spec), "--out", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "being written by another process" in err[0]
+    RecordStore(tmp_path).close()  # released
+
+
+def test_contributions_table_is_the_same_in_every_process(tmp_path):
+    """Ties and orders never depend on Python's per-process string hashing."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "golden" / "data" / "results.csv"
+    code = (
+        "import sys, pandas as pd; from mmtheory.theory.contributions import contributions_table;"
+        f"contributions_table(pd.read_csv({str(results)!r})).to_csv(sys.argv[1], index=False)"
+    )
+    outs = []
+    for seed in ("1", "2", "3"):
+        out = tmp_path / f"c{seed}.csv"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env=env)
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1] == outs[2] and len(outs[0]) > 100
