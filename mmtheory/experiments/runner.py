@@ -274,8 +274,14 @@ class Runner:
             self.on_records(records)
 
     # ------------------------------------------------------------- closed form
-    def closed_form(self, learner: Learner, runs: list[Run]) -> None:
+    def closed_form(self, learner: Learner, runs: list[Run], grid: list[Run] | None = None) -> None:
+        """Fit ``runs`` (pending). Each seed's fit covers every size and subset of ``grid``
+        (this learner's runs of the whole grid; default ``runs``), whatever is pending, so a
+        run's numbers never depend on which other runs are left (shards, resumes)."""
         src = self.source
+        pending = {r.run_id for r in runs}
+        seeds_todo = {r.seed for r in runs}
+        runs = [r for r in (grid or runs) if r.seed in seeds_todo]
         sl, start = {}, 0
         for k in src.names:
             sl[k] = torch.arange(start, start + src.dims[k])
@@ -305,7 +311,7 @@ class Runner:
                 risk_est, eta_est = self._estimate_linear(plan, row, seed)
                 wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
                 for run in seed_runs:
-                    if run.m != m:
+                    if run.m != m or run.run_id not in pending:
                         continue
                     j = subs.index(str(run.subset))
                     rec = self._record(
@@ -403,19 +409,48 @@ class Runner:
         return {k: v.detach() for k, v in params.items()}
 
     # --------------------------------------------------------------- iterative
-    def iterative(self, learner: Learner, runs: list[Run]) -> None:
+    def iterative(self, learner: Learner, runs: list[Run], grid: list[Run] | None = None) -> None:
+        """Train ``runs`` (pending) in the chunks of ``grid`` (this learner's runs of the
+        whole grid; default ``runs``): a chunk with any pending run is trained whole and
+        only its pending runs are recorded, so batch shapes, and with them every number,
+        never depend on which other runs are left (shards, resumes after a fault)."""
         dtype = torch.float64 if self.dtype_name == "float64" else torch.float32
+        pending = {r.run_id for r in runs}
+        for m, seed_chunk, sub_chunk, cell in self.chunk_cells(learner, grid or runs):
+            todo = [r for r in cell if r.run_id in pending]
+            if todo:
+                self._train_chunk(learner, m, seed_chunk, sub_chunk, todo, dtype)
+
+    def chunk_cells(self, learner: Learner, grid: list[Run]):
+        """(m, seeds, subsets, runs) of every training chunk of ``grid``: a function of the
+        grid and the memory budget only."""
         by_m: dict[int, list[Run]] = {}
-        for run in runs:
+        for run in grid:
             by_m.setdefault(run.m, []).append(run)
         for m, m_runs in sorted(by_m.items()):
             seeds = sorted({r.seed for r in m_runs})
             subs = list(dict.fromkeys(str(r.subset) for r in m_runs))
             sub_obj = {str(r.subset): r.subset for r in m_runs}
             for seed_chunk, sub_chunk in self._chunks(learner, m, seeds, subs):
-                self._train_chunk(
-                    learner, m, seed_chunk, [sub_obj[s] for s in sub_chunk], m_runs, dtype
-                )
+                keep_seeds, keep_subs = set(seed_chunk), set(sub_chunk)
+                cell = [r for r in m_runs if r.seed in keep_seeds and str(r.subset) in keep_subs]
+                yield m, seed_chunk, [sub_obj[s] for s in sub_chunk], cell
+
+    def work_units(self, learners: list[Learner], grid: list[Run]) -> dict[str, str]:
+        """run id -> the name of the unit of work that computes it (a closed-form seed or a
+        training chunk); shards split the grid by unit, so that every run is computed in the
+        same batch as in one process."""
+        units: dict[str, str] = {}
+        for lrn in learners:
+            mine = [r for r in grid if r.learner is lrn]
+            if lrn.solver == "closed_form":
+                for r in mine:
+                    units[r.run_id] = f"{lrn.label}|seed={r.seed}"
+                continue
+            for m, seeds, subs, cell in self.chunk_cells(lrn, mine):
+                key = f"{lrn.label}|m={m}|seeds={seeds}|subsets={[str(s) for s in subs]}"
+                units.update(dict.fromkeys((r.run_id for r in cell), key))
+        return units
 
     def _chunks(self, learner, m, seeds, subs):
         per_model, per_group = model_bytes(self.source, learner, m)

@@ -30,8 +30,8 @@ from mmtheory.experiments.grid import (
     check_seeds,
     check_shard,
     check_sizes,
-    in_shard,
     plan_runs,
+    unit_in_shard,
 )
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.results import results_table
@@ -116,11 +116,14 @@ def sweep(
                     out,
                     ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
                 )
-        runs_in_view = runs if shard is None else [r for r in runs if in_shard(r, shard)]
-        if shard is not None:
+        budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
+        runner = Runner(source, dev, dtype, store, budget, extra, branch_eta)
+        runs_in_view = runs
+        if shard is not None:  # whole units of work, so that batches match one process
+            units = runner.work_units(learners, runs)
+            runs_in_view = [r for r in runs if unit_in_shard(units[r.run_id], shard)]
             mine = {r.run_id for r in runs_in_view}
             pending = [r for r in pending if r.run_id in mine]
-        budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
         if pending:
             check_memory(source, learners, sizes, len(subs))
         with tqdm(
@@ -130,24 +133,16 @@ def sweep(
             desc=f"sweep {source.name}",
             unit="model",
         ) as bar:
-            runner = Runner(
-                source,
-                dev,
-                dtype,
-                store,
-                budget,
-                extra,
-                branch_eta,
-                on_records=lambda recs: bar.update(len(recs)),
-            )
+            runner.on_records = lambda recs: bar.update(len(recs))
             for lrn in learners:
                 todo = [r for r in pending if r.learner is lrn]
                 if not todo:
                     continue
+                grid = [r for r in runs if r.learner is lrn]
                 if lrn.solver == "closed_form":
-                    runner.closed_form(lrn, todo)
+                    runner.closed_form(lrn, todo, grid)
                 else:
-                    runner.iterative(lrn, todo)
+                    runner.iterative(lrn, todo, grid)
                 if store is not None:
                     _write_results(store, runs, out)
         records = {r["run_id"]: r for r in runner.new_records}
