@@ -144,6 +144,12 @@ class Runner:
             self._cache[key] = getattr(self.source, kind)(seed)
         return self._cache[key]
 
+    def release_samples(self) -> None:
+        """Forget the cached per-seed samples (kept only while one chunk or one seed is
+        measured, so memory does not grow with the number of seeds); scalars stay."""
+        for key in [k for k in self._cache if k[0] in ("test", "refit", "evaluation")]:
+            del self._cache[key]
+
     def _eval_data(self, kind: str, seed: int, dtype):
         key = (kind, seed, dtype)
         if key not in self._cache:
@@ -331,6 +337,7 @@ class Runner:
                     )
                     rec.update(theory.get((m, str(run.subset)), {}))
                     records.append(rec)
+            self.release_samples()
             self._flush(records)
 
     def _theory_columns(self, data, sizes, subsets) -> dict:
@@ -503,36 +510,51 @@ class Runner:
         for name, snap in res.snapshots.items():
             snapshots[name] = replace_models(snap, plan, bad, fallback) if bad.any() else snap
         models = Models(learner, params, plan)
-        truth = self._truth(seeds, dtype)
-        risk_est = risk(models, truth, src.risk_method)
-        eta_est = eta(models, truth, src.eta_method)
-        more = self._more_etas(models, snapshots, truth)
-        for name, values in res.diagnostics.items():
-            more[f"diag_{name}"] = _diagnostic(values)
-        wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
+        # measured one seed at a time: memory holds one seed's samples whatever the number
+        # of seeds, and a model's numbers never depend on which seeds share its chunk
         wanted = {(r.seed, str(r.subset)): r for r in m_runs}
         records = []
         for g, seed in enumerate(seeds):
-            for s, sub in enumerate(subsets):
-                run = wanted.get((seed, str(sub)))
-                if run is None or (self.store is not None and run.run_id in self.store):
-                    continue
+            cells = [
+                (s, wanted[(seed, str(sub))])
+                for s, sub in enumerate(subsets)
+                if (seed, str(sub)) in wanted
+                and not (self.store is not None and wanted[(seed, str(sub))].run_id in self.store)
+            ]
+            if not cells:
+                continue
+            one = slice(g, g + 1)
+            mg = models.groups(one)
+            truth = self._truth([seed], dtype)
+            risk_est = risk(mg, truth, src.risk_method)
+            eta_est = eta(mg, truth, src.eta_method)
+            snaps = {n: {k: v[one] for k, v in p.items()} for n, p in snapshots.items()}
+            more = self._more_etas(mg, snaps, truth)
+            for s, run in cells:
+                columns = {col: fn(0, s) for col, fn in more.items()}
+                for name, values in res.diagnostics.items():
+                    columns[f"diag_{name}"] = _diagnostic(values)(g, s)
                 records.append(
                     self._record(
                         run,
                         train_risk=res.train_loss[g, s].item(),
                         risk_est=risk_est,
                         eta_est=eta_est,
-                        g=g,
+                        g=0,
                         s=s,
                         converged=bool(res.converged[g, s]) and not bool(bad[g, s]),
                         diverged=bool(bad[g, s]),
                         grad_norm=float(res.grad_norm[g, s]),
-                        wall=wall,
                         dtype=str(dtype).split(".")[-1],
-                        extra_columns={col: fn(g, s) for col, fn in more.items()},
+                        extra_columns=columns,
                     )
                 )
+            del truth
+            self.release_samples()
+        wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
+        for rec in records:
+            rec["wall_s"] = wall
+        del models, params, res
         self._flush(records)
 
     def _more_etas(self, models: Models, snapshots: dict, truth: Truth) -> dict:
