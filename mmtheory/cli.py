@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         "--tasks", type=int, default=None, help="--executor ray: number of shards (default 4)"
     )
     s.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the spec as N local shard processes (BLAS threads = cores / N each), then merge",
+    )
+    s.add_argument(
         "--ray-address",
         default=None,
         help="--executor ray: a running cluster (default: start a local instance)",
@@ -214,6 +221,10 @@ def _sweep(args) -> None:
         )
     if args.executor == "local" and (args.tasks is not None or args.ray_address is not None):
         raise ValueError("--tasks and --ray-address apply to --executor ray only")
+    if args.jobs is not None and (args.shard is not None or args.executor != "local"):
+        raise ValueError("--jobs makes its own shards: it excludes --shard and --executor ray")
+    if args.jobs is not None and not 1 <= args.jobs <= 1024:
+        raise ValueError(f"--jobs must be an integer in 1..1024, got {args.jobs}")
     spec = load_spec(args.spec)
     shard = parse_shard(args.shard) if args.shard is not None else None
     if args.dry_run:
@@ -245,6 +256,10 @@ def _sweep(args) -> None:
             device=args.device,
             address=args.ray_address,
         )
+    elif args.jobs is not None and args.jobs > 1:
+        from mmtheory.experiments.executors.processes import run_spec_processes
+
+        table = run_spec_processes(args.spec, out=args.out, jobs=args.jobs, device=args.device)
     else:
         table = run_spec(spec, out=args.out, device=args.device, shard=shard)
     if shard is not None:

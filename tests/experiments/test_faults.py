@@ -252,3 +252,27 @@ def test_three_shards_and_a_resume_after_a_fault_are_bit_identical_to_one_proces
     path.write_bytes(b"".join(lines[:-1]) + lines[-1][:-25])  # and a record cut short
     resumed = sweep(REALISTIC, out=tmp_path / "fault", **FLOAT32)
     pd.testing.assert_frame_equal(_numbers(resumed), _numbers(one))
+
+
+# ------------------------------------------------------------------------ local processes
+def test_jobs_runs_local_shard_processes_with_pinned_threads_and_merges(tmp_path, capsys):
+    from mmtheory.cli import main
+    from mmtheory.experiments.executors.processes import THREAD_VARIABLES, shard_env
+
+    assert all(shard_env(3, {})[v] == "3" for v in THREAD_VARIABLES)
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[world]\nkind = "linear"\ndims = [4, 4, 4]\nlatent_dim = 2\n'
+        '[[learner]]\nkind = "linear"\n[[learner]]\nkind = "late_fusion"\nlatent_dim = 3\n'
+        "steps = 10\n[grid]\nm = [30, 60]\nseeds = 2\n"
+        "[estimation]\nn_test = 300\nn_refit = 300\nn_eval = 300\n"
+    )
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "jobs"), "--jobs", "2"]) == 0
+    assert len(list((tmp_path / "jobs").glob("records.shard-*-of-2.jsonl"))) >= 1
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "one")]) == 0
+    a = pd.read_csv(tmp_path / "jobs" / "results.csv").drop(columns="wall_s")
+    b = pd.read_csv(tmp_path / "one" / "results.csv").drop(columns="wall_s")
+    pd.testing.assert_frame_equal(a, b)
+    capsys.readouterr()
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "x"), "--jobs", "0"]) == 2
+    assert "--jobs must be" in capsys.readouterr().err
