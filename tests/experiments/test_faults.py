@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import synthetic
 from mmtheory.experiments import sweep
@@ -276,3 +277,20 @@ def test_jobs_runs_local_shard_processes_with_pinned_threads_and_merges(tmp_path
     capsys.readouterr()
     assert main(["sweep", str(spec), "--out", str(tmp_path / "x"), "--jobs", "0"]) == 2
     assert "--jobs must be" in capsys.readouterr().err
+
+
+def test_least_squares_heads_survive_a_non_finite_latent():
+    from mmtheory.estimation.eta import fit_linear_heads, latent_rank
+
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(2, 3, 50, 4, generator=g, dtype=torch.float64)
+    y = torch.randn(2, 50, 1, generator=g, dtype=torch.float64)
+    W, b = fit_linear_heads(z, y)
+    z_bad = z.clone()
+    z_bad[1, 2, 7, 0] = float("inf")
+    W2, b2 = fit_linear_heads(z_bad, y)
+    assert torch.isnan(W2[1, 2]).all() and torch.isnan(b2[1, 2]).all()
+    keep = torch.ones(2, 3, dtype=torch.bool)
+    keep[1, 2] = False
+    assert torch.equal(W2[keep], W[keep]) and torch.equal(b2[keep], b[keep])
+    assert latent_rank(z_bad)[1, 2] == 0 and latent_rank(z_bad)[0, 0] == 4
