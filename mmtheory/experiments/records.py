@@ -161,8 +161,9 @@ class RecordStore:
 
     def close(self) -> None:
         """Release the directory's writer lock (a later store may then write here)."""
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)
             self._lock_fd = None
 
     def __enter__(self) -> RecordStore:

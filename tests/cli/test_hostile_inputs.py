@@ -370,3 +370,27 @@ def test_sigint_during_start_up_is_one_line_and_exit_130(tmp_path):
     if proc.returncode == 0:  # the machine was fast enough to finish first: nothing to test
         pytest.skip("the sweep finished before the signal arrived")
     assert proc.returncode == 130 and len(lines) == 1 and "interrupted" in lines[0], err
+
+
+def test_read_only_output_directory_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """(As root, chmod does not stop writes: the refusal is simulated at the write probe.)"""
+    import errno
+
+    from mmtheory.experiments.runner import Runner
+
+    real_open = os.open
+
+    def read_only(path, *args, **kwargs):
+        if ".mmtheory-write-test" in str(path):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before checking the output directory")
+
+    monkeypatch.setattr(os, "open", read_only)
+    monkeypatch.setattr(Runner, "closed_form", no_training)
+    spec = _write_spec(tmp_path, _toml(BASE))
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "ro")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not writable (Permission denied)" in err[0], err
