@@ -125,5 +125,6 @@ def unit_in_shard(unit: str, shard: tuple[int, int]) -> bool:
 
 
 def in_shard(run: Run, shard: tuple[int, int]) -> bool:
-    """True when ``run`` belongs to shard i of n (its id modulo n)."""
+    """True when ``run``'s id modulo n is i - 1 (a per-run split; sweeps split by unit of
+    work instead, :func:`unit_in_shard`, so that batches match one process)."""
     return int(run.run_id, 16) % shard[1] == shard[0] - 1

@@ -79,9 +79,13 @@ def sweep(
     n_test, n_refit, n_eval : sizes of the fresh test, head-refit and eta-evaluation samples
     branch_eta : also measure eta of each modality's branch (late fusion with concatenation):
         columns ``eta_branch_<modality>``
-    shard : (i, n) with 1 <= i <= n: run only the runs of shard i of n (by run id), writing
-        to this shard's own record file in ``out``; n processes with the same spec and
-        ``out`` share the grid, and a final run without ``shard`` merges (nothing to train)
+    shard : (i, n) with 1 <= i <= n: run only the units of work of shard i of n (a
+        closed-form seed, or a training chunk fixed by the whole grid and the memory budget,
+        by a hash of its name), writing to this shard's own record file in ``out``; n
+        processes with the same spec and ``out`` share the grid, and a final run without
+        ``shard`` merges (nothing to train). Every run is computed in the batch it would
+        have in one process, so the merged table is the single-process table bit for bit
+        (CPU; the same ``memory_budget`` everywhere)
 
     Returns
     -------
