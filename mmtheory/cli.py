@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
         "--tasks", type=int, default=None, help="--executor ray: number of shards (default 4)"
     )
     s.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run the spec as N local shard processes (BLAS threads = cores / N each), then merge",
+    )
+    s.add_argument(
         "--ray-address",
         default=None,
         help="--executor ray: a running cluster (default: start a local instance)",
@@ -252,6 +259,10 @@ def _sweep(args) -> None:
         )
     if args.executor == "local" and (args.tasks is not None or args.ray_address is not None):
         raise ValueError("--tasks and --ray-address apply to --executor ray only")
+    if args.jobs is not None and (args.shard is not None or args.executor != "local"):
+        raise ValueError("--jobs makes its own shards: it excludes --shard and --executor ray")
+    if args.jobs is not None and not 1 <= args.jobs <= 1024:
+        raise ValueError(f"--jobs must be an integer in 1..1024, got {args.jobs}")
     spec = load_spec(args.spec)
     shard = parse_shard(args.shard) if args.shard is not None else None
     if args.dry_run:
@@ -283,6 +294,10 @@ def _sweep(args) -> None:
             device=args.device,
             address=args.ray_address,
         )
+    elif args.jobs is not None and args.jobs > 1:
+        from mmtheory.experiments.executors.processes import run_spec_processes
+
+        table = run_spec_processes(args.spec, out=args.out, jobs=args.jobs, device=args.device)
     else:
         table = run_spec(spec, out=args.out, device=args.device, shard=shard)
     if shard is not None:
@@ -356,6 +371,11 @@ def _data(args) -> None:
         )
     conv = pool != "mean"
     out = args.out or f"runs/{args.dataset}"
+    from mmtheory.core.io import prepare_output_dir
+    from mmtheory.core.validation import check_int
+
+    check_int(args.seeds, "--seeds", low=1, high=100_000)
+    prepare_output_dir(out)
     protocol = args.protocol or ("paper" if args.dataset == "iemocap" or conv else "splits")
     if protocol == "splits" and conv:
         raise ValueError(
@@ -406,6 +426,12 @@ def _data(args) -> None:
         )
     else:
         loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+        if loaded.train.n_classes is None:
+            raise ValueError(
+                f"{args.path}: key 'y' holds float targets (regression); `mmtheory data` "
+                "trains classifiers: give integer class ids, or run regression data with "
+                "the Python API, sweep(MultiModalData, test=...)"
+            )
         report = run_real(
             loaded,
             out,
@@ -537,23 +563,53 @@ def _log_to_stderr() -> logging.Handler:
     return handler
 
 
+def _message(err: BaseException) -> str:
+    """One line for an error the user can act on."""
+    if isinstance(err, KeyError) and err.args:
+        return str(err.args[0])
+    if isinstance(err, MemoryError):
+        return f"out of memory ({err or 'the request is too large for this machine'})"
+    if isinstance(err, RecursionError):
+        return "input nested too deeply to read"
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.strerror:
+        where = f": {err.filename}" if err.filename else ""
+        return f"{err.strerror}{where}"
+    return " ".join(str(err).split()) or type(err).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    handler = _log_to_stderr()
+    command = "mmtheory"
+    handler: logging.Handler | None = None
     try:
+        args = _parser().parse_args(argv)
+        command = f"mmtheory {args.command}"
+        handler = _log_to_stderr()
         from mmtheory.errors import ExecutorError
 
         try:
+            out = getattr(args, "out", None)
+            if out is not None and not getattr(args, "dry_run", False):
+                from mmtheory.core.io import prepare_output_dir
+
+                prepare_output_dir(out)  # before any work: a bad --out fails in a second
             _VERBS[args.command](args)
-        except (ValueError, TypeError, FileNotFoundError, KeyError, ExecutorError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-            print(f"mmtheory {args.command}: error: {msg}", file=sys.stderr)
+        except (
+            ValueError,
+            TypeError,
+            OSError,
+            KeyError,
+            MemoryError,
+            RecursionError,
+            ExecutorError,
+        ) as err:
+            print(f"{command}: error: {_message(err)}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:
-        print(f"mmtheory {args.command}: interrupted; finished runs are saved", file=sys.stderr)
+        print(f"{command}: interrupted; finished runs are saved", file=sys.stderr)
         return 130
     finally:
-        logging.getLogger("mmtheory").removeHandler(handler)
+        if handler is not None:
+            logging.getLogger("mmtheory").removeHandler(handler)
     return 0
 
 

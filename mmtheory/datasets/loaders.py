@@ -17,6 +17,7 @@ they are replaced by 0 and counted in ``Loaded.cleaned``. Anything else malforme
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -119,10 +120,25 @@ def arrays_to_splits(
             else f"no key 'split', and the 75/25 split made from {n} rows"
         )
         raise DataFormatError(f"{path}: {source}: the {which} split is empty")
+    if np.issubdtype(y.dtype, np.integer) and len(np.unique(y[~is_test])) < 2:
+        raise DataFormatError(
+            f"{path}: key 'y': classification needs at least 2 classes in the train split, "
+            f"got {sorted(np.unique(y[~is_test]).tolist())}"
+        )
+    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
+        raise DataFormatError(
+            f"{path}: key 'y' must be finite, got {int((~np.isfinite(y)).sum())} non-finite"
+        )
     feats = {}
     for k, v in x.items():
         if v.shape[0] != n:
             raise DataFormatError(f"{path}: key 'x_{k}' has {v.shape[0]} rows but 'y' has {n}")
+        if np.iscomplexobj(v) or not np.issubdtype(v.dtype, np.number):
+            raise DataFormatError(f"{path}: key 'x_{k}' must be real numbers, got {v.dtype}")
+        if v.size and not np.isfinite(v).any():
+            raise DataFormatError(
+                f"{path}: key 'x_{k}': every value is non-finite (NaN or inf); nothing to learn"
+            )
         feats[k] = _pool(_clean(k, v.astype(np.float64), cleaned), pools[k])
     if standardize:
         for k, v in feats.items():
@@ -142,6 +158,25 @@ def arrays_to_splits(
     return Loaded(
         name, MultiModalData(tr, y[~is_test], **kw), MultiModalData(te, y[is_test], **kw), cleaned
     )
+
+
+def _member(archive, key: str, path: Path) -> np.ndarray:
+    """One array of an open .npz archive; a member that is not a readable array is a
+    DataFormatError naming the file and the key."""
+    try:
+        value = archive[key]
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise DataFormatError(f"{path}: key {key!r} is not a readable array ({err})") from None
+    if not isinstance(value, np.ndarray):
+        raise DataFormatError(f"{path}: key {key!r} is not a .npy array")
+    return value
+
+
+def _random_test_mask(n: int, fraction: float = 0.25, seed: int = 0) -> np.ndarray:
+    rng = as_generator(seed, "split")
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[: max(1, int(round(fraction * n)))]] = True
+    return mask
 
 
 def _stratified_test_mask(y: np.ndarray, fraction: float = 0.25, seed: int = 0) -> np.ndarray:
@@ -170,10 +205,15 @@ def load_npz(
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"dataset file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise DataFormatError(f"{path}: is a directory, expected a .npz file")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise DataFormatError(f"{path}: not a readable .npz archive ({err})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        reason = "a pickle or other non-npz file" if "pickle" in str(err) else err
+        raise DataFormatError(f"{path}: not a readable .npz archive ({reason})") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise DataFormatError(f"{path}: not a .npz archive (a single .npy array)")
     with archive:
         keys = list(archive.files)
         if "y" not in keys:
@@ -188,7 +228,7 @@ def load_npz(
             raise DataFormatError(
                 f"{path}: unknown key {unknown[0]!r}; expected 'x_<name>', 'y', 'split'"
             )
-        y = archive["y"]
+        y = _member(archive, "y", path)
         if y.ndim != 1:
             raise DataFormatError(f"{path}: key 'y' must have shape (n,), got {y.shape}")
         if np.issubdtype(y.dtype, np.integer):
@@ -200,15 +240,19 @@ def load_npz(
             raise DataFormatError(f"{path}: key 'y' must hold integers or floats, got {y.dtype}")
         x = {}
         for k in mods:
-            v = archive[k]
-            if v.ndim not in (2, 3) or not np.issubdtype(v.dtype, np.number):
+            v = _member(archive, k, path)
+            if v.ndim not in (2, 3) or not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
                 raise DataFormatError(
-                    f"{path}: key {k!r} must be a numeric (n, d) or (n, T, d) array, "
-                    f"got shape {v.shape} and dtype {v.dtype}"
+                    f"{path}: key {k!r} must be a numeric (n, d) or (n, T, d) array of real "
+                    f"numbers, got shape {v.shape} and dtype {v.dtype}"
+                )
+            if 0 in v.shape[1:]:
+                raise DataFormatError(
+                    f"{path}: key {k!r} has an empty feature or time axis: shape {v.shape}"
                 )
             x[k[2:]] = v
         if "split" in keys:
-            split = archive["split"]
+            split = _member(archive, "split", path)
             if split.shape != y.shape:
                 raise DataFormatError(
                     f"{path}: key 'split' has shape {split.shape}, expected {y.shape}"
@@ -224,8 +268,10 @@ def load_npz(
                 if not set(np.unique(split).tolist()) <= {0, 1}:
                     raise DataFormatError(f"{path}: key 'split' must hold 0 (train) or 1 (test)")
                 is_test = split == 1
-        else:
+        elif np.issubdtype(y.dtype, np.integer):
             is_test = _stratified_test_mask(y)
+        else:  # regression: a random 75/25 split
+            is_test = _random_test_mask(len(y))
     return arrays_to_splits(
         path.stem,
         x,

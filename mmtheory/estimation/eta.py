@@ -74,10 +74,19 @@ def fit_linear_heads(
     Z = torch.cat([z, torch.ones(G, S, n, 1, dtype=z.dtype, device=z.device)], dim=-1)
     A = Z.transpose(-1, -2) @ Z
     c = Z.transpose(-1, -2) @ y[:, None]
+    # a model whose latent is not finite (diverged) gets NaN heads; it must not make the
+    # batched eigh fail for every model
+    ok = torch.isfinite(A).all(-1).all(-1) & torch.isfinite(c).all(-1).all(-1)
+    if not bool(ok.all()):
+        eye = torch.eye(q + 1, dtype=A.dtype, device=A.device)
+        A = torch.where(ok[..., None, None], A, eye)
+        c = torch.where(ok[..., None, None], c, torch.zeros_like(c))
     w, V = torch.linalg.eigh(A)
     cut = w.amax(dim=-1, keepdim=True).clamp_min(0) * (q + 1) * torch.finfo(A.dtype).eps * 10
     inv = torch.where(w > cut, 1.0 / w, torch.zeros_like(w))
     sol = V @ (inv[..., None] * (V.transpose(-1, -2) @ c))
+    if not bool(ok.all()):
+        sol = torch.where(ok[..., None, None], sol, torch.full_like(sol, float("nan")))
     if return_rank:
         return sol[..., :q, :], sol[..., q, :], (w > cut).sum(-1) - 1
     return sol[..., :q, :], sol[..., q, :]
@@ -86,7 +95,11 @@ def fit_linear_heads(
 def latent_rank(z: torch.Tensor) -> torch.Tensor:
     """Rank of each model's centred latent, (G, S), from z (G, S, n, q)."""
     zc = (z - z.mean(dim=2, keepdim=True)).double()
-    w = torch.linalg.eigvalsh(zc.transpose(-1, -2) @ zc)
+    gram = zc.transpose(-1, -2) @ zc
+    ok = torch.isfinite(gram).all(-1).all(-1)
+    if not bool(ok.all()):  # a diverged model: rank 0, never a failed batched eigvalsh
+        gram = torch.where(ok[..., None, None], gram, torch.zeros_like(gram))
+    w = torch.linalg.eigvalsh(gram)
     cut = w.amax(dim=-1, keepdim=True).clamp_min(0) * z.shape[-1] * torch.finfo(w.dtype).eps * 10
     return (w > cut).sum(-1)
 

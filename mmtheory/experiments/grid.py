@@ -24,6 +24,7 @@ __all__ = [
     "check_shard",
     "check_sizes",
     "in_shard",
+    "unit_in_shard",
     "parse_shard",
     "plan_runs",
     "run_id",
@@ -116,6 +117,14 @@ def check_shard(shard, out) -> tuple[int, int] | None:
     return int(shard[0]), int(shard[1])
 
 
+def unit_in_shard(unit: str, shard: tuple[int, int]) -> bool:
+    """True when the unit of work named ``unit`` belongs to shard i of n (a stable hash of
+    its name modulo n: the same in every process and on every machine)."""
+    digest = hashlib.sha256(unit.encode("utf-8")).hexdigest()
+    return int(digest[:16], 16) % shard[1] == shard[0] - 1
+
+
 def in_shard(run: Run, shard: tuple[int, int]) -> bool:
-    """True when ``run`` belongs to shard i of n (its id modulo n)."""
+    """True when ``run``'s id modulo n is i - 1 (a per-run split; sweeps split by unit of
+    work instead, :func:`unit_in_shard`, so that batches match one process)."""
     return int(run.run_id, 16) % shard[1] == shard[0] - 1

@@ -1,8 +1,13 @@
 """Run records: one JSON line per finished run, appended and fsynced as runs finish.
 
 ``records.jsonl`` in the output directory is the source of truth; ``results.csv`` is
-rebuilt from it. A line cut short by a crash (or otherwise unreadable) is reported
-with its path and line number, moved to ``records.corrupt.jsonl`` and never merged.
+rebuilt from it. A line that is not a usable record (cut short by a crash, not UTF-8, not
+JSON, or JSON with a missing field or a field of the wrong type) is reported with its path,
+line number and reason, moved to ``records.corrupt.jsonl`` and never merged; its run is
+redone. A write is all or nothing: when it fails (a full disk) the file is cut back to the
+records before it and :class:`RecordWriteError` says so. One writer per record file: an
+exclusive lock (``.records.jsonl.lock``) refuses a second process on the same ``--out``
+without ``--shard`` (:class:`StoreLockedError`).
 
 Sharding: a store opened with ``shard=(i, n)`` appends to its own file
 ``records.shard-i-of-n.jsonl``, so n processes (or machines sharing a file system) never
@@ -11,14 +16,27 @@ write to the same file; every store reads all record files of the directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 
-__all__ = ["RecordStore"]
+__all__ = ["RecordStore", "RecordWriteError", "StoreLockedError", "record_problem"]
 
 log = logging.getLogger("mmtheory")
+
+
+class RecordWriteError(OSError):
+    """A record could not be written (a full disk, an I/O error); nothing was lost."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "record write failed"
+
+
+class StoreLockedError(ValueError):
+    """Another process holds the writer lock of this record file."""
 
 
 class RecordStore:
@@ -29,38 +47,68 @@ class RecordStore:
         self.dir.mkdir(parents=True, exist_ok=True)
         name = "records.jsonl" if shard is None else f"records.shard-{shard[0]}-of-{shard[1]}.jsonl"
         self.path = self.dir / name
+        self._lock_fd: int | None = None
+        self._lock()
         self._records: dict[str, dict] = {}
         for path in sorted(self.dir.glob("records*.jsonl")):
             if path.name != "records.corrupt.jsonl":
                 self._load(path)
 
+    def _lock(self) -> None:
+        """One writer per record file: an exclusive lock held while the store is open (the
+        operating system releases it when the process dies, so a killed run never leaves a
+        stale lock)."""
+        lock = self.dir / f".{self.path.name}.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.path} is being written by another process (lock {lock}); wait for "
+                "it to finish, or give each process its own --shard i/n"
+            ) from None
+        self._lock_fd = fd
+
     def _load(self, path: Path) -> None:
         good, bad = [], []
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                    if not isinstance(rec, dict) or "run_id" not in rec or not line.endswith("\n"):
-                        raise ValueError("not a complete record")
-                except ValueError:
-                    bad.append((lineno, line))
-                    continue
-                good.append(line)
-                self._records[rec["run_id"]] = rec
+        with open(path, "rb") as fh:
+            raw_lines = fh.readlines()
+        for lineno, raw in enumerate(raw_lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+                rec = json.loads(line)
+                problem = record_problem(rec)
+                if problem is None and not line.endswith("\n"):
+                    problem = "cut short (no line end)"
+            except UnicodeDecodeError:
+                problem = "not UTF-8 text"
+            except ValueError:
+                problem = "not valid JSON"
+            if problem is not None:
+                bad.append((lineno, raw, problem))
+                continue
+            good.append(raw)
+            self._records[rec["run_id"]] = rec
         if bad:
             corrupt = self.dir / "records.corrupt.jsonl"
-            with open(corrupt, "a", encoding="utf-8") as fh:
-                for _, line in bad:
-                    fh.write(line if line.endswith("\n") else line + "\n")
-            tmp = path.with_suffix(".jsonl.tmp")
-            with open(tmp, "w", encoding="utf-8") as fh:
-                fh.writelines(good)
+            with open(corrupt, "ab") as fh:
+                for _, raw, _ in bad:
+                    fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
-            lines = ", ".join(str(n) for n, _ in bad[:5])
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.writelines(good)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            lines = ", ".join(f"{n} ({why})" for n, _, why in bad[:5])
             msg = (
                 f"{path}: skipped {len(bad)} unreadable record line(s) (line {lines}); "
                 f"moved to {corrupt}; those runs will be redone"
@@ -81,16 +129,88 @@ class RecordStore:
         return self._records.get(run_id)
 
     def append(self, records: list[dict]) -> None:
-        """Write ``records`` (one line each) and fsync before returning."""
+        """Write ``records`` (one line each) and fsync before returning.
+
+        All or nothing: when the write or the fsync fails (a full disk), the file is cut
+        back to its length before the call, so every record written before stays intact,
+        and a :class:`RecordWriteError` says how many finished records are safe."""
         if not records:
             return
         text = "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in records)
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        data = text.encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[_write(fd, view) :]
+                os.fsync(fd)
+            except OSError as err:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise RecordWriteError(
+                    f"could not write {len(records)} record(s) to {self.path} "
+                    f"({err.strerror or err}); the {len(self._records)} finished run(s) "
+                    "recorded before are safe; free space and rerun to redo the others"
+                ) from None
+        finally:
+            os.close(fd)
         for r in records:
             self._records[r["run_id"]] = r
+
+    def close(self) -> None:
+        """Release the directory's writer lock (a later store may then write here)."""
+        fd = getattr(self, "_lock_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _write(fd: int, data: memoryview) -> int:
+    """One ``os.write`` (a seam for fault-injection tests)."""
+    return os.write(fd, data)
+
+
+#: Fields every record must hold, with their types (None allowed where a run diverged).
+_REQUIRED: dict[str, tuple[type, ...]] = {
+    "run_id": (str,),
+    "world": (str,),
+    "learner": (str,),
+    "subset": (str,),
+    "m": (int,),
+    "seed": (int,),
+    "train_risk": (float, int, type(None)),
+    "test_risk": (float, int, type(None)),
+    "eta": (float, int, type(None)),
+    "converged": (bool,),
+}
+
+
+def record_problem(rec: object) -> str | None:
+    """Why ``rec`` is not a usable run record (a missing field, a wrong type), or None."""
+    if not isinstance(rec, dict):
+        return f"not a JSON object ({type(rec).__name__})"
+    for key, types in _REQUIRED.items():
+        if key not in rec:
+            return f"missing field {key!r}"
+        value = rec[key]
+        if isinstance(value, bool) and bool not in types:
+            return f"field {key!r} must be {types[0].__name__}, got {value!r}"
+        if not isinstance(value, types):
+            return f"field {key!r} must be {types[0].__name__}, got {value!r}"
+    if not rec["run_id"]:
+        return "empty run_id"
+    return None
 
 
 def _jsonable(value):

@@ -23,9 +23,30 @@ from mmtheory.experiments.grid import Run
 from mmtheory.experiments.results import world_columns
 from mmtheory.experiments.sources import stack_groups
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params
-from mmtheory.models.params import ENCODER, HEAD, bias, weight
+from mmtheory.models.params import (
+    ENCODER,
+    HEAD,
+    bias,
+    finite_models,
+    replace_models,
+    weight,
+)
 
-__all__ = ["Runner"]
+__all__ = ["Runner", "model_bytes"]
+
+
+#: Record fields measured on the trained model (None in a diverged model's record).
+_MEASURED = (
+    "test_risk",
+    "test_risk_se",
+    "eta",
+    "eta_se",
+    "test_accuracy",
+    "test_accuracy_se",
+    "test_macro_f1",
+    "test_weighted_f1",
+    "test_f1_per_class",
+)
 
 
 def _versions() -> dict[str, str]:
@@ -54,6 +75,28 @@ def _diagnostic(values: torch.Tensor):
         return None if v != v else v
 
     return column
+
+
+def model_bytes(source, learner, m: int) -> tuple[int, int]:
+    """Estimated bytes of training one model (activations, parameters, optimiser state)
+    and one group (its training data and, for conv encoders, windows) at size m."""
+    src = source
+    rows = min(m, learner.batch_size) if learner.batch_size else m
+    conv = learner.encoder == "conv" and learner.kind == "late_fusion"
+    steps = src.steps if conv else dict.fromkeys(src.names, 1)
+    T, w = max(steps.values()), learner.window if conv else 1  # conv: per-step activations
+    widths = {
+        "linear": src.out_dim,
+        "early_fusion": 2 * learner.latent_dim + src.out_dim,
+        "late_fusion": len(src.names) * (learner.hidden * T + 2 * learner.latent_dim) + src.out_dim,
+    }
+    per_model = (
+        rows * widths[learner.kind] * 4 * 6
+        + 4 * 4 * sum(src.dims.values()) * max(learner.hidden, learner.latent_dim, src.out_dim) * w
+    )
+    # the data, and (conv) its windows
+    per_group = m * sum(d * steps[k] for k, d in src.dims.items()) * 4 * (2 * w)
+    return per_model, per_group
 
 
 class Runner:
@@ -100,6 +143,12 @@ class Runner:
         if key not in self._cache:
             self._cache[key] = getattr(self.source, kind)(seed)
         return self._cache[key]
+
+    def release_samples(self) -> None:
+        """Forget the cached per-seed samples (kept only while one chunk or one seed is
+        measured, so memory does not grow with the number of seeds); scalars stay."""
+        for key in [k for k in self._cache if k[0] in ("test", "refit", "evaluation")]:
+            del self._cache[key]
 
     def _eval_data(self, kind: str, seed: int, dtype):
         key = (kind, seed, dtype)
@@ -186,9 +235,12 @@ class Runner:
         if src.oracle is not None:  # the exact large-sample eta of the subset
             rec["eta_inf"] = self._eta_inf(run.subset)
         rec.update(extra_columns or {})
-        if diverged:
-            for key in ("test_risk", "test_risk_se", "eta", "eta_se", "test_accuracy"):
-                rec[key] = None
+        if diverged:  # measured on a stand-in (the initialisation): nothing to report
+            for key in list(rec):
+                if key in _MEASURED or (
+                    key.startswith("eta_") and key not in ("eta_inf", "eta_method")
+                ):
+                    rec[key] = None
         return rec
 
     def _null_risk(self, seed: int) -> float:
@@ -228,8 +280,14 @@ class Runner:
             self.on_records(records)
 
     # ------------------------------------------------------------- closed form
-    def closed_form(self, learner: Learner, runs: list[Run]) -> None:
+    def closed_form(self, learner: Learner, runs: list[Run], grid: list[Run] | None = None) -> None:
+        """Fit ``runs`` (pending). Each seed's fit covers every size and subset of ``grid``
+        (this learner's runs of the whole grid; default ``runs``), whatever is pending, so a
+        run's numbers never depend on which other runs are left (shards, resumes)."""
         src = self.source
+        pending = {r.run_id for r in runs}
+        seeds_todo = {r.seed for r in runs}
+        runs = [r for r in (grid or runs) if r.seed in seeds_todo]
         sl, start = {}, 0
         for k in src.names:
             sl[k] = torch.arange(start, start + src.dims[k])
@@ -259,7 +317,7 @@ class Runner:
                 risk_est, eta_est = self._estimate_linear(plan, row, seed)
                 wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
                 for run in seed_runs:
-                    if run.m != m:
+                    if run.m != m or run.run_id not in pending:
                         continue
                     j = subs.index(str(run.subset))
                     rec = self._record(
@@ -279,6 +337,7 @@ class Runner:
                     )
                     rec.update(theory.get((m, str(run.subset)), {}))
                     records.append(rec)
+            self.release_samples()
             self._flush(records)
 
     def _theory_columns(self, data, sizes, subsets) -> dict:
@@ -357,42 +416,51 @@ class Runner:
         return {k: v.detach() for k, v in params.items()}
 
     # --------------------------------------------------------------- iterative
-    def iterative(self, learner: Learner, runs: list[Run]) -> None:
+    def iterative(self, learner: Learner, runs: list[Run], grid: list[Run] | None = None) -> None:
+        """Train ``runs`` (pending) in the chunks of ``grid`` (this learner's runs of the
+        whole grid; default ``runs``): a chunk with any pending run is trained whole and
+        only its pending runs are recorded, so batch shapes, and with them every number,
+        never depend on which other runs are left (shards, resumes after a fault)."""
         dtype = torch.float64 if self.dtype_name == "float64" else torch.float32
+        pending = {r.run_id for r in runs}
+        for m, seed_chunk, sub_chunk, cell in self.chunk_cells(learner, grid or runs):
+            todo = [r for r in cell if r.run_id in pending]
+            if todo:
+                self._train_chunk(learner, m, seed_chunk, sub_chunk, todo, dtype)
+
+    def chunk_cells(self, learner: Learner, grid: list[Run]):
+        """(m, seeds, subsets, runs) of every training chunk of ``grid``: a function of the
+        grid and the memory budget only."""
         by_m: dict[int, list[Run]] = {}
-        for run in runs:
+        for run in grid:
             by_m.setdefault(run.m, []).append(run)
         for m, m_runs in sorted(by_m.items()):
             seeds = sorted({r.seed for r in m_runs})
             subs = list(dict.fromkeys(str(r.subset) for r in m_runs))
             sub_obj = {str(r.subset): r.subset for r in m_runs}
             for seed_chunk, sub_chunk in self._chunks(learner, m, seeds, subs):
-                self._train_chunk(
-                    learner, m, seed_chunk, [sub_obj[s] for s in sub_chunk], m_runs, dtype
-                )
+                keep_seeds, keep_subs = set(seed_chunk), set(sub_chunk)
+                cell = [r for r in m_runs if r.seed in keep_seeds and str(r.subset) in keep_subs]
+                yield m, seed_chunk, [sub_obj[s] for s in sub_chunk], cell
+
+    def work_units(self, learners: list[Learner], grid: list[Run]) -> dict[str, str]:
+        """run id -> the name of the unit of work that computes it (a closed-form seed or a
+        training chunk); shards split the grid by unit, so that every run is computed in the
+        same batch as in one process."""
+        units: dict[str, str] = {}
+        for lrn in learners:
+            mine = [r for r in grid if r.learner is lrn]
+            if lrn.solver == "closed_form":
+                for r in mine:
+                    units[r.run_id] = f"{lrn.label}|seed={r.seed}"
+                continue
+            for m, seeds, subs, cell in self.chunk_cells(lrn, mine):
+                key = f"{lrn.label}|m={m}|seeds={seeds}|subsets={[str(s) for s in subs]}"
+                units.update(dict.fromkeys((r.run_id for r in cell), key))
+        return units
 
     def _chunks(self, learner, m, seeds, subs):
-        src = self.source
-        rows = min(m, learner.batch_size) if learner.batch_size else m
-        conv = learner.encoder == "conv" and learner.kind == "late_fusion"
-        steps = src.steps if conv else dict.fromkeys(src.names, 1)
-        T, w = max(steps.values()), learner.window if conv else 1  # conv: per-step activations
-        widths = {
-            "linear": src.out_dim,
-            "early_fusion": 2 * learner.latent_dim + src.out_dim,
-            "late_fusion": len(src.names) * (learner.hidden * T + 2 * learner.latent_dim)
-            + src.out_dim,
-        }
-        per_model = (
-            rows * widths[learner.kind] * 4 * 6
-            + 4
-            * 4
-            * sum(src.dims.values())
-            * max(learner.hidden, learner.latent_dim, src.out_dim)
-            * w
-        )
-        # the data, and (conv) its windows
-        per_group = m * sum(d * steps[k] for k, d in src.dims.items()) * 4 * (2 * w)
+        per_model, per_group = model_bytes(self.source, learner, m)
         budget = self.memory_budget
         s_chunk = max(1, min(len(subs), int((budget - per_group) // max(per_model, 1))))
         g_chunk = max(1, min(len(seeds), int(budget // max(per_group + s_chunk * per_model, 1))))
@@ -430,37 +498,63 @@ class Runner:
             dtype=dtype,
             batch_keys=[("batches", src.identity, m, seed) for seed in seeds],
         )
-        models = Models(learner, res.params, plan)
-        truth = self._truth(seeds, dtype)
-        risk_est = risk(models, truth, src.risk_method)
-        eta_est = eta(models, truth, src.eta_method)
-        more = self._more_etas(models, res.snapshots, truth)
-        for name, values in res.diagnostics.items():
-            more[f"diag_{name}"] = _diagnostic(values)
-        wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
+        # a non-finite (diverged) model would poison every batched step after training
+        # (one eigh over the chunk fails for all): its parameters are replaced by its finite
+        # initialisation for those steps, and its record says diverged with no risk or eta
+        fallback = {k: v.detach() for k, v in stack_params(inits, plan, self.device, dtype).items()}
+        bad = res.diverged.to(torch.bool).cpu() | ~finite_models(res.params, plan).cpu()
+        snapshots = {}
+        for snap in res.snapshots.values():
+            bad |= ~finite_models(snap, plan).cpu()
+        params = replace_models(res.params, plan, bad, fallback) if bad.any() else res.params
+        for name, snap in res.snapshots.items():
+            snapshots[name] = replace_models(snap, plan, bad, fallback) if bad.any() else snap
+        models = Models(learner, params, plan)
+        # measured one seed at a time: memory holds one seed's samples whatever the number
+        # of seeds, and a model's numbers never depend on which seeds share its chunk
         wanted = {(r.seed, str(r.subset)): r for r in m_runs}
         records = []
         for g, seed in enumerate(seeds):
-            for s, sub in enumerate(subsets):
-                run = wanted.get((seed, str(sub)))
-                if run is None or (self.store is not None and run.run_id in self.store):
-                    continue
+            cells = [
+                (s, wanted[(seed, str(sub))])
+                for s, sub in enumerate(subsets)
+                if (seed, str(sub)) in wanted
+                and not (self.store is not None and wanted[(seed, str(sub))].run_id in self.store)
+            ]
+            if not cells:
+                continue
+            one = slice(g, g + 1)
+            mg = models.groups(one)
+            truth = self._truth([seed], dtype)
+            risk_est = risk(mg, truth, src.risk_method)
+            eta_est = eta(mg, truth, src.eta_method)
+            snaps = {n: {k: v[one] for k, v in p.items()} for n, p in snapshots.items()}
+            more = self._more_etas(mg, snaps, truth)
+            for s, run in cells:
+                columns = {col: fn(0, s) for col, fn in more.items()}
+                for name, values in res.diagnostics.items():
+                    columns[f"diag_{name}"] = _diagnostic(values)(g, s)
                 records.append(
                     self._record(
                         run,
                         train_risk=res.train_loss[g, s].item(),
                         risk_est=risk_est,
                         eta_est=eta_est,
-                        g=g,
+                        g=0,
                         s=s,
-                        converged=bool(res.converged[g, s]),
-                        diverged=bool(res.diverged[g, s]),
+                        converged=bool(res.converged[g, s]) and not bool(bad[g, s]),
+                        diverged=bool(bad[g, s]),
                         grad_norm=float(res.grad_norm[g, s]),
-                        wall=wall,
                         dtype=str(dtype).split(".")[-1],
-                        extra_columns={col: fn(g, s) for col, fn in more.items()},
+                        extra_columns=columns,
                     )
                 )
+            del truth
+            self.release_samples()
+        wall = (time.perf_counter() - t0) / (len(seeds) * len(subsets))
+        for rec in records:
+            rec["wall_s"] = wall
+        del models, params, res
         self._flush(records)
 
     def _more_etas(self, models: Models, snapshots: dict, truth: Truth) -> dict:

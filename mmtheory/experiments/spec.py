@@ -55,6 +55,8 @@ from mmtheory.models import resolve_learners
 __all__ = ["SweepSpec", "load_spec", "parse_spec"]
 
 #: Parameters whose value is itself a list; a grid over them is a list of lists.
+#: The most seeds a spec may ask for (a count, or a list's length).
+MAX_SEEDS = 100_000
 _LIST_PARAMS = {"dims", "names", "noise", "strength", "feature_scale"}
 _TOP_KEYS = {"name", "device", "dtype", "world", "data", "learner", "grid", "estimation"}
 _DATA_KEYS = {"path"}
@@ -97,6 +99,10 @@ def _as_spec_error(field_name: str, fn, *args):
         return fn(*args)
     except (ValueError, TypeError) as err:
         raise SpecError(f"{field_name}: {err}") from None
+    except (MemoryError, OverflowError) as err:
+        raise SpecError(
+            f"{field_name}: too large to build in memory ({err or 'MemoryError'})"
+        ) from None
 
 
 def _unknown(keys, allowed, where):
@@ -191,9 +197,13 @@ def parse_spec(doc: dict, *, where: str = "spec", base: Path | None = None) -> S
         m = _checked(check_int_list, grid.get("m", [100]), "grid.m", low=2)
     seeds_raw = grid.get("seeds", 5)
     if isinstance(seeds_raw, int) and not isinstance(seeds_raw, bool):
-        seeds = list(range(_checked(check_int, seeds_raw, "grid.seeds (a count)", low=1)))
+        seeds = list(
+            range(_checked(check_int, seeds_raw, "grid.seeds (a count)", low=1, high=MAX_SEEDS))
+        )
     else:
         seeds = _checked(check_int_list, seeds_raw, "grid.seeds", low=0)
+        if len(seeds) > MAX_SEEDS:
+            raise SpecError(f"grid.seeds must list at most {MAX_SEEDS} seeds, got {len(seeds)}")
     subsets = grid.get("subsets", "all")
     _as_spec_error("grid.subsets", parse_subsets, subsets, worlds[0].names)
     est = _table(doc, "estimation", _EST_KEYS)
@@ -223,12 +233,20 @@ def parse_spec(doc: dict, *, where: str = "spec", base: Path | None = None) -> S
 def load_spec(path: str | Path) -> SweepSpec:
     """Read and validate a TOML spec file."""
     path = Path(path)
+    if not str(path).strip():
+        raise SpecError(f"spec path must name a TOML file, got {str(path)!r}")
     if not path.exists():
         raise FileNotFoundError(f"spec file {str(path)!r} does not exist")
+    if path.is_dir():
+        raise SpecError(f"{path}: is a directory, expected a TOML spec file")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
         raise SpecError(f"{path}: not valid TOML: {err}") from None
     except UnicodeDecodeError:
         raise SpecError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise SpecError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except OSError as err:
+        raise SpecError(f"{path}: cannot read the spec ({err.strerror or err})") from None
     return parse_spec(doc, where=str(path), base=path.parent)

@@ -13,6 +13,7 @@ go to the ``mmtheory`` logger, which the command line prints.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from mmtheory._version import __version__
-from mmtheory.core.io import write_csv_atomic
+from mmtheory.core.io import prepare_output_dir, write_csv_atomic
 from mmtheory.core.subsets import parse_subsets
 from mmtheory.core.validation import check_choice
 from mmtheory.engine import default_memory_budget, resolve_device
@@ -30,23 +31,23 @@ from mmtheory.experiments.grid import (
     check_seeds,
     check_shard,
     check_sizes,
-    in_shard,
     plan_runs,
+    unit_in_shard,
 )
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.results import f1_table, results_table
-from mmtheory.experiments.runner import Runner
+from mmtheory.experiments.runner import Runner, model_bytes
 from mmtheory.experiments.sources import make_source
 from mmtheory.models import resolve_learners
 
-__all__ = ["SpecPlan", "describe_spec", "run_spec", "stale_runs", "sweep"]
+__all__ = ["SpecPlan", "check_memory", "describe_spec", "run_spec", "stale_runs", "sweep"]
 
 log = logging.getLogger("mmtheory")
 
 
 def _progress_label(source, learners, out) -> str:
-    """What the bar is doing: the phase (the output folder's name), the world and the
-    learners, e.g. ``correlation: LinearWorld rho=0.5 | linear``."""
+    """What the bar is doing: the phase (the output folder's name), the world and its varied
+    parameters, and the learners, e.g. ``correlation: linear rho=0.5 | linear``."""
     phase = Path(out).name if out else "sweep"
     params = getattr(source, "params", None) or {}
     varied = ", ".join(f"{k}={params[k]}" for k in ("rho", "overlap", "noise") if k in params)
@@ -89,9 +90,13 @@ def sweep(
     n_test, n_refit, n_eval : sizes of the fresh test, head-refit and eta-evaluation samples
     branch_eta : also measure eta of each modality's branch (late fusion with concatenation):
         columns ``eta_branch_<modality>``
-    shard : (i, n) with 1 <= i <= n: run only the runs of shard i of n (by run id), writing
-        to this shard's own record file in ``out``; n processes with the same spec and
-        ``out`` share the grid, and a final run without ``shard`` merges (nothing to train)
+    shard : (i, n) with 1 <= i <= n: run only the units of work of shard i of n (a
+        closed-form seed, or a training chunk fixed by the whole grid and the memory budget,
+        by a hash of its name), writing to this shard's own record file in ``out``; n
+        processes with the same spec and ``out`` share the grid, and a final run without
+        ``shard`` merges (nothing to train). Every run is computed in the batch it would
+        have in one process, so the merged table is the single-process table bit for bit
+        (CPU; the same ``memory_budget`` everywhere)
 
     Returns
     -------
@@ -110,55 +115,98 @@ def sweep(
         extra["branch_eta"] = True
     runs = plan_runs(source.identity, learners, subs, sizes, seed_list, extra)
     shard = check_shard(shard, out)
+    if out is not None:
+        prepare_output_dir(out, "out")
     store = RecordStore(out, shard) if out is not None else None
-    pending = [r for r in runs if store is None or r.run_id not in store]
-    if store is not None:
-        stale = stale_runs(store, source.identity, runs)
-        if stale:
-            log.warning(
-                "%d finished run(s) in %s were computed with other learner settings or "
-                "estimation sizes or another mmtheory version (%s); kept in the records, not "
-                "reused: those cells are recomputed",
-                len(stale),
-                out,
-                ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
+    try:
+        pending = [r for r in runs if store is None or r.run_id not in store]
+        if store is not None:
+            stale = stale_runs(store, source.identity, runs)
+            if stale:
+                log.warning(
+                    "%d finished run(s) in %s were computed with other learner settings or "
+                    "estimation sizes or another mmtheory version (%s); kept in the records, not "
+                    "reused: those cells are recomputed",
+                    len(stale),
+                    out,
+                    ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
+                )
+        budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
+        runner = Runner(source, dev, dtype, store, budget, extra, branch_eta)
+        runs_in_view = runs
+        if shard is not None:  # whole units of work, so that batches match one process
+            units = runner.work_units(learners, runs)
+            runs_in_view = [r for r in runs if unit_in_shard(units[r.run_id], shard)]
+            mine = {r.run_id for r in runs_in_view}
+            pending = [r for r in pending if r.run_id in mine]
+        if pending:
+            check_memory(source, learners, sizes, len(subs))
+        with tqdm(
+            total=len(runs_in_view),
+            initial=len(runs_in_view) - len(pending),
+            disable=not progress,
+            desc=_progress_label(source, learners, out),
+            unit="model",
+        ) as bar:
+            runner.on_records = lambda recs: bar.update(len(recs))
+            for lrn in learners:
+                todo = [r for r in pending if r.learner is lrn]
+                if not todo:
+                    continue
+                grid = [r for r in runs if r.learner is lrn]
+                if lrn.solver == "closed_form":
+                    runner.closed_form(lrn, todo, grid)
+                else:
+                    runner.iterative(lrn, todo, grid)
+                if store is not None:
+                    _write_results(store, runs, out)
+        records = {r["run_id"]: r for r in runner.new_records}
+        if store is not None:
+            records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
+        return results_table([records[r.run_id] for r in runs if r.run_id in records])
+    finally:
+        if store is not None:
+            store.close()  # release the writer lock
+
+
+def physical_memory() -> float:
+    """Bytes of memory of this machine (infinite where the platform does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def check_memory(source, learners, sizes: list[int], n_subsets: int) -> None:
+    """Refuse, before any work, a grid whose smallest unit of work cannot fit in this
+    machine's memory: one seed's samples (training prefix, test, refit and evaluation
+    samples), one model with its group's data, or one closed-form Gram matrix per subset.
+    A ValueError names the quantity, the estimate and the limit."""
+    limit = physical_memory()
+    gib = 2.0**30
+    width = sum(source.dims.values())
+    extra = sum(getattr(source, k, 0) for k in ("n_test", "n_refit", "n_eval"))
+    rows = max(sizes) + (extra if source.max_train is None else 0)
+    need = {"one seed's samples (float64, rows x features)": 2 * 8 * rows * width}
+    for lrn in learners:
+        if lrn.solver == "closed_form":
+            need[f"the closed-form Gram matrices of learner {lrn.label!r}"] = (
+                8 * n_subsets * (width + 1) ** 2 * 3
             )
-    runs_in_view = runs if shard is None else [r for r in runs if in_shard(r, shard)]
-    if shard is not None:
-        mine = {r.run_id for r in runs_in_view}
-        pending = [r for r in pending if r.run_id in mine]
-    budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
-    with tqdm(
-        total=len(runs_in_view),
-        initial=len(runs_in_view) - len(pending),
-        disable=not progress,
-        desc=_progress_label(source, learners, out),
-        unit="model",
-    ) as bar:
-        runner = Runner(
-            source,
-            dev,
-            dtype,
-            store,
-            budget,
-            extra,
-            branch_eta,
-            on_records=lambda recs: bar.update(len(recs)),
-        )
+    if any(lrn.solver != "closed_form" for lrn in learners):
         for lrn in learners:
-            todo = [r for r in pending if r.learner is lrn]
-            if not todo:
-                continue
-            if lrn.solver == "closed_form":
-                runner.closed_form(lrn, todo)
-            else:
-                runner.iterative(lrn, todo)
-            if store is not None:
-                _write_results(store, runs, out)
-    records = {r["run_id"]: r for r in runner.new_records}
-    if store is not None:
-        records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
-    return results_table([records[r.run_id] for r in runs if r.run_id in records])
+            if lrn.solver != "closed_form":
+                per_model, per_group = model_bytes(source, lrn, max(sizes))
+                need[f"one model of learner {lrn.label!r} at m = {max(sizes)}"] = (
+                    per_model + per_group
+                )
+    for what, nbytes in need.items():
+        if nbytes > limit:
+            raise ValueError(
+                f"refused before any work: {what} would need about {nbytes / gib:,.1f} GiB, "
+                f"more than this machine's {limit / gib:,.1f} GiB of memory; use smaller "
+                "sizes (grid.m, n_test, n_refit, n_eval), dimensions or models"
+            )
 
 
 def stale_runs(store: RecordStore, identity: str, runs: list[Run]) -> list[dict]:
@@ -212,7 +260,7 @@ def describe_spec(spec, device: str | None = None) -> SpecPlan:
     return SpecPlan(
         spec.name,
         spec.n_runs,
-        [w.identity() if callable(w.identity) else w.identity for w in spec.worlds],
+        [w.identity() for w in spec.worlds],
         [(lrn.label, lrn.settings()) for lrn in spec.learners],
         [str(s) for s in subs],
         list(spec.m),
@@ -232,7 +280,7 @@ def run_spec(
     shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
     """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
-    Path(out).mkdir(parents=True, exist_ok=True)
+    prepare_output_dir(out, "out")
     tables = []
     for world in spec.worlds:
         tables.append(

@@ -33,6 +33,8 @@ __all__ = [
     "weight",
     "stack_params",
     "per_model_sq_norm",
+    "finite_models",
+    "replace_models",
     "select_parts",
     "branch_params",
 ]
@@ -134,6 +136,24 @@ def per_model_sq_norm(
         else:
             total = total + sq
     return total
+
+
+def finite_models(params: Params, plan: ModelPlan) -> torch.Tensor:
+    """(G, S) bool: True where every entry of the model's parameters is finite (a sum of
+    squares in float64, so a large but finite float32 entry does not count as overflow)."""
+    return torch.isfinite(per_model_sq_norm(params, plan, dtype=torch.float64))
+
+
+def replace_models(params: Params, plan: ModelPlan, mask: torch.Tensor, other: Params) -> Params:
+    """``params`` with the models where ``mask`` (G, S) is True taken from ``other`` (same
+    slots and shapes); every other model's tensors are copied unchanged, bit for bit."""
+    out: Params = {}
+    for slot, t in params.items():
+        cols = plan.members(plan.names.index(slot.modality)) if slot.per_modality else None
+        m = mask[:, cols] if cols is not None else mask
+        m = m.to(t.device).reshape(*m.shape, *([1] * (t.dim() - 2)))
+        out[slot] = torch.where(m, other[slot].to(t.dtype), t)
+    return out
 
 
 def select_parts(params: Params, parts: Iterable[str]) -> Params:

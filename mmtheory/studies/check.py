@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmtheory.core.io import write_csv_atomic
+from mmtheory.core.validation import check_real
 from mmtheory.theory.check import check, selection_table
 from mmtheory.theory.contributions import contributions_table
 
@@ -31,6 +32,9 @@ def check_dir(run_dir: str | Path, delta: float = 0.05, radius: float | None = N
     """Read ``run_dir/results.csv``; write ``bounds.csv``, ``predictions.csv`` and
     ``contributions.csv`` and ``selection.csv`` (the paper's selection rule scored against the
     truth) beside it (each saved before anything is returned)."""
+    delta = check_real(delta, "--delta", low=0, high=1, low_open=True, high_open=True)
+    if radius is not None:
+        radius = check_real(radius, "--radius", low=0, low_open=True)
     run_dir = Path(run_dir)
     path = run_dir / "results.csv"
     if not path.exists():

@@ -39,7 +39,7 @@ import pandas as pd
 from scipy import optimize
 
 from mmtheory.core.seeding import derive
-from mmtheory.core.subsets import parse_subset
+from mmtheory.core.subsets import label_size, parse_subset
 
 __all__ = [
     "CROSSOVER_COLUMNS",
@@ -454,7 +454,7 @@ def predict(world, learner="linear", subsets="all", m=(100,)) -> pd.DataFrame:
                         world_id=world.world_id,
                         learner=learner_obj.label,
                         subset=subset,
-                        n_modalities=len(subset.split("+")),
+                        n_modalities=label_size(subset),
                         eta=r["test_risk"] - r["bayes_risk"],
                     )
                 )

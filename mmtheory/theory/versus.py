@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from mmtheory.core.subsets import label_size
 from mmtheory.theory.predicted import predict, predict_crossovers
 from mmtheory.theory.statistics import LEVEL
 
@@ -183,7 +184,7 @@ def theory_vs_measured(
         if world is None:
             continue
         sizes = sorted(int(v) for v in g.m.unique())
-        subsets = sorted(g.subset.unique(), key=lambda s: (len(s.split("+")), s))
+        subsets = sorted(g.subset.unique(), key=lambda s: (label_size(s), s))
         try:
             pred = predict(world, learner, subsets, sizes)
             cross = predict_crossovers(world, learner, subsets, seeds=int(g.seed.nunique()))
