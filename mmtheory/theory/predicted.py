@@ -224,6 +224,8 @@ CROSSOVER_COLUMNS = [
     "learner",
     "M",
     "N",
+    "p_M",
+    "p_N",
     "m_star",
     "m_star_se",
     "exists",
@@ -518,6 +520,8 @@ def predict_crossovers(world, learner="linear", subsets="all", seeds: int | None
             rows.append(
                 dict(
                     base,
+                    p_M=pm.p,
+                    p_N=pn.p,
                     m_star=m_star,
                     m_star_se=se,
                     exists=math.isfinite(m_star),

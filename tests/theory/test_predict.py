@@ -111,6 +111,7 @@ def test_crossover_prediction_and_negative_control():
     s2m = world.bayes_risk() + world.eta_inf("m1+m2")
     s2n = world.bayes_risk() + world.eta_inf("m1")
     assert row.m_star == pytest.approx(pm + 2 + (pm - 3) * s2m / (s2n - s2m))
+    assert (row.p_M, row.p_N) == (pm, 3)
     assert row.regime == "exact" and row.exists
     sizes = sorted({*np.geomspace(14, 6 * row.m_star, 12).round().astype(int)})
     res = sweep(
@@ -217,7 +218,17 @@ def test_accuracy_summary_counts_only_scored_cells():
             rel_error=[0.01, -0.03, np.nan],
         )
     )
-    cross = pd.DataFrame(dict(regime=["exact"], inside=[True], rel_error=[0.02]))
+    cross = pd.DataFrame(
+        dict(
+            regime=["exact", "exact"],
+            inside=[True, False],
+            rel_error=[0.02, 0.1],
+            m_star_predicted=[100.0, 30.0],
+            p_M=[20, 20],
+        )
+    )
     s = accuracy_summary(risk, cross).set_index("quantity")
     assert s.loc["expected test risk, m > p + 10", "n"] == 2
-    assert s.loc["crossover m*", "inside_share"] == 1.0
+    assert s.loc["crossover m*", "inside_share"] == 0.5
+    assert s.loc["crossover m*, m* > 2 p_M", "inside_share"] == 1.0
+    assert s.loc["crossover m*, m* <= 2 p_M", "inside_share"] == 0.0
