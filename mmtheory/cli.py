@@ -428,9 +428,9 @@ def _data(args) -> None:
         loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
         if loaded.train.n_classes is None:
             raise ValueError(
-                f"{args.path}: key 'y' holds float targets (regression); `mmtheory data` "
-                "trains classifiers: give integer class ids, or run regression data with "
-                "the Python API, sweep(MultiModalData, test=...)"
+                f"{args.path}: key 'y' holds float targets (regression); --protocol paper "
+                "trains classifiers: run regression data with --protocol splits (the "
+                "default), or give integer class ids"
             )
         report = run_real(
             loaded,
