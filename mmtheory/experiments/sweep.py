@@ -24,6 +24,7 @@ from mmtheory.core.io import write_csv_atomic
 from mmtheory.core.subsets import parse_subsets
 from mmtheory.core.validation import check_choice
 from mmtheory.engine import default_memory_budget, resolve_device
+from mmtheory.engine.threads import numpy_blas_threads
 from mmtheory.experiments.grid import (
     Run,
     check_seeds,
@@ -35,6 +36,7 @@ from mmtheory.experiments.grid import (
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.results import results_table
 from mmtheory.experiments.runner import Runner
+from mmtheory.experiments.shared import SharedWork
 from mmtheory.experiments.sources import make_source
 from mmtheory.models import resolve_learners
 
@@ -61,6 +63,7 @@ def sweep(
     memory_budget: float | None = None,
     branch_eta: bool = False,
     shard: tuple[int, int] | None = None,
+    shared: SharedWork | None = None,
 ) -> pd.DataFrame:
     """Train an ERM model for every (learner, subset, m, seed); measure risk and eta.
 
@@ -81,6 +84,9 @@ def sweep(
     shard : (i, n) with 1 <= i <= n: run only the runs of shard i of n (by run id), writing
         to this shard's own record file in ``out``; n processes with the same spec and
         ``out`` share the grid, and a final run without ``shard`` merges (nothing to train)
+    shared : a :class:`~mmtheory.experiments.shared.SharedWork` passed to every sweep of a
+        series (a multi-world spec): record files are read once, and worlds that differ
+        only in their target draw and factor their features once per seed (same numbers)
 
     Returns
     -------
@@ -99,7 +105,9 @@ def sweep(
         extra["branch_eta"] = True
     runs = plan_runs(source.identity, learners, subs, sizes, seed_list, extra)
     shard = check_shard(shard, out)
-    store = RecordStore(out, shard) if out is not None else None
+    store = None
+    if out is not None:
+        store = shared.store(out, shard) if shared is not None else RecordStore(out, shard)
     pending = [r for r in runs if store is None or r.run_id not in store]
     if store is not None:
         stale = stale_runs(store, source.identity, runs)
@@ -117,13 +125,18 @@ def sweep(
         mine = {r.run_id for r in runs_in_view}
         pending = [r for r in pending if r.run_id in mine]
     budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
-    with tqdm(
-        total=len(runs_in_view),
-        initial=len(runs_in_view) - len(pending),
-        disable=not progress,
-        desc=f"sweep {source.name}",
-        unit="model",
-    ) as bar:
+    # numpy only draws samples and evaluates oracles here: one BLAS thread, so that its
+    # spinning pool does not take the cores from torch's (engine.threads)
+    with (
+        numpy_blas_threads(1),
+        tqdm(
+            total=len(runs_in_view),
+            initial=len(runs_in_view) - len(pending),
+            disable=not progress,
+            desc=f"sweep {source.name}",
+            unit="model",
+        ) as bar,
+    ):
         runner = Runner(
             source,
             dev,
@@ -133,6 +146,7 @@ def sweep(
             extra,
             branch_eta,
             on_records=lambda recs: bar.update(len(recs)),
+            shared=shared,
         )
         for lrn in learners:
             todo = [r for r in pending if r.learner is lrn]
@@ -211,8 +225,10 @@ def run_spec(
     progress: bool = True,
     shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
+    """Run every world of a parsed spec into ``out`` (one records store, read once; one
+    results.csv); worlds that differ only in their target share their draws."""
     Path(out).mkdir(parents=True, exist_ok=True)
+    shared = SharedWork()
     tables = []
     for world in spec.worlds:
         tables.append(
@@ -227,6 +243,7 @@ def run_spec(
                 out=out,
                 progress=progress,
                 shard=shard,
+                shared=shared,
                 **spec.estimation,
             )
         )
