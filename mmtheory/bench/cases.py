@@ -44,10 +44,12 @@ SMALL_SIZES = [20, 40, 80, 160, 320, 640]
 COMPUTE_SIZES = [50, 100, 250, 500, 1000, 2000]
 
 #: float32 outputs after 100 Adam steps: the batched engine and the loop sum in different
-#: orders, so they agree to float32 rounding amplified by the optimiser, not bit for bit.
-#: Measured agreement is ~1e-5; 1e-3 of the outputs' scale catches any real difference
-#: (a wrong subset, a missing step, a different optimiser) by orders of magnitude.
-MLP_TOL = 1e-3
+#: orders, and Adam's normalised steps amplify the float32 rounding (at m = 80 the logits
+#: reach about 120 and two correct paths differ by 0.2, 1.6e-3 of that scale). 1e-2 of the
+#: outputs' scale still catches a wrong subset, optimiser or step count, which move the
+#: outputs by tens of percent (tests/bench/test_referee.py); the float64 equality of the
+#: paths is tested exactly in tests/engine.
+MLP_TOL = 1e-2
 
 #: train MSE of float64 minimum-norm least squares: the paths agree to ~1e-10 relative;
 #: a wrong (non-rank-revealing) solver is off by tens of percent (the issue: gelsy).
