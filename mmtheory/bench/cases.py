@@ -43,13 +43,14 @@ SMALL_SIZES = [20, 40, 80, 160, 320, 640]
 
 COMPUTE_SIZES = [50, 100, 250, 500, 1000, 2000]
 
-#: float32 outputs after 100 Adam steps: the batched engine and the loop sum in different
-#: orders, and Adam's normalised steps amplify the float32 rounding (at m = 80 the logits
-#: reach about 120 and two correct paths differ by 0.2, 1.6e-3 of that scale). 1e-2 of the
-#: outputs' scale still catches a wrong subset, optimiser or step count, which move the
-#: outputs by tens of percent (tests/bench/test_referee.py); the float64 equality of the
-#: paths is tested exactly in tests/engine.
-MLP_TOL = 1e-2
+#: float32 training for 100 Adam steps: the batched engine and the loop sum in different
+#: orders, and Adam's normalised steps amplify the rounding, so single logits of two
+#: correct paths drift apart (measured: 0.9 on logits of scale 32 at m = 320). Their
+#: training losses agree far better; a wrong subset, optimiser or step count moves a
+#: model's loss by tens of percent. The check: every model's final training loss within
+#: 2% of the batched path's (the paths' float64 equality is tested exactly in
+#: tests/engine).
+MLP_TOL = 2e-2
 
 #: train MSE of float64 minimum-norm least squares: the paths agree to ~1e-10 relative;
 #: a wrong (non-rank-revealing) solver is off by tens of percent (the issue: gelsy).
@@ -104,12 +105,17 @@ def _warm_up(learner, world, subs, device):
 
 
 def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
-    scale = float(want.abs().max().clamp_min(1.0))
-    err = float((got - want).abs().max())
-    if not err <= tol * scale:
+    """``got`` and ``want``: per-model losses; relative agreement within ``tol``."""
+    err = float(((got - want).abs() / want.abs().clamp_min(1e-3)).max())
+    if not err <= tol:
         raise PathDisagrees(
-            f"{name}: max |difference| {err:.3g} from the batched path (allowed {tol * scale:.3g})"
+            f"{name}: training loss {err:.3g} (relative) from the batched path's (allowed {tol})"
         )
+
+
+def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the last-but-one axis: out (..., m, C), y (..., m)."""
+    return (torch.logsumexp(out, -1) - out.gather(-1, y[..., None]).squeeze(-1)).mean(-1)
 
 
 def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, progress=True):
@@ -176,7 +182,12 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
                 for i, model in enumerate(models):
                     s, j = divmod(i, len(subs))
                     x = {k: xs[c][s] for c, k in enumerate(world.names)}
-                    _check(f"loop K={K} m={m} model {i}", model(x), want[s, j], MLP_TOL)
+                    _check(
+                        f"loop K={K} m={m} model {i}",
+                        _loss(model(x), y[s]),
+                        _loss(want[s, j], y[s]),
+                        MLP_TOL,
+                    )
             bar.update(len(subs) * seeds)
         if vmap:
             flat = [inits[s][j] for s in range(seeds) for j in range(len(subs))]
@@ -200,7 +211,12 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
             )
             sync(device)
             row["vmap_s"] = time.perf_counter() - t0
-            _check(f"vmap K={K} m={m}", outs[0], want.flatten(0, 1), MLP_TOL)
+            _check(
+                f"vmap K={K} m={m}",
+                _loss(outs[0], targets),
+                _loss(want.flatten(0, 1), targets),
+                MLP_TOL,
+            )
             bar.update(len(subs) * seeds)
         per_size.append(row)
     bar.close()

@@ -94,15 +94,15 @@ def test_mlp_case_paths_agree_and_report_per_size_times(monkeypatch):
 def test_mlp_case_rejects_a_loop_that_trains_differently(monkeypatch):
     real = cases.train_loop
 
-    def one_step_short(learner, *args, **kw):
+    def other_lr(learner, *args, **kw):
         from dataclasses import replace
 
-        return real(replace(learner, steps=learner.steps - 1), *args, **kw)
+        return real(replace(learner, lr=10 * learner.lr), *args, **kw)
 
-    monkeypatch.setattr(cases, "train_loop", one_step_short)
+    monkeypatch.setattr(cases, "train_loop", other_lr)
     monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
     with pytest.raises(PathDisagrees, match="loop"):
-        mlp_case(2, [12], torch.device("cpu"), seeds=1, steps=3, vmap=False, progress=False)
+        mlp_case(2, [12], torch.device("cpu"), seeds=1, steps=10, vmap=False, progress=False)
 
 
 def test_train_flops_skip_the_first_layers_input_gradient():
