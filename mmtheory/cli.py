@@ -214,6 +214,12 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated case names to run (default all; 'agreement' compares "
         "the device's tables with the CPU's)",
     )
+    b.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads for torch and numpy's BLAS, the same for every path (default: torch's)",
+    )
     return p
 
 
@@ -528,7 +534,9 @@ def _bench(args) -> None:
     from mmtheory.bench.run import run_bench
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
-    _, written = run_bench(device=args.device, out=args.out, quick=args.quick, cases=cases)
+    _, written = run_bench(
+        device=args.device, out=args.out, quick=args.quick, cases=cases, threads=args.threads
+    )
     for path in written:
         print(path.read_text(encoding="utf-8"))
 

@@ -215,7 +215,11 @@ class LinearLatentWorld(World):
 
     def sample(self, n: int, seed: SeedLike = None) -> MultiModalData:
         n = self._check_n(n)
-        z = self.sample_latent(n, seed)
+        return self.sample_from_latent(self.sample_latent(n, seed), seed)
+
+    def sample_from_latent(self, z: np.ndarray, seed: SeedLike = None) -> MultiModalData:
+        """The sample ``sample(n, seed)`` built from its latent ``z`` (n, r): features
+        from ``z`` and the ``noise`` streams, targets from :meth:`targets_from_latent`."""
         x = {}
         for k in self.names:
             xk = self._features(z, k)
@@ -223,17 +227,45 @@ class LinearLatentWorld(World):
                 e = _draw(as_generator(seed, "noise", k), xk.shape, self.latent)
                 xk = xk + self._noise[k] * e
             x[k] = xk
+        y = self.targets_from_latent(z, seed)
+        if self.task == "regression":
+            return MultiModalData(x, y)
+        return MultiModalData(x, y, n_classes=self.output_dim)
+
+    def targets_from_latent(self, z: np.ndarray, seed: SeedLike = None) -> np.ndarray:
+        """The targets of ``sample(n, seed)`` from its latent ``z`` (n, r): (n,) or (n, p)
+        floats (regression), (n,) int64 labels (classification)."""
         signal = z @ self._B.T
         if self.task == "regression":
             y = signal
             if self._label_noise > 0:
                 y = y + self._label_noise * _draw(as_generator(seed, "label"), y.shape, self.latent)
-            y = y[:, 0] if y.shape[1] == 1 else y
-            return MultiModalData(x, y)
-        u = as_generator(seed, "label").random(n)
+            return y[:, 0] if y.shape[1] == 1 else y
+        u = as_generator(seed, "label").random(len(z))
         p = _softmax(signal)
         labels = np.minimum((np.cumsum(p, axis=1) < u[:, None]).sum(axis=1), p.shape[1] - 1)
-        return MultiModalData(x, labels.astype(np.int64), n_classes=self.output_dim)
+        return labels.astype(np.int64)
+
+    def shared_draw_key(self) -> str | None:
+        """Worlds with equal keys draw the same latent and the same features for every
+        ``(n, seed)`` and differ only in their targets (Table 4's overlap worlds), so a
+        sweep over them may draw and factor the features once per seed. The key hashes
+        everything the latent and features depend on: the class (its ``_features``), the
+        latent's size and law, each modality's map and noise level. None for a subclass
+        that draws its samples another way."""
+        if type(self).sample is not LinearLatentWorld.sample or (
+            type(self).sample_from_latent is not LinearLatentWorld.sample_from_latent
+        ):
+            return None
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(f"{type(self).__module__}.{type(self).__qualname__}".encode())
+        h.update(f"{self.latent_dim}|{self.latent}|{self.names}".encode())
+        for k in self.names:
+            h.update(f"{k}|{self._noise[k]!r}|{self._T[k].shape}".encode())
+            h.update(np.ascontiguousarray(self._T[k]).tobytes())
+        return h.hexdigest()
 
     def _features(self, z: np.ndarray, name: str) -> np.ndarray:
         """Noise-free features of modality ``name``: z T_k^T (subclasses may use structure)."""

@@ -7,9 +7,21 @@ Cases (each trains the same models, from the same initial parameters, for the sa
   steps. Batched = one call per sample size (seeds on G, subsets on S).
 - ``mlp-compute-K3``: the same at sample sizes 50..2,000; reports achieved GFLOP/s
   against the float32 matmul peak measured in the same run.
-- ``closed-form-table4``: the paper's Table 4 grid (5 overlaps x 5 seeds x 4 cumulative
-  subsets, 20,000 samples, d = 100) through ``sweep``; loop = ``numpy.linalg.lstsq`` per
-  model; vmap = batched ``torch.linalg.lstsq`` on zero-filled designs.
+- ``closed-form-table4``: the solves of the paper's Table 4 grid (5 overlaps x 5 seeds x 4
+  cumulative subsets, 20,000 samples, d = 100, float64) on the same drawn designs:
+  batched = ``fit_least_squares``; loop = ``numpy.linalg.lstsq`` per model; vmap =
+  ``torch.linalg.lstsq`` with the rank-revealing ``gelsd`` driver on zero-filled designs
+  (CUDA: batched eigendecompositions, since its only driver assumes full rank). Drawing
+  and test risk are outside every timing.
+- ``table4-grid``: the same grid end to end through ``sweep``: ``batched`` = the series
+  sharing features across worlds (``SharedWork``), ``loop`` = one independent sweep per
+  world (the old path); CPU seconds of both are recorded.
+
+Fairness: every path gets the same data, initial parameters and number of threads (torch
+and numpy's BLAS pinned to ``threads``), a warm-up, and its answers are checked against
+the batched path's before its time counts (``PathDisagrees`` otherwise). The MLP loop and
+vmap use fused Adam, as a careful researcher would. Per-size times of the MLP cases go to
+``<stem>-sizes.csv``.
 
 Peak memory: ``batched_peak_mib`` is the extra memory the batched path held at its peak,
 above what was allocated before it started: on CUDA from the caching allocator
@@ -31,10 +43,17 @@ import pandas as pd
 import torch
 
 from mmtheory.bench.agreement import agreement_markdown, device_agreement
-from mmtheory.bench.cases import COMPUTE_SIZES, SMALL_SIZES, closed_form_case, mlp_case
+from mmtheory.bench.cases import (
+    COMPUTE_SIZES,
+    SMALL_SIZES,
+    closed_form_case,
+    mlp_case,
+    table4_grid_case,
+)
 from mmtheory.bench.memory import matmul_peak
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
 from mmtheory.engine import resolve_device
+from mmtheory.engine.threads import pin_threads
 
 __all__ = ["run_bench"]
 
@@ -45,11 +64,16 @@ def run_bench(
     quick: bool = False,
     progress: bool = True,
     cases: Sequence[str] | None = None,
+    threads: int | None = None,
 ) -> tuple[pd.DataFrame, list[Path]]:
     """Run the benchmark cases (all, or those named in ``cases``); write ``bench.csv`` and
     ``bench.md`` into ``out``. On CUDA, K=6 skips the per-model loop (about 2 ms a step
-    there: 1,890 models x 600 steps would take 40 minutes; K=3 and K=4 give the ratio)."""
+    there: 1,890 models x 600 steps would take 40 minutes; K=3 and K=4 give the ratio).
+    ``threads`` (default: torch's current count) is given to torch and to numpy's BLAS
+    alike, for every path."""
     dev = resolve_device(device)
+    threads = threads or torch.get_num_threads()
+    pinning = pin_threads(threads)
     rows = []
     wanted = cases
     gpu = dev.type == "cuda"
@@ -58,6 +82,7 @@ def run_bench(
         cases.append(
             ("closed-form-table4", lambda: closed_form_case(dev, seeds=2, overlaps=(0.5, 0.0)))
         )
+        cases.append(("table4-grid", lambda: table4_grid_case(dev, seeds=2)))
     else:
         cases += [
             ("mlp-compute-K3", lambda: mlp_case(3, COMPUTE_SIZES, dev, progress=progress)),
@@ -67,6 +92,7 @@ def run_bench(
                 lambda: mlp_case(6, SMALL_SIZES, dev, loop=not gpu, progress=progress),
             ),
             ("closed-form-table4", lambda: closed_form_case(dev)),
+            ("table4-grid", lambda: table4_grid_case(dev)),
         ]
         if gpu:  # the scale a GPU is for: 18,900 models; the loop would take hours
             cases.append(
@@ -88,13 +114,23 @@ def run_bench(
     stem = f"bench{'-quick' if quick else ''}-{dev.type}"
     df = pd.DataFrame()
     peak = matmul_peak(dev) if cases else float("nan")
+    sizes = []
     for name, fn in cases:
-        rows.append({"case": name, "device": str(dev), **fn(), "peak_gflops": peak})
+        result = fn()
+        for r in result.pop("per_size", []):
+            sizes.append({"case": name, **r, "threads": threads})
+        rows.append({"case": name, "device": str(dev), **result, "peak_gflops": peak})
         df = _bench_table(rows, dev)
+        df["blas_pinning"] = pinning
         write_csv_atomic(df, path / f"{stem}.csv")  # saved after every case
+        if sizes:
+            write_csv_atomic(_sizes_table(sizes), path / f"{stem}-sizes.csv")
     written: list[Path] = []
     if rows:
-        written.append(_save(df, _markdown(df), path / stem))
+        md = _markdown(df)
+        if sizes:
+            md += "\n" + _sizes_markdown(_sizes_table(sizes))
+        written.append(_save(df, md, path / stem))
     if "agreement" in wanted if wanted is not None else gpu and not quick:
         agree = device_agreement(str(dev))
         written.append(_save(agree, agreement_markdown(agree), path / f"agreement-{dev.type}"))
@@ -122,11 +158,36 @@ def _bench_table(rows: list[dict], dev: torch.device) -> pd.DataFrame:
     return df
 
 
+def _sizes_table(sizes: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(sizes)
+    df["speedup_vs_loop"] = df.loop_s / df.batched_s
+    df["speedup_vs_vmap"] = df.vmap_s / df.batched_s
+    df["gflops"] = df.flops / df.batched_s / 1e9
+    return df
+
+
+def _sizes_markdown(df: pd.DataFrame) -> str:
+    lines = [
+        "Per sample size (each row's three times from the same run):",
+        "",
+        "| case | m | models | batched s | loop s | vmap s | x loop | x vmap | GFLOP/s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in df.itertuples():
+        lines.append(
+            f"| {r.case} | {r.m} | {r.n_models} | {r.batched_s:.3f} | {r.loop_s:.3f} | "
+            f"{r.vmap_s:.3f} | {r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | "
+            f"{r.gflops:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def _markdown(df: pd.DataFrame) -> str:
     lines = [
         f"device {df.device.iloc[0]}"
         + (f" ({df.gpu.iloc[0]})" if "gpu" in df else "")
-        + f", torch {df.torch.iloc[0]}, {df.threads.iloc[0]} threads, "
+        + f", torch {df.torch.iloc[0]}, {df.threads.iloc[0]} threads for every path "
+        f"(torch and numpy's BLAS, pinned by {df.blas_pinning.iloc[0]}), "
         f"float32 matmul peak {df.peak_gflops.iloc[0]:.0f} GFLOP/s (measured in this run)",
         "",
         "| case | models | batched s | loop s | vmap s | x loop | x vmap | models/s | GFLOP/s "
@@ -139,4 +200,12 @@ def _markdown(df: pd.DataFrame) -> str:
             f"{r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | {r.models_per_s:.0f} | "
             f"{r.gflops:.1f} | {100 * r.fraction_of_peak:.0f}% | {r.batched_peak_mib:.0f} |"
         )
+    grid = df[df.case == "table4-grid"]
+    for r in grid.itertuples():
+        lines += [
+            "",
+            f"table4-grid: batched = the new path (features shared across worlds), loop = the "
+            f"old path (one sweep per world), identical results; CPU s new {r.batched_cpu_s:.1f}, "
+            f"old {r.loop_cpu_s:.1f}.",
+        ]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """The engine layer: batched ERM, many independent models trained in one call."""
 
-from mmtheory.engine.closed_form import LeastSquaresFit, fit_least_squares
+from mmtheory.engine.closed_form import GramFactors, LeastSquaresFit, fit_least_squares
 from mmtheory.engine.device import cpu_threads, default_memory_budget, resolve_device
 from mmtheory.engine.iterative import (
     Batches,
@@ -13,6 +13,7 @@ from mmtheory.engine.recording import Record, Trajectory, log_steps
 
 __all__ = [
     "Batches",
+    "GramFactors",
     "LeastSquaresFit",
     "Record",
     "TrainResult",

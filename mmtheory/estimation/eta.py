@@ -112,22 +112,125 @@ def ls_excess_factor(n: int, q: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (1 + 1 / n) * (n - 2) / denom.clamp_min(1), float("nan"))
 
 
+def _softmax_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy per model of logits ``out`` (B, n, C) at labels ``idx`` (B, n, 1)."""
+    return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(-1)
+
+
+#: Step lengths the L-BFGS line search tries, longest first (0: stay, so never worse).
+_STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
+
+
+def _lbfgs_heads(
+    zs: torch.Tensor, idx: torch.Tensor, theta: torch.Tensor, *, iters: int, tol: float, memory: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batched L-BFGS for B independent multinomial logistic regressions.
+
+    zs (B, n, q) standardised latents, idx (B, n, 1) labels, theta (B, q + 1, C) the start
+    (rows: W, then b). Each model keeps its own curvature pairs and step length; the
+    logits are updated along each direction (one pass over ``zs`` for the direction's
+    logits, one for the gradient per iteration, as much as one Adam step). The line
+    search takes the longest of ``_STEPS`` meeting Armijo's condition, else the best
+    (0 included), so no model's objective ever increases. A model stops once its gradient
+    norm is below ``tol`` (it is then left alone, so nothing couples the models); the loop
+    ends when all have. Returns theta and the final gradient norms (B,)."""
+    B, n, q = zs.shape
+    C = theta.shape[-1]
+    onehot = torch.zeros(B, n, C, dtype=zs.dtype, device=zs.device).scatter_(-1, idx, 1.0)
+
+    def logits(th: torch.Tensor) -> torch.Tensor:
+        return zs @ th[:, :q] + th[:, q:]
+
+    def gradient(out: torch.Tensor) -> torch.Tensor:
+        r = (torch.softmax(out, -1) - onehot) / n
+        return torch.cat([zs.transpose(1, 2) @ r, r.sum(1, keepdim=True)], 1)
+
+    out = logits(theta)
+    f = _softmax_loss(out, idx)
+    g = gradient(out)
+    S: list[torch.Tensor] = []
+    Y: list[torch.Tensor] = []
+    ts = torch.tensor(_STEPS, dtype=zs.dtype, device=zs.device)
+    done = torch.zeros(B, dtype=torch.bool, device=zs.device)
+    for _ in range(iters):
+        gflat = g.flatten(1)
+        gnorm = gflat.norm(dim=1)
+        # a converged model stops for good: its answer never depends on the others'
+        done |= gnorm <= tol
+        if bool(done.all()):
+            break
+        # two-loop recursion, per model
+        r = gflat.clone()
+        alphas = []
+        for s_i, y_i in zip(reversed(S), reversed(Y)):
+            sy = (s_i * y_i).sum(1)
+            rho = torch.where(sy > 1e-12, 1 / sy.clamp_min(1e-12), 0.0)
+            a = rho * (s_i * r).sum(1)
+            r -= a[:, None] * y_i
+            alphas.append((a, rho))
+        if S:
+            sy = (S[-1] * Y[-1]).sum(1)
+            yy = (Y[-1] * Y[-1]).sum(1)
+            gamma = torch.where(sy > 1e-12, sy / yy.clamp_min(1e-30), 1.0)
+        else:
+            gamma = torch.ones(B, dtype=zs.dtype, device=zs.device)
+        r *= gamma[:, None]
+        for (s_i, y_i), (a, rho) in zip(zip(S, Y), reversed(alphas)):
+            b = rho * (y_i * r).sum(1)
+            r += (a - b)[:, None] * s_i
+        d = -r
+        slope = (gflat * d).sum(1)
+        bad = slope >= 0  # not a descent direction: steepest descent for that model
+        d = torch.where(bad[:, None], -gflat, d)
+        slope = torch.where(bad, -(gnorm**2), slope)
+        d = d.view_as(theta)
+        dout = logits(d)  # the logits move linearly along d
+        trial = torch.stack([_softmax_loss(out + t * dout, idx) for t in ts.tolist()], 1)
+        armijo = trial <= f[:, None] + 1e-4 * ts[None] * slope[:, None]
+        armijo[:, -1] = True
+        first = armijo.to(torch.int8).argmax(1)  # longest step meeting Armijo's condition
+        best = trial.argmin(1)
+        pick = torch.where(trial.gather(1, first[:, None])[:, 0] <= f, first, best)
+        t = torch.where(done, 0.0, ts[pick])
+        step = t[:, None, None] * d
+        theta = theta + step
+        out = out + t[:, None, None] * dout
+        f_new = _softmax_loss(out, idx)
+        g_new = gradient(out)
+        S.append(step.flatten(1))
+        Y.append((g_new - g).flatten(1))
+        if len(S) > memory:
+            S.pop(0)
+            Y.pop(0)
+        f, g = f_new, g_new
+    return theta, g.flatten(1).norm(dim=1)
+
+
 def fit_softmax_heads(
     z: torch.Tensor,
     y: torch.Tensor,
     n_classes: int,
     *,
     init: tuple[torch.Tensor, torch.Tensor] | None = None,
+    solver: str = "lbfgs",
+    iters: int = 60,
+    tol: float | None = None,
     steps: int = 150,
     lr: float = 0.02,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Multinomial logistic heads for every model by full-batch Adam (a convex problem).
+    """Multinomial logistic heads for every model (a convex problem, solved per model).
 
     Latents are standardised per model and feature (an affine change of the head's
     coordinates: the same class of heads, better conditioning). ``init`` = (W, b) in
     the original coordinates warm-starts the solver (e.g. the trained head). Returns
     W (G, S, q, C), b (G, S, C) in the original coordinates (z is (G, S, n, q)) and the
-    final gradient norm per model (G, S).
+    final gradient norm per model (G, S) (standardised coordinates, mean loss).
+
+    ``solver="lbfgs"`` (default): batched L-BFGS, each model with its own curvature
+    pairs and line search, up to ``iters`` iterations, until its gradient norm is below
+    ``tol`` (default 1e-5 in float32, 1e-9 in float64). ``solver="adam"``: ``steps``
+    full-batch Adam steps at ``lr`` (the refit before mmtheory 0.5: a point short of the
+    optimum; kept for comparison).
     """
     G, S, n, q = z.shape
     mu = z.mean(dim=2, keepdim=True)
@@ -140,25 +243,38 @@ def fit_softmax_heads(
         # h(z) = z W + b = zs (sd W) + (b + mu W)
         W0 = init[0].to(z.dtype) * sd[:, :, 0, :, None]
         b0 = init[1].to(z.dtype) + (mu[:, :, 0, None, :] @ init[0].to(z.dtype))[:, :, 0]
-    W = W0.clone().requires_grad_(True)
-    b = b0.clone().requires_grad_(True)
-    opt = torch.optim.Adam([W, b], lr=lr, fused=True)
     idx = y[:, None, :, None].expand(G, S, n, 1)
+    if solver == "lbfgs":
+        theta0 = torch.cat([W0, b0[:, :, None]], 2).flatten(0, 1)
+        if tol is None:
+            tol = 1e-9 if z.dtype == torch.float64 else 1e-5
+        theta, gnorm = _lbfgs_heads(
+            zs.flatten(0, 1), idx.flatten(0, 1), theta0, iters=iters, tol=tol, memory=10
+        )
+        theta = theta.view(G, S, q + 1, n_classes)
+        W, b, grad = theta[:, :, :q], theta[:, :, q], gnorm.view(G, S)
+    elif solver == "adam":
+        W = W0.clone().requires_grad_(True)
+        b = b0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([W, b], lr=lr, fused=True)
 
-    def objective():
-        out = zs @ W + b[:, :, None]
-        return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(2)
+        def objective():
+            out = zs @ W + b[:, :, None]
+            return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(2)
 
-    for _ in range(steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            objective().sum().backward()
+            opt.step()
         opt.zero_grad()
         objective().sum().backward()
-        opt.step()
-    opt.zero_grad()
-    objective().sum().backward()
-    assert W.grad is not None and b.grad is not None
-    grad = torch.sqrt(W.grad.pow(2).sum((-1, -2)) + b.grad.pow(2).sum(-1)).detach()
-    W_orig = (W / sd[:, :, 0, :, None]).detach()
-    b_orig = (b - (mu[:, :, 0, None, :] @ W_orig)[:, :, 0]).detach()
+        assert W.grad is not None and b.grad is not None
+        grad = torch.sqrt(W.grad.pow(2).sum((-1, -2)) + b.grad.pow(2).sum(-1)).detach()
+        W, b = W.detach(), b.detach()
+    else:
+        raise ValueError(f"solver must be 'lbfgs' or 'adam', got {solver!r}")
+    W_orig = W / sd[:, :, 0, :, None]
+    b_orig = b - (mu[:, :, 0, None, :] @ W_orig)[:, :, 0]
     return W_orig, b_orig, grad
 
 

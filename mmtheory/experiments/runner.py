@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mmtheory import _version
-from mmtheory.engine import fit_least_squares, train_batched
+from mmtheory.engine import GramFactors, fit_least_squares, train_batched
 from mmtheory.estimation import Estimate, Models, Sample, Truth, branch_models, eta, risk
 from mmtheory.experiments.grid import Run
 from mmtheory.experiments.results import world_columns
@@ -99,6 +99,16 @@ def model_bytes(source, learner, m: int) -> tuple[int, int]:
     return per_model, per_group
 
 
+class _Draw:
+    """A training sample as the closed form reads it: ``draw[k]`` and ``draw.y``."""
+
+    def __init__(self, blocks: dict[str, torch.Tensor], y: torch.Tensor) -> None:
+        self.blocks, self.y = blocks, y
+
+    def __getitem__(self, k: str) -> torch.Tensor:
+        return self.blocks[k]
+
+
 class Runner:
     """Trains runs of one source and turns them into records.
 
@@ -112,6 +122,8 @@ class Runner:
     extra : settings recorded in every record and hashed into run ids
     branch_eta : also measure each modality's branch (late fusion with concatenation)
     on_records : called with each batch's records once they are stored (progress)
+    shared : a :class:`~mmtheory.experiments.shared.SharedWork`: the closed form draws and
+        factors features once for worlds that differ only in their target
     """
 
     def __init__(
@@ -124,8 +136,10 @@ class Runner:
         extra: dict,
         branch_eta: bool = False,
         on_records: Callable[[list[dict]], None] | None = None,
+        shared=None,
     ):
         self.source, self.device, self.store = source, device, store
+        self.shared = shared
         self.branch_eta = branch_eta
         self.dtype_name = dtype
         self.extra = extra
@@ -300,12 +314,15 @@ class Runner:
             sizes = sorted({r.m for r in seed_runs})
             subs = list(dict.fromkeys(str(r.subset) for r in seed_runs))
             sub_obj = {str(r.subset): r.subset for r in seed_runs}
-            # float64 always: near the interpolation threshold a float32 Gram matrix silently
-            # regularises (p = 700, m = 705: mean risk 5.4 against 105 exact)
-            data = src.train(seed, sizes[-1]).to(device=self.device, dtype=torch.float64)
             cols = [torch.cat([sl[k] for k in sub_obj[s]]) for s in subs]
+            data, factors = self._closed_form_data(seed, sizes, cols, learner.ridge)
             fits = fit_least_squares(
-                [data[k] for k in src.names], data.y, sizes, cols, ridge=learner.ridge
+                [data[k] for k in src.names],
+                data.y,
+                sizes,
+                cols,
+                ridge=learner.ridge,
+                factors=factors,
             )
             plan = ModelPlan(
                 src.names, tuple(src.dims.values()), tuple(sub_obj[s] for s in subs), src.out_dim
@@ -339,6 +356,44 @@ class Runner:
                     records.append(rec)
             self.release_samples()
             self._flush(records)
+
+    def _closed_form_data(self, seed: int, sizes: list[int], cols: list, ridge: float):
+        """The training sample of ``seed`` in float64 on the device, and the Gram factors
+        to fit it with (None: built by the fit). With shared work and a world that shares
+        its draws (``shared_draw_key``), the latent, features and factors of this seed come
+        from the first world that drew them; only this world's targets are computed."""
+        src, n = self.source, sizes[-1]
+        # float64 always: near the interpolation threshold a float32 Gram matrix silently
+        # regularises (p = 700, m = 705: mean risk 5.4 against 105 exact)
+        f64 = torch.float64
+        draw_key = src.draw_key() if self.shared is not None else None
+        if draw_key is None:
+            return src.train(seed, n).to(device=self.device, dtype=f64), None
+        key = (
+            "closed_form",
+            draw_key,
+            seed,
+            tuple(sizes),
+            tuple(tuple(c.tolist()) for c in cols),
+            ridge,
+            str(self.device),
+        )
+        held = self.shared.draw(key)
+        if held is None:
+            z = src.train_latent(seed, n)
+            data = src.train_from_latent(z, seed).to(device=self.device, dtype=f64)
+            blocks = {k: data[k] for k in src.names}
+            factors = GramFactors(
+                [blocks[k] for k in src.names], sizes, cols, ridge=ridge, keep=True
+            )
+            held = (z, blocks, factors)
+            nbytes = z.nbytes + sum(b.numel() * 8 for b in blocks.values())
+            # the eigendecompositions are memoised as the first fit computes them
+            self.shared.hold(key, held, nbytes + 3 * factors.nbytes())
+            return _Draw(blocks, data.y), factors
+        z, blocks, factors = held
+        y = torch.from_numpy(src.train_targets(z, seed)).to(device=self.device, dtype=f64)
+        return _Draw(blocks, y), factors
 
     def _theory_columns(self, data, sizes, subsets) -> dict:
         """Columns the bound checks need, for worlds with exact oracles (regression, any

@@ -69,6 +69,24 @@ class WorldSource:
     def train(self, seed: int, n: int) -> MultiModalData:
         return self.world.sample(n, seed=seed)
 
+    def draw_key(self) -> str | None:
+        """The world's ``shared_draw_key()`` (regression worlds that offer one), else None:
+        worlds with equal keys share their training latent and features per seed."""
+        fn = getattr(self.world, "shared_draw_key", None)
+        return fn() if fn is not None and self.task == "regression" else None
+
+    def train_latent(self, seed: int, n: int) -> np.ndarray:
+        """The latent of ``train(seed, n)`` (worlds with a ``draw_key``)."""
+        return self.world.sample_latent(n, seed=seed)
+
+    def train_from_latent(self, z: np.ndarray, seed: int) -> MultiModalData:
+        """``train(seed, n)`` built from its latent ``z``."""
+        return self.world.sample_from_latent(z, seed=seed)
+
+    def train_targets(self, z: np.ndarray, seed: int) -> np.ndarray:
+        """The targets of ``train(seed, n)`` from its latent ``z``, as (n, ...) floats."""
+        return np.ascontiguousarray(self.world.targets_from_latent(z, seed=seed))
+
     def test(self, seed: int) -> MultiModalData:
         return self.world.sample(self.n_test, seed=derive(seed, "test"))
 
@@ -105,6 +123,10 @@ class DataSource:
         self.oracle = None
         n_classes = max(train.n_classes or 0, test.n_classes or 0)
         self._out_dim = n_classes if self.task == "classification" else train.output_dim
+
+    def draw_key(self) -> None:
+        """Real data shares no draws across sources."""
+        return None
 
     @property
     def out_dim(self) -> int:

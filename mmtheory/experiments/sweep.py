@@ -26,6 +26,7 @@ from mmtheory.core.io import prepare_output_dir, write_csv_atomic
 from mmtheory.core.subsets import parse_subsets
 from mmtheory.core.validation import check_choice
 from mmtheory.engine import default_memory_budget, resolve_device
+from mmtheory.engine.threads import numpy_blas_threads
 from mmtheory.experiments.grid import (
     Run,
     check_seeds,
@@ -37,6 +38,7 @@ from mmtheory.experiments.grid import (
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.results import f1_table, results_table
 from mmtheory.experiments.runner import Runner, model_bytes
+from mmtheory.experiments.shared import SharedWork
 from mmtheory.experiments.sources import make_source
 from mmtheory.models import resolve_learners
 
@@ -73,6 +75,7 @@ def sweep(
     memory_budget: float | None = None,
     branch_eta: bool = False,
     shard: tuple[int, int] | None = None,
+    shared: SharedWork | None = None,
 ) -> pd.DataFrame:
     """Train an ERM model for every (learner, subset, m, seed); measure risk and eta.
 
@@ -97,6 +100,9 @@ def sweep(
         ``shard`` merges (nothing to train). Every run is computed in the batch it would
         have in one process, so the merged table is the single-process table bit for bit
         (CPU; the same ``memory_budget`` everywhere)
+    shared : a :class:`~mmtheory.experiments.shared.SharedWork` passed to every sweep of a
+        series (a multi-world spec): record files are read once, and worlds that differ
+        only in their target draw and factor their features once per seed (same numbers)
 
     Returns
     -------
@@ -117,7 +123,9 @@ def sweep(
     shard = check_shard(shard, out)
     if out is not None:
         prepare_output_dir(out, "out")
-    store = RecordStore(out, shard) if out is not None else None
+    store = None
+    if out is not None:
+        store = shared.store(out, shard) if shared is not None else RecordStore(out, shard)
     try:
         pending = [r for r in runs if store is None or r.run_id not in store]
         if store is not None:
@@ -132,7 +140,7 @@ def sweep(
                     ", ".join(sorted({str(r.get("versions", {}).get("mmtheory")) for r in stale})),
                 )
         budget = memory_budget if memory_budget is not None else default_memory_budget(dev)
-        runner = Runner(source, dev, dtype, store, budget, extra, branch_eta)
+        runner = Runner(source, dev, dtype, store, budget, extra, branch_eta, shared=shared)
         runs_in_view = runs
         if shard is not None:  # whole units of work, so that batches match one process
             units = runner.work_units(learners, runs)
@@ -141,13 +149,18 @@ def sweep(
             pending = [r for r in pending if r.run_id in mine]
         if pending:
             check_memory(source, learners, sizes, len(subs))
-        with tqdm(
-            total=len(runs_in_view),
-            initial=len(runs_in_view) - len(pending),
-            disable=not progress,
-            desc=_progress_label(source, learners, out),
-            unit="model",
-        ) as bar:
+        # numpy only draws samples and evaluates oracles here: one BLAS thread, so that its
+        # spinning pool does not take the cores from torch's (engine.threads)
+        with (
+            numpy_blas_threads(1),
+            tqdm(
+                total=len(runs_in_view),
+                initial=len(runs_in_view) - len(pending),
+                disable=not progress,
+                desc=_progress_label(source, learners, out),
+                unit="model",
+            ) as bar,
+        ):
             runner.on_records = lambda recs: bar.update(len(recs))
             for lrn in learners:
                 todo = [r for r in pending if r.learner is lrn]
@@ -165,8 +178,8 @@ def sweep(
             records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
         return results_table([records[r.run_id] for r in runs if r.run_id in records])
     finally:
-        if store is not None:
-            store.close()  # release the writer lock
+        if store is not None and shared is None:
+            store.close()  # release the writer lock (a shared store closes with its series)
 
 
 def physical_memory() -> float:
@@ -279,25 +292,28 @@ def run_spec(
     progress: bool = True,
     shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """Run every world of a parsed spec into ``out`` (one records store, one results.csv)."""
+    """Run every world of a parsed spec into ``out`` (one records store, read once; one
+    results.csv); worlds that differ only in their target share their draws."""
     prepare_output_dir(out, "out")
     tables = []
-    for world in spec.worlds:
-        tables.append(
-            sweep(
-                world,
-                spec.learners,
-                spec.subsets,
-                spec.m,
-                spec.seeds,
-                device=device or spec.device,
-                dtype=spec.dtype,
-                out=out,
-                progress=progress,
-                shard=shard,
-                **spec.estimation,
+    with SharedWork() as shared:
+        for world in spec.worlds:
+            tables.append(
+                sweep(
+                    world,
+                    spec.learners,
+                    spec.subsets,
+                    spec.m,
+                    spec.seeds,
+                    device=device or spec.device,
+                    dtype=spec.dtype,
+                    out=out,
+                    progress=progress,
+                    shard=shard,
+                    shared=shared,
+                    **spec.estimation,
+                )
             )
-        )
     table = pd.concat(tables, ignore_index=True)
     write_csv_atomic(table, Path(out) / "results.csv")
     return table

@@ -73,13 +73,20 @@ class SingleModel(nn.Module):
         """The fused head on concatenated latents (late fusion, concat)."""
         return self.head(torch.cat([lat[k] for k in self.mods], dim=-1))
 
-    def forward(self, xs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self, xs: dict[str, torch.Tensor], keep: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Outputs on ``xs``; ``keep`` (modality -> 0 or 1) zeroes an absent modality's
+        latent (the vmap reference, whose models all carry every modality: a zero input
+        does not zero an encoder with biases)."""
         kind = self.learner.kind
         if kind == "linear":
             return self.first(torch.cat([xs[k] for k in self.mods], dim=-1))
         if kind == "early_fusion":
             return self.head(self.act(self.first(torch.cat([xs[k] for k in self.mods], dim=-1))))
         lat = [self.encoders[k](xs[k]) for k in self.mods]
+        if keep is not None:
+            lat = [z * keep[k] for z, k in zip(lat, self.mods)]
         if self.learner.fusion == "concat":
             fused = torch.cat(lat, dim=-1)
         else:
@@ -104,19 +111,24 @@ def train_loop(
     batch_key: tuple = ("batches", 0),
     dims: dict[str, int] | None = None,
     callback: Callable[[int, SingleModel], None] | None = None,
+    fused: bool = False,
 ) -> SingleModel:
     """Train one model alone, with the engine's minibatch order for the same ``batch_key``
     (and the same method randomness: streams keyed by ``batch_key`` and the subset).
 
     ``callback(step, model)`` is called before the first step (step 0) and after every
     step (the number of steps taken), e.g. to record a trajectory.
+
+    ``fused`` uses the optimiser's fused (or multi-tensor) kernels, as a careful researcher
+    would for speed (the benchmark's loop); the default per-parameter kernels are the
+    plainest transcription (the correctness references). Both compute the same update.
     """
     model = SingleModel(learner, subset, init, dims).to(next(iter(xs.values())).device)
     method = learner.method
     m = y.shape[0]
 
     def make_opt(params: list) -> torch.optim.Optimizer:
-        return make_optimizer(learner, params, batched=False)
+        return make_optimizer(learner, params, batched=fused)
 
     def clip(params: list) -> None:
         if learner.clip_norm is not None:

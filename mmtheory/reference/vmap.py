@@ -25,6 +25,8 @@ def train_vmap(
     inits: list[dict[str, torch.Tensor]],
     *,
     task: str,
+    fused: bool = False,
+    outputs: list | None = None,
 ) -> list[torch.Tensor]:
     """Full-batch ``torch.func`` ensemble of B models that all carry every modality.
 
@@ -34,7 +36,13 @@ def train_vmap(
     xs : modality -> (m, d_k) shared by all models, or (B, m, d_k) per model
     y : (m,) / (m, p) shared, or (B, m) / (B, m, p) per model
     inits : B parameter dicts (absent modalities' layers are taken from other models:
-        their inputs are zero, so they never change a prediction)
+        their inputs are zero-filled and, with late fusion, their latents are multiplied by
+        zero (an encoder with biases maps a zero input to a nonzero latent), so they never
+        change a prediction nor receive a gradient)
+
+    fused : the optimiser's fused kernels (the benchmark), else the per-parameter ones
+    outputs : if a list, the final models' outputs on their (zero-filled) inputs, (B, m, p),
+        are appended to it (the benchmark checks them against the batched engine)
 
     Returns the stacked final parameters (each with a leading model axis B).
     """
@@ -49,23 +57,30 @@ def train_vmap(
     params = {k: v.to(device).detach().requires_grad_(True) for k, v in params.items()}
     per_model = next(iter(xs.values())).ndim == 3
     dtype = next(iter(xs.values())).dtype
-    X = {}
+    X, keep = {}, {}
     for k in universe:
-        keep = torch.tensor([k in s for s in subsets], dtype=dtype, device=device)
+        keep[k] = torch.tensor([k in s for s in subsets], dtype=dtype, device=device)
         data = xs[k] if per_model else xs[k].expand(B, *xs[k].shape)
-        X[k] = data * keep[:, None, None]
+        X[k] = data * keep[k][:, None, None]
 
-    def one(p, b, x, target):
-        return single_model_loss(functional_call(base, (p, b), (x,)), target, task)
+    def one(p, b, x, kp, target):
+        return single_model_loss(functional_call(base, (p, b), (x, kp)), target, task)
 
-    batched = torch.vmap(one, in_dims=(0, 0, 0, 0 if per_model else None))
+    batched = torch.vmap(one, in_dims=(0, 0, 0, 0, 0 if per_model else None))
     if learner.clip_norm is not None:
         raise ValueError("the vmap reference does not clip gradients (clip_norm)")
-    opt = make_optimizer(learner, list(params.values()), batched=False)
+    opt = make_optimizer(learner, list(params.values()), batched=fused)
     for _ in range(learner.steps):
         opt.zero_grad()
-        batched(params, buffers, X, y).sum().backward()
+        batched(params, buffers, X, keep, y).sum().backward()
         opt.step()
+    if outputs is not None:
+
+        def out(p, b, x, kp):
+            return functional_call(base, (p, b), (x, kp))
+
+        with torch.no_grad():
+            outputs.append(torch.vmap(out)(params, buffers, X, keep))
     return [v.detach() for v in params.values()]
 
 

@@ -1,0 +1,138 @@
+"""The benchmark as a fair referee: its paths compute the same answers (checked before any
+time counts), its closed-form baselines are correct on rank-deficient designs, its FLOP
+counts match the code, and its thread pinning pins. Nothing here is timed."""
+
+import numpy as np
+import pytest
+import torch
+
+import synthetic
+from mmtheory.bench import cases
+from mmtheory.bench.cases import (
+    PathDisagrees,
+    closed_form_case,
+    closed_form_flops,
+    eigh_lstsq,
+    lstsq_vmap,
+    mlp_case,
+    train_flops,
+)
+from mmtheory.engine import fit_least_squares
+from mmtheory.engine.threads import blas_threads, pin_threads
+from mmtheory.models.params import ENCODER, HEAD, bias, weight
+
+
+def _table4_design(dim=5, m=200):
+    """A Table-4 design at small scale: K = 4 modalities [c; u_k], so the full design has
+    rank 5 d of 8 d (Table 4: 500 of 800); cumulative subsets, zero-filled."""
+    world = synthetic.table4_world(0.5, dim=dim)
+    data = world.sample(m, seed=0)
+    blocks = [data[k].double() for k in world.names]
+    Y = data.y.double().reshape(m, -1)
+    X1 = torch.cat([*blocks, torch.ones(m, 1, dtype=torch.float64)], 1)
+    bounds = np.cumsum([b.shape[1] for b in blocks])
+    d = int(bounds[-1])
+    masks = torch.stack(
+        [torch.cat([torch.arange(d) < int(b), torch.tensor([True])]) for b in bounds]
+    ).double()
+    return blocks, X1, Y, bounds, masks
+
+
+def _numpy_mse(X1, Y, bounds):
+    Xn, Yn = X1.numpy(), Y.numpy()
+    out = []
+    for b in bounds:
+        D = np.hstack([Xn[:, :b], Xn[:, -1:]])
+        sol = np.linalg.lstsq(D, Yn, rcond=None)[0]
+        out.append(((D @ sol - Yn) ** 2).sum(1).mean())
+    return np.array(out)
+
+
+def test_vmap_baseline_is_correct_on_a_rank_deficient_design_where_gelsy_is_not():
+    blocks, X1, Y, bounds, masks = _table4_design()
+    assert torch.linalg.matrix_rank(X1[:, :-1]) == 25  # 5 d of 8 d, as Table 4's 500 of 800
+    want = _numpy_mse(X1, Y, bounds)
+    engine = [
+        f.train_loss
+        for f in fit_least_squares(blocks, Y, [len(Y)], [torch.arange(b) for b in bounds])[0]
+    ]
+    np.testing.assert_allclose(engine, want, rtol=1e-9, atol=1e-9)
+    designs = X1[None] * masks[:, None]
+
+    def mse(W):
+        return ((X1 @ W - Y) ** 2).sum(-1).mean(-1).numpy()
+
+    gelsy = torch.linalg.lstsq(designs, Y.expand(4, *Y.shape), driver="gelsy").solution
+    assert not np.allclose(mse(gelsy), want, rtol=1e-2)  # the old baseline's driver is wrong
+    np.testing.assert_allclose(mse(lstsq_vmap(X1, masks, Y)), want, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(
+        mse(eigh_lstsq(designs, Y)), want, rtol=1e-8, atol=1e-8
+    )  # CUDA's path
+
+
+def test_closed_form_case_checks_every_path_and_rejects_a_wrong_one(monkeypatch):
+    out = closed_form_case(torch.device("cpu"), seeds=1, overlaps=(0.5,), m=200, dim=5)
+    assert out["n_models"] == 4 and out["loop_s"] > 0 and out["vmap_s"] > 0
+
+    def gelsy(X, masks, Y):
+        designs = X[None] * masks[:, None, :]
+        return torch.linalg.lstsq(designs, Y.expand(len(masks), *Y.shape), driver="gelsy").solution
+
+    monkeypatch.setattr(cases, "lstsq_vmap", gelsy)
+    with pytest.raises(PathDisagrees, match="vmap"):
+        closed_form_case(torch.device("cpu"), seeds=1, overlaps=(0.5,), m=200, dim=5, loop=False)
+
+
+def test_mlp_case_paths_agree_and_report_per_size_times(monkeypatch):
+    monkeypatch.setattr(cases, "_warm_up", lambda *a: None)  # one-time costs: not tested here
+    out = mlp_case(2, [12, 20], torch.device("cpu"), seeds=1, steps=3, progress=False)
+    assert [r["m"] for r in out["per_size"]] == [12, 20]
+    assert all(r["loop_s"] > 0 and r["vmap_s"] > 0 for r in out["per_size"])
+    assert out["batched_s"] == pytest.approx(sum(r["batched_s"] for r in out["per_size"]))
+
+
+def test_mlp_case_rejects_a_loop_that_trains_differently(monkeypatch):
+    real = cases.train_loop
+
+    def other_lr(learner, *args, **kw):
+        from dataclasses import replace
+
+        return real(replace(learner, lr=10 * learner.lr), *args, **kw)
+
+    monkeypatch.setattr(cases, "train_loop", other_lr)
+    monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
+    with pytest.raises(PathDisagrees, match="loop"):
+        mlp_case(2, [12], torch.device("cpu"), seeds=1, steps=10, vmap=False, progress=False)
+
+
+def test_train_flops_skip_the_first_layers_input_gradient():
+    m, steps = 10, 4
+    init = {
+        weight(ENCODER, 1, "a"): torch.zeros(3, 5),  # data in: forward + weight gradient
+        bias(ENCODER, 1, "a"): torch.zeros(5),  # not counted
+        weight(ENCODER, 2, "a"): torch.zeros(5, 2),  # forward + weight and input gradients
+        weight(HEAD, 0, "a"): torch.zeros(2, 4),
+    }
+    per_step = 2 * m * 15 * 2 + 2 * m * 10 * 3 + 2 * m * 8 * 3
+    assert train_flops([[init, init]], m, steps) == 2 * per_step * steps
+
+
+def test_closed_form_flops_count_the_gram_blocks_and_xty():
+    # two blocks of widths 2 and 3, p = 1, one subset of width 2 (s = 3 with the intercept)
+    m = 10
+    gram = 2 * m * (2 * 2 + 2 * 3 + 3 * 3)
+    want = gram + m * 5 + 2 * m * 5 * 1 + 9 * 27 + 4 * 9 * 1
+    assert closed_form_flops(m, [2, 3], 1, [2]) == want
+
+
+def test_pin_threads_pins_torch_and_blas():
+    before = torch.get_num_threads()
+    try:
+        how = pin_threads(1)
+        assert torch.get_num_threads() == 1
+        if how != "unpinned":
+            assert blas_threads() in (1, None)
+        with pytest.raises(ValueError, match="threads"):
+            pin_threads(0)
+    finally:
+        pin_threads(before)
