@@ -531,12 +531,19 @@ def _plot(args) -> None:
 
 
 def _bench(args) -> None:
+    from mmtheory.bench.cases import PathDisagrees
     from mmtheory.bench.run import run_bench
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()] if args.cases else None
-    _, written = run_bench(
-        device=args.device, out=args.out, quick=args.quick, cases=cases, threads=args.threads
-    )
+    try:
+        _, written = run_bench(
+            device=args.device, out=args.out, quick=args.quick, cases=cases, threads=args.threads
+        )
+    except PathDisagrees as err:  # a failed check, not a bad input: exit 1, no time reported
+        print(
+            f"mmtheory bench: the referee rejected a path, no time reported: {err}", file=sys.stderr
+        )
+        raise SystemExit(1) from None
     for path in written:
         print(path.read_text(encoding="utf-8"))
 
