@@ -226,6 +226,20 @@ def paper_tables(results: pd.DataFrame, total: int, out: Path) -> list[str]:
     return lines
 
 
+def _provenance(loaded) -> list[str]:
+    """Report lines on where a dataset came from and what loading cleaned."""
+    lines: list[str] = []
+    if loaded.notes:
+        lines += ["Source: " + "; ".join(loaded.notes), ""]
+    if loaded.cleaned:
+        lines += [
+            "Cleaned non-finite values (set to 0): "
+            + ", ".join(f"{k}: {v}" for k, v in loaded.cleaned.items()),
+            "",
+        ]
+    return lines
+
+
 def run_real(
     loaded: Loaded,
     out: str | Path,
@@ -283,14 +297,7 @@ def run_real(
         f"Wall time {time.perf_counter() - t0:.0f} s.",
         "",
     ]
-    if loaded.notes:
-        lines += ["Source: " + "; ".join(loaded.notes), ""]
-    if loaded.cleaned:
-        lines += [
-            "Cleaned non-finite values (set to 0): "
-            + ", ".join(f"{k}: {v}" for k, v in loaded.cleaned.items()),
-            "",
-        ]
+    lines += _provenance(loaded)
     lines += [
         "## Test error by number of views (all training rows; 95% t-interval over seeds)",
         "",
@@ -412,14 +419,7 @@ def run_data(
         f"Wall time {time.perf_counter() - t0:.0f} s.",
         "",
     ]
-    if loaded.notes:
-        lines += ["Source: " + "; ".join(loaded.notes), ""]
-    if loaded.cleaned:
-        lines += [
-            "Cleaned non-finite values (set to 0): "
-            + ", ".join(f"{k}: {v}" for k, v in loaded.cleaned.items()),
-            "",
-        ]
+    lines += _provenance(loaded)
     if not run.results.converged.all():
         bad = int((~run.results.converged).sum())
         lines += [f"**{bad} fits did not meet the L-BFGS tolerance** (see `results.csv`).", ""]

@@ -55,6 +55,7 @@ __all__ = [
     "predict_crossovers",
     "predict_ls",
     "risk_sd_ls",
+    "ls_problem",
     "softmax_asymptotics",
 ]
 
@@ -270,6 +271,21 @@ def _plugin_problem(world, subset: str) -> LSProblem:
     return _PLUGINS[key]  # type: ignore[return-value]
 
 
+def ls_problem(world, subset: str) -> LSProblem:
+    """What least squares on ``subset`` of ``world`` sees: from the world's exact oracle
+    when it has one, else the Monte Carlo plug-in (:func:`_plugin_problem`). Computed once
+    per (world, subset): predictions at many sizes and every pair reuse it."""
+    key = ("problem", world.identity(), subset)
+    if key not in _PLUGINS:
+        oracle = world.oracle()
+        if oracle is None:
+            _PLUGINS[key] = _plugin_problem(world, subset)
+        else:
+            gaussian = getattr(world, "latent", "gaussian") == "gaussian"
+            _PLUGINS[key] = LSProblem.from_oracle(oracle, subset, world.bayes_risk(), gaussian)
+    return _PLUGINS[key]  # type: ignore[return-value]
+
+
 def softmax_asymptotics(world, subset: str) -> tuple[float, float, int]:
     """(r_inf, k_eff, k) of a linear softmax model on ``subset``: the population
     cross-entropy of the best linear softmax (``r_inf``), the effective number of parameters
@@ -343,14 +359,9 @@ def _predict_subset(world, learner, subset: str, sizes) -> list[dict]:
     rows = []
     linear = learner.kind == "linear" and learner.method.name == "erm"
     if regression and linear and learner.solver == "closed_form":
-        oracle = world.oracle()
-        if oracle is not None:
-            gaussian = getattr(world, "latent", "gaussian") == "gaussian"
-            problem = LSProblem.from_oracle(oracle, subset, bayes, gaussian)
-            eta_inf, label = float(oracle.eta_inf(subset)), None
-        else:
-            problem = _plugin_problem(world, subset)
-            eta_inf, label = problem.s2 - bayes, "plug-in"
+        problem = ls_problem(world, subset)
+        label = None if world.oracle() is not None else "plug-in"
+        eta_inf = problem.s2 - bayes  # s2 = Bayes risk + eta_inf(M)
         for m in sizes:
             if learner.ridge > 0:
                 mean = deterministic_risk(
@@ -499,16 +510,9 @@ def predict_crossovers(world, learner="linear", subsets="all", seeds: int | None
                     )
                 )
                 continue
-            bayes = float(world.bayes_risk())
             oracle = world.oracle()
             gaussian = getattr(world, "latent", "gaussian") == "gaussian"
-            probs = {
-                s: LSProblem.from_oracle(oracle, s, bayes, gaussian)
-                if oracle is not None
-                else _plugin_problem(world, s)
-                for s in (m_sub, n_sub)
-            }
-            pm, pn = probs[m_sub], probs[n_sub]
+            pm, pn = ls_problem(world, m_sub), ls_problem(world, n_sub)
             m_star = crossover_ls(pm.s2, pm.p, pn.s2, pn.p)
             regime = "plug-in" if oracle is None else "exact" if gaussian else "approximate"
             method = "least squares: p_M + 2 + (p_M - p_N) s2_M / (s2_N - s2_M)"
