@@ -258,8 +258,7 @@ def _write_f1(store: RecordStore, out) -> None:
     current = [
         rec
         for rec in store.records()
-        if rec.get("versions", {}).get("mmtheory") == __version__
-        and rec.get("test_f1_per_class")
+        if rec.get("versions", {}).get("mmtheory") == __version__ and rec.get("test_f1_per_class")
     ]
     if current:
         write_csv_atomic(f1_table(current), Path(out) / "f1_per_class.csv")
