@@ -44,11 +44,17 @@ class Run:
 
 def run_id(identity: str, learner: Learner, subset: Subset, m: int, seed: int, extra: dict) -> str:
     """16 hex digits of sha1 over everything that determines the run's numbers."""
+    return _run_id(identity, learner.settings(), str(subset), m, seed, extra)
+
+
+def _run_id(identity: str, settings: dict, subset: str, m: int, seed: int, extra: dict) -> str:
+    """:func:`run_id` from the learner's settings, computed once per learner by callers
+    that hash many runs (``Learner.settings`` costs more than the hash)."""
     key = json.dumps(
         {
             "world": identity,
-            "learner": learner.settings(),
-            "subset": str(subset),
+            "learner": settings,
+            "subset": subset,
             "m": m,
             "seed": seed,
             "code": _version.__version__,  # read at call time
@@ -62,10 +68,12 @@ def run_id(identity: str, learner: Learner, subset: Subset, m: int, seed: int, e
 
 def plan_runs(identity: str, learners, subsets, sizes, seeds, extra: dict) -> list[Run]:
     """Every run of the grid, learners outermost, seeds innermost."""
+    settings = [lrn.settings() for lrn in learners]
+    labels = [str(sub) for sub in subsets]
     return [
-        Run(lrn, sub, m, seed, run_id(identity, lrn, sub, m, seed, extra))
-        for lrn in learners
-        for sub in subsets
+        Run(lrn, sub, m, seed, _run_id(identity, st, label, m, seed, extra))
+        for lrn, st in zip(learners, settings)
+        for sub, label in zip(subsets, labels)
         for m in sizes
         for seed in seeds
     ]

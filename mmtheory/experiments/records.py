@@ -50,6 +50,7 @@ class RecordStore:
         self._lock_fd: int | None = None
         self._lock()
         self._records: dict[str, dict] = {}
+        self._by_world: dict[object, dict[str, dict]] = {}  # world_identity -> run_id -> record
         for path in sorted(self.dir.glob("records*.jsonl")):
             if path.name != "records.corrupt.jsonl":
                 self._load(path)
@@ -91,7 +92,7 @@ class RecordStore:
                 bad.append((lineno, raw, problem))
                 continue
             good.append(raw)
-            self._records[rec["run_id"]] = rec
+            self._keep(rec)
         if bad:
             corrupt = self.dir / "records.corrupt.jsonl"
             with open(corrupt, "ab") as fh:
@@ -115,9 +116,18 @@ class RecordStore:
             )
             log.warning(msg)
 
+    def _keep(self, rec: dict) -> None:
+        self._records[rec["run_id"]] = rec
+        self._by_world.setdefault(rec.get("world_identity"), {})[rec["run_id"]] = rec
+
     def records(self) -> list[dict]:
         """Every finished run's record."""
         return list(self._records.values())
+
+    def records_of(self, identity: str) -> list[dict]:
+        """The finished records of the world whose identity is ``identity`` (an index kept
+        as records are read and written, so a series of worlds never rescans the file)."""
+        return list(self._by_world.get(identity, {}).values())
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._records
@@ -157,7 +167,7 @@ class RecordStore:
         finally:
             os.close(fd)
         for r in records:
-            self._records[r["run_id"]] = r
+            self._keep(r)
 
     def close(self) -> None:
         """Release the directory's writer lock (a later store may then write here)."""

@@ -149,6 +149,9 @@ class Runner:
         self.bayes = source.bayes_risk()
         self._cache: dict[tuple, object] = {}
         self.new_records: list[dict] = []
+        # the same in every record of this runner: computed once, not once per run
+        self._world_columns = world_columns(source.params)
+        self._settings: dict[int, dict] = {}
 
     # ---------------------------------------------------------------- samples
     def _sample(self, kind: str, seed: int):
@@ -235,10 +238,10 @@ class Runner:
             "test_accuracy": float(acc.value[g, s]) if acc is not None else None,
             "test_accuracy_se": float(acc.se[g, s]) if acc is not None else None,
             **(_f1_columns(risk_est, g, s) if "f1" in risk_est.extras else {}),
-            **world_columns(src.params),
+            **self._world_columns,
             "world_id": src.world_id,
             "world_identity": src.identity,
-            "learner_settings": run.learner.settings(),
+            "learner_settings": dict(self._learner_settings(run.learner)),
             "device": str(self.device),
             "dtype": dtype,
             "wall_s": wall,
@@ -256,6 +259,13 @@ class Runner:
                 ):
                     rec[key] = None
         return rec
+
+    def _learner_settings(self, learner: Learner) -> dict:
+        """``learner.settings()``, computed once per learner (records copy it)."""
+        key = id(learner)
+        if key not in self._settings:
+            self._settings[key] = learner.settings()
+        return self._settings[key]
 
     def _null_risk(self, seed: int) -> float:
         """Risk of the best constant predictor (the empty modality set): exact from the
@@ -329,14 +339,19 @@ class Runner:
             )
             theory = self._theory_columns(data, sizes, [sub_obj[s] for s in subs])
             records = []
+            position = {s: j for j, s in enumerate(subs)}
+            by_m: dict[int, list[Run]] = {}
+            for run in seed_runs:
+                if run.run_id in pending:
+                    by_m.setdefault(run.m, []).append(run)
             for i, m in enumerate(sizes):
+                if m not in by_m:  # fitted (the fit covers the grid), nothing to measure
+                    continue
                 row = fits[i]
                 risk_est, eta_est = self._estimate_linear(plan, row, seed)
                 wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
-                for run in seed_runs:
-                    if run.m != m or run.run_id not in pending:
-                        continue
-                    j = subs.index(str(run.subset))
+                for run in by_m.get(m, []):
+                    j = position[str(run.subset)]
                     rec = self._record(
                         run,
                         train_risk=row[j].train_loss,

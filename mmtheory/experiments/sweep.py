@@ -102,7 +102,9 @@ def sweep(
         (CPU; the same ``memory_budget`` everywhere)
     shared : a :class:`~mmtheory.experiments.shared.SharedWork` passed to every sweep of a
         series (a multi-world spec): record files are read once, and worlds that differ
-        only in their target draw and factor their features once per seed (same numbers)
+        only in their target draw and factor their features once per seed (same numbers);
+        the series writes ``results.csv`` once, at its end (:func:`run_spec`), instead of
+        each sweep
 
     Returns
     -------
@@ -162,21 +164,24 @@ def sweep(
             ) as bar,
         ):
             runner.on_records = lambda recs: bar.update(len(recs))
-            for lrn in learners:
+            busy = [lrn for lrn in learners if any(r.learner is lrn for r in pending)]
+            for lrn in busy:
                 todo = [r for r in pending if r.learner is lrn]
-                if not todo:
-                    continue
                 grid = [r for r in runs if r.learner is lrn]
                 if lrn.solver == "closed_form":
                     runner.closed_form(lrn, todo, grid)
                 else:
                     runner.iterative(lrn, todo, grid)
-                if store is not None:
-                    _write_results(store, runs, out)
+                if store is not None and shared is None and lrn is not busy[-1]:
+                    _write_results(store, runs, out)  # a view of the finished learners
         records = {r["run_id"]: r for r in runner.new_records}
         if store is not None:
             records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
-        return results_table([records[r.run_id] for r in runs if r.run_id in records])
+        table = results_table([records[r.run_id] for r in runs if r.run_id in records])
+        # a series (``shared``) writes its tables once, at its end (run_spec)
+        if store is not None and shared is None and busy:
+            _write_results(store, runs, out, table)
+        return table
     finally:
         if store is not None and shared is None:
             store.close()  # release the writer lock (a shared store closes with its series)
@@ -229,26 +234,34 @@ def stale_runs(store: RecordStore, identity: str, runs: list[Run]) -> list[dict]
     cells = {(r.learner.label, str(r.subset), r.m, r.seed) for r in runs}
     return [
         rec
-        for rec in store.records()
-        if rec.get("world_identity") == identity
-        and rec["run_id"] not in wanted
+        for rec in store.records_of(identity)
+        if rec["run_id"] not in wanted
         and (rec.get("learner"), rec.get("subset"), rec.get("m"), rec.get("seed")) in cells
     ]
 
 
-def _write_results(store: RecordStore, runs: list[Run], out) -> None:
-    done = [store.get(r.run_id) for r in runs if r.run_id in store]
-    if done:
-        write_csv_atomic(results_table(done), Path(out) / "results.csv")
-        # per-class F1 of every current classification record in this directory, long
-        current = [
-            rec
-            for rec in store.records()
-            if rec.get("versions", {}).get("mmtheory") == __version__
-            and rec.get("test_f1_per_class")
-        ]
-        if current:
-            write_csv_atomic(f1_table(current), Path(out) / "f1_per_class.csv")
+def _write_results(
+    store: RecordStore, runs: list[Run], out, table: pd.DataFrame | None = None
+) -> None:
+    """``results.csv`` of ``runs`` (``table`` when already built) and the long per-class F1
+    table of the directory's current classification records."""
+    if table is None:
+        done = [store.get(r.run_id) for r in runs if r.run_id in store]
+        table = results_table(done) if done else None
+    if table is not None and len(table):
+        write_csv_atomic(table, Path(out) / "results.csv")
+        _write_f1(store, out)
+
+
+def _write_f1(store: RecordStore, out) -> None:
+    """Per-class F1 of every current classification record in this directory, long."""
+    current = [
+        rec
+        for rec in store.records()
+        if rec.get("versions", {}).get("mmtheory") == __version__ and rec.get("test_f1_per_class")
+    ]
+    if current:
+        write_csv_atomic(f1_table(current), Path(out) / "f1_per_class.csv")
 
 
 @dataclass
@@ -314,6 +327,7 @@ def run_spec(
                     **spec.estimation,
                 )
             )
-    table = pd.concat(tables, ignore_index=True)
-    write_csv_atomic(table, Path(out) / "results.csv")
+        table = pd.concat(tables, ignore_index=True)
+        write_csv_atomic(table, Path(out) / "results.csv")
+        _write_f1(shared.store(out, check_shard(shard, out)), out)
     return table

@@ -270,6 +270,7 @@ def render_report(
     mfeat_report=None,
     theory=None,
     results=None,
+    threads: str | None = None,
 ) -> str:
     versions = {
         "mmtheory": __version__,
@@ -286,7 +287,7 @@ def render_report(
         f"(Table 4: {timings['table4']:.0f} s, crossover: {timings['crossover']:.0f} s, theory: "
         f"{timings['theory']:.0f} s, real data: {timings['mfeat']:.0f} s).",
         f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. "
-        f"Threads: {torch.get_num_threads()}. Settings: {cfg}.",
+        f"Threads: {threads or torch.get_num_threads()}. Settings: {cfg}.",
         "",
         "## Verdict",
         "",

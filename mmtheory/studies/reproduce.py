@@ -13,12 +13,14 @@ The report says plainly which parts of the paper's programme are not built yet.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
-from mmtheory.engine import resolve_device
+from mmtheory.engine import cpu_threads, resolve_device
 from mmtheory.experiments.shared import SharedWork
 from mmtheory.experiments.sweep import sweep
 from mmtheory.plotting.figures import write_figures
@@ -103,103 +105,113 @@ def reproduce(
     write_csv_atomic(comparison, out / "table4.csv")
     timings["table4"] = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    world = synthetic.iemocap_like()
-    total = cfg.get("total", CROSSOVER_TOTAL)
-    ms = sorted({max(12, round(r * total)) for r in cfg["ratios"]})
-    learner = {
-        "kind": "late_fusion",
-        "encoder": "linear",
-        "latent_dim": 32,
-        "solver": "adam",
-        "lr": 0.01,
-        "steps": cfg["steps"],
-        "batch_size": 2048,
-    }
-    cx = sweep(
-        world,
-        learner,
-        "all",
-        m=ms,
-        seeds=cfg["cx_seeds"],
-        device=str(dev),
-        out=out / "crossover",
-        n_test=cfg["n_eval"],
-        n_refit=cfg["n_eval"],
-        n_eval=cfg["n_eval"],
-        progress=progress,
-    )
-    (out / "crossover" / "total.txt").write_text(str(total))
-    summary = crossover_summary(cx, total)
-    write_csv_atomic(summary, out / "crossover.csv")
-    table3 = table3_analogue(cx)
-    write_csv_atomic(table3, out / "table3.csv")
-    timings["crossover"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    correlation = correlation_part(out, cfg["rho_seeds"], progress)
-    bounds = bounds_part(out, cfg["bound_seeds"], progress)
-    t4_bounds, t4_preds = check(t4)
-    _, cx_preds = check(cx)
-    write_csv_atomic(t4_preds, out / "table4" / "predictions.csv")
-    write_csv_atomic(cx_preds, out / "crossover" / "predictions.csv")
-    predictions = pd.concat(
-        [
-            t4_preds.assign(part="table4"),
-            cx_preds.assign(part="crossover"),
-            correlation["predictions"].assign(part="correlation"),
-            bounds["predictions"].assign(part="bounds"),
-        ],
-        ignore_index=True,
-    )
-    write_csv_atomic(predictions, out / "predictions.csv")
-    selection = pd.concat(
-        [
-            selection_table(t4, t4_bounds).assign(part="table4"),
-            correlation["selection"].assign(part="correlation"),
-            bounds["selection"].assign(part="bounds"),
-        ],
-        ignore_index=True,
-    )
-    write_csv_atomic(selection, out / "selection.csv")
-    timings["theory"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    mfeat_report = None
-    if cfg.get("mfeat_seeds"):
-        from mmtheory.datasets import load_mfeat
-        from mmtheory.studies.realdata import run_real
-
-        mfeat_report = run_real(
-            load_mfeat(),
-            out / "mfeat",
-            sizes=cfg["mfeat_sizes"],
-            seeds=cfg["mfeat_seeds"],
+    # Every later part trains or fits small models (tens of features, a latent of 32):
+    # operator overhead, not arithmetic, so on the CPU one thread does the same work in a
+    # fraction of the CPU time of two, which mostly wait for each other (the crossover's
+    # m = 132 and m = 1,320 chunks took 6x the CPU seconds with 2 threads on 2 shared
+    # cores; engine.device.cpu_threads). Table 4's large Gram matrices keep every thread.
+    n_threads = torch.get_num_threads()
+    with ExitStack() as threads:
+        if dev.type == "cpu":
+            threads.enter_context(cpu_threads(1))
+        t0 = time.perf_counter()
+        world = synthetic.iemocap_like()
+        total = cfg.get("total", CROSSOVER_TOTAL)
+        ms = sorted({max(12, round(r * total)) for r in cfg["ratios"]})
+        learner = {
+            "kind": "late_fusion",
+            "encoder": "linear",
+            "latent_dim": 32,
+            "solver": "adam",
+            "lr": 0.01,
+            "steps": cfg["steps"],
+            "batch_size": 2048,
+        }
+        cx = sweep(
+            world,
+            learner,
+            "all",
+            m=ms,
+            seeds=cfg["cx_seeds"],
             device=str(dev),
+            out=out / "crossover",
+            n_test=cfg["n_eval"],
+            n_refit=cfg["n_eval"],
+            n_eval=cfg["n_eval"],
             progress=progress,
         )
-    timings["mfeat"] = time.perf_counter() - t0
+        (out / "crossover" / "total.txt").write_text(str(total))
+        summary = crossover_summary(cx, total)
+        write_csv_atomic(summary, out / "crossover.csv")
+        table3 = table3_analogue(cx)
+        write_csv_atomic(table3, out / "table3.csv")
+        timings["crossover"] = time.perf_counter() - t0
 
-    figures = write_figures(out)
-    timings["total"] = time.perf_counter() - t_start
-    text = render_report(
-        comparison,
-        summary,
-        figures,
-        timings,
-        dev,
-        quick,
-        {**cfg, "total": total},
-        predictions=predictions,
-        selection=selection,
-        bounds=bounds["summary"],
-        mstar=correlation["mstar"],
-        cx_preds=cx_preds,
-        table3=table3,
-        mfeat_report=mfeat_report,
-        theory=correlation,
-        results=pd.concat([t4, cx], ignore_index=True),
-    )
-    report = out / "report.md"
-    write_text_atomic(text, report)
-    return report
+        t0 = time.perf_counter()
+        correlation = correlation_part(out, cfg["rho_seeds"], progress)
+        bounds = bounds_part(out, cfg["bound_seeds"], progress)
+        t4_bounds, t4_preds = check(t4)
+        _, cx_preds = check(cx)
+        write_csv_atomic(t4_preds, out / "table4" / "predictions.csv")
+        write_csv_atomic(cx_preds, out / "crossover" / "predictions.csv")
+        predictions = pd.concat(
+            [
+                t4_preds.assign(part="table4"),
+                cx_preds.assign(part="crossover"),
+                correlation["predictions"].assign(part="correlation"),
+                bounds["predictions"].assign(part="bounds"),
+            ],
+            ignore_index=True,
+        )
+        write_csv_atomic(predictions, out / "predictions.csv")
+        selection = pd.concat(
+            [
+                selection_table(t4, t4_bounds).assign(part="table4"),
+                correlation["selection"].assign(part="correlation"),
+                bounds["selection"].assign(part="bounds"),
+            ],
+            ignore_index=True,
+        )
+        write_csv_atomic(selection, out / "selection.csv")
+        timings["theory"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        mfeat_report = None
+        if cfg.get("mfeat_seeds"):
+            from mmtheory.datasets import load_mfeat
+            from mmtheory.studies.realdata import run_real
+
+            mfeat_report = run_real(
+                load_mfeat(),
+                out / "mfeat",
+                sizes=cfg["mfeat_sizes"],
+                seeds=cfg["mfeat_seeds"],
+                device=str(dev),
+                progress=progress,
+            )
+        timings["mfeat"] = time.perf_counter() - t0
+
+        figures = write_figures(out)
+        timings["total"] = time.perf_counter() - t_start
+        text = render_report(
+            comparison,
+            summary,
+            figures,
+            timings,
+            dev,
+            quick,
+            {**cfg, "total": total},
+            predictions=predictions,
+            selection=selection,
+            bounds=bounds["summary"],
+            mstar=correlation["mstar"],
+            cx_preds=cx_preds,
+            table3=table3,
+            mfeat_report=mfeat_report,
+            theory=correlation,
+            results=pd.concat([t4, cx], ignore_index=True),
+            threads=f"{n_threads} for Table 4, {torch.get_num_threads()} for the other parts",
+        )
+        report = out / "report.md"
+        write_text_atomic(text, report)
+        return report

@@ -117,3 +117,63 @@ def test_a_multi_world_spec_reads_the_record_file_once(tmp_path, monkeypatch, re
     monkeypatch.setattr(RecordStore, "_load", counted)
     run_spec(spec, out=tmp_path, device="cpu", progress=False)
     assert reads == (["records.jsonl"] if rerun else [])
+
+
+def _count_record_file_reads(monkeypatch):
+    """Every opening of a record file for reading, by any code path (builtins.open and
+    os.open both counted), as a list of file names."""
+    import builtins
+    import os
+
+    reads = []
+    real_open, real_os_open = builtins.open, os.open
+
+    def is_record_file(path) -> bool:
+        name = os.path.basename(os.fspath(path)) if isinstance(path, str | os.PathLike) else ""
+        return name.startswith("records") and name.endswith(".jsonl")
+
+    def counted_open(file, mode="r", *args, **kw):
+        if is_record_file(file) and not any(c in mode for c in "wax+"):
+            reads.append(os.path.basename(os.fspath(file)))
+        return real_open(file, mode, *args, **kw)
+
+    def counted_os_open(path, flags, *args, **kw):
+        if is_record_file(path) and flags & (os.O_WRONLY | os.O_RDWR) == 0:
+            reads.append(os.path.basename(os.fspath(path)))
+        return real_os_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(builtins, "open", counted_open)
+    monkeypatch.setattr(os, "open", counted_os_open)
+    return reads
+
+
+@pytest.mark.parametrize("rerun", [False, True])
+def test_a_multi_world_spec_opens_the_record_file_for_reading_once(tmp_path, monkeypatch, rerun):
+    """Counted at the file system (any code path), not at one method: a series of four
+    worlds reads the record file once when it exists, and never when it does not."""
+    spec = parse_spec(tomllib.loads(MULTI_WORLD_SPEC))
+    if rerun:
+        run_spec(spec, out=tmp_path, device="cpu", progress=False)
+    reads = _count_record_file_reads(monkeypatch)
+    table = run_spec(spec, out=tmp_path, device="cpu", progress=False)
+    assert len(table) == 4 * 3  # four worlds, three subsets: every run present
+    assert reads == (["records.jsonl"] if rerun else [])
+
+
+def test_the_read_counter_sees_a_store_per_world(tmp_path, monkeypatch):
+    """Negative control: without the shared store, each world's sweep reads the file, and
+    the counter says so (four worlds, three reads after the first world wrote it)."""
+    spec = parse_spec(tomllib.loads(MULTI_WORLD_SPEC))
+    reads = _count_record_file_reads(monkeypatch)
+    for world in spec.worlds:
+        sweep(
+            world,
+            spec.learners,
+            spec.subsets,
+            spec.m,
+            spec.seeds,
+            device="cpu",
+            progress=False,
+            out=tmp_path,
+        )
+    assert reads == ["records.jsonl"] * 3

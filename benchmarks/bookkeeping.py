@@ -1,0 +1,203 @@
+"""Bookkeeping share of a 100,000-run closed-form sweep (issue 18, item 5).
+
+``python benchmarks/bookkeeping.py`` runs one multi-world spec of many tiny closed-form
+runs, so that compute is small and bookkeeping shows: overlap worlds with 4 modalities of
+2 features each, 10 overlaps x 4 cumulative subsets x 25 sizes (10 .. 250) x 100 seeds =
+100,000 runs, exact risk and eta from the worlds' oracles, records in a temporary folder.
+It runs the spec twice under cProfile: a fresh sweep, then the same spec again (a resume
+with nothing left to do: every run is found in the records and skipped). Options:
+``--worlds W --sizes S --seeds N`` (runs = W x 4 x S x N), ``--profile FILE`` to keep the
+fresh sweep's profile, ``--top K`` to print its K largest functions by own time.
+
+Bookkeeping is what a sweep does besides fitting and measuring models, attributed from
+the profile by function (cumulative times, never counted twice):
+
+- run ids: ``grid.plan_runs`` (hashing each run's identity);
+- resume checks: which runs are finished (``sweep``'s own comprehensions) and
+  ``stale_runs``;
+- record reading: ``RecordStore.__init__`` (parsing the record files);
+- record building: ``Runner._record`` (one dict per run) and the closed form's own loop
+  over runs;
+- record writing: ``Runner._flush`` (JSON, write, fsync, progress);
+- results table: ``_write_results`` after each world and ``run_spec``'s final table.
+
+The profile counts CPU time (``time.process_time``), not wall time, so that other jobs on
+a shared machine do not move the shares; the time spent waiting in ``fsync`` (not CPU) is
+measured apart, in wall seconds, and printed beside the sweep's wall time. cProfile
+charges every Python call a fixed overhead, and bookkeeping is Python-heavy while the fits
+are mostly inside torch, so the profiled share overstates bookkeeping; the unprofiled
+times of each phase are printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import platform
+import pstats
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+import torch
+
+from mmtheory.experiments import parse_spec, run_spec
+
+SPEC = """
+name = "bookkeeping"
+device = "cpu"
+[world]
+kind = "overlap"
+n_modalities = 4
+dim = 2
+overlap = {overlaps}
+[[learner]]
+kind = "linear"
+[grid]
+subsets = "cumulative"
+m = {sizes}
+seeds = {seeds}
+"""
+
+#: (file name, function name) -> bookkeeping category. ``sweep.py:<listcomp>`` are the
+#: pending / resume comprehensions of ``sweep`` (Python 3.11 gives each its own frame).
+CATEGORIES = {
+    ("grid.py", "plan_runs"): "run ids",
+    ("sweep.py", "<listcomp>"): "resume checks",
+    ("sweep.py", "<setcomp>"): "resume checks",
+    ("sweep.py", "<dictcomp>"): "resume checks",
+    ("sweep.py", "stale_runs"): "resume checks",
+    ("records.py", "__init__"): "record reading",
+    ("runner.py", "_record"): "record building",
+    ("runner.py", "_flush"): "record writing",
+    ("sweep.py", "_write_results"): "results table",
+}
+
+
+def spec_text(worlds: int, sizes: int, seeds: int) -> str:
+    overlaps = [round(i / max(1, worlds - 1), 4) for i in range(worlds)]
+    ms = [10 * (i + 1) for i in range(sizes)]
+    return SPEC.format(overlaps=overlaps, sizes=ms, seeds=seeds)
+
+
+def _key(func: tuple) -> tuple[str, str]:
+    return Path(func[0]).name, func[2]
+
+
+def shares(stats: pstats.Stats) -> tuple[float, dict[str, float]]:
+    """(total seconds of ``run_spec``, seconds per bookkeeping category) from a profile.
+
+    Each category sums the cumulative time of its functions (none of them calls another
+    of them, except the comprehensions inside ``sweep``, which call nothing listed).
+    The closed form's own loop over runs (``Runner.closed_form``'s own time) is record
+    building; ``run_spec`` minus its sweeps (final concat and ``results.csv``) is the
+    results table."""
+    raw = stats.stats  # type: ignore[attr-defined]
+    total = sweeps = 0.0
+    out: dict[str, float] = {}
+    for func, (_, _, tt, ct, _) in raw.items():
+        key = _key(func)
+        if key == ("sweep.py", "run_spec"):
+            total += ct
+        elif key == ("sweep.py", "sweep"):
+            sweeps += ct
+        elif key == ("runner.py", "closed_form"):
+            out["record building"] = out.get("record building", 0.0) + tt
+        cat = CATEGORIES.get(key)
+        if cat is not None:
+            out[cat] = out.get(cat, 0.0) + ct
+    out["results table"] = out.get("results table", 0.0) + max(0.0, total - sweeps)
+    return total, out
+
+
+def run_once(text: str, out: Path, profile: bool) -> tuple[float, float, pstats.Stats | None]:
+    """Run the spec into ``out``; (wall seconds, CPU seconds, profile or None)."""
+    spec = parse_spec(tomllib.loads(text))
+    prof = cProfile.Profile(time.process_time) if profile else None
+    fsync = os.fsync
+    waits = [0, 0.0]
+
+    def timed_fsync(fd: int) -> None:
+        t0 = time.perf_counter()
+        fsync(fd)
+        waits[0] += 1
+        waits[1] += time.perf_counter() - t0
+
+    os.fsync = timed_fsync
+    w0, c0 = time.perf_counter(), time.process_time()
+    try:
+        if prof is not None:
+            prof.enable()
+        run_spec(spec, out=out, device="cpu", progress=False)
+        if prof is not None:
+            prof.disable()
+    finally:
+        os.fsync = fsync
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    print(
+        f"  fsync: {waits[0]} calls, {waits[1]:.2f} s wall ({waits[1] / wall:.1%} of the wall time)"
+    )
+    return wall, cpu, pstats.Stats(prof) if prof is not None else None
+
+
+def report(label: str, stats: pstats.Stats) -> float:
+    total, cats = shares(stats)
+    book = sum(cats.values())
+    print(f"{label}: run_spec {total:.2f} s of CPU under cProfile; bookkeeping {book / total:.1%}")
+    for cat in (
+        "run ids",
+        "resume checks",
+        "record reading",
+        "record building",
+        "record writing",
+        "results table",
+    ):
+        v = cats.get(cat, 0.0)
+        print(f"  {cat:<16} {v:8.2f} s  {v / total:6.1%}")
+    return book / total
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--worlds", type=int, default=10)
+    ap.add_argument("--sizes", type=int, default=25)
+    ap.add_argument("--seeds", type=int, default=100)
+    ap.add_argument("--profile", help="keep the fresh sweep's profile in this file")
+    ap.add_argument("--top", type=int, default=0, help="print the K largest own times")
+    ap.add_argument("--no-plain", action="store_true", help="skip the unprofiled runs")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    text = spec_text(args.worlds, args.sizes, args.seeds)
+    n_runs = args.worlds * 4 * args.sizes * args.seeds
+    print(
+        f"{n_runs:,} closed-form runs ({args.worlds} worlds x 4 subsets x {args.sizes} sizes "
+        f"x {args.seeds} seeds); {time.strftime('%Y-%m-%d')}, {platform.node()}, "
+        f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+        "1 torch thread"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp) / "fresh"
+        wall, cpu, stats = run_once(text, fresh, profile=True)
+        assert stats is not None
+        print(f"fresh sweep, profiled: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        if args.profile:
+            stats.dump_stats(args.profile)
+        report("fresh", stats)
+        if args.top:
+            stats.sort_stats("tottime").print_stats(args.top)
+        wall, cpu, stats = run_once(text, fresh, profile=True)
+        assert stats is not None
+        print(f"resume (nothing left), profiled: {wall:.1f} s wall, {cpu:.1f} s CPU")
+        report("resume", stats)
+        if not args.no_plain:
+            plain = Path(tmp) / "plain"
+            wall, cpu, _ = run_once(text, plain, profile=False)
+            print(f"fresh sweep, not profiled: {wall:.1f} s wall, {cpu:.1f} s CPU")
+            wall, cpu, _ = run_once(text, plain, profile=False)
+            print(f"resume (nothing left), not profiled: {wall:.1f} s wall, {cpu:.1f} s CPU")
+
+
+if __name__ == "__main__":
+    main()
