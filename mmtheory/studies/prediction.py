@@ -16,6 +16,10 @@ resumable, each compared against :func:`mmtheory.predict` before anything is dra
    min-norm prediction where it holds.
 4. selection: the paper's rule, the exact-prediction rule and "always larger" scored on
    the same sweeps.
+5. coverage: the accuracy sweeps rerun with ``coverage_groups`` times the seeds; every
+   group of ``seeds`` consecutive seeds is an independent replicate of the accuracy part,
+   so how often its intervals cover the exact truth is measured, not assumed
+   (:func:`~mmtheory.theory.versus.interval_coverage`).
 """
 
 from __future__ import annotations
@@ -38,19 +42,34 @@ from mmtheory.theory.check import check, selection_table
 from mmtheory.theory.predicted import predict, predict_crossovers
 from mmtheory.theory.versus import (
     accuracy_summary,
+    interval_coverage,
     phase_agreement,
     phase_table,
     predicted_larger_better,
     theory_vs_measured,
 )
 
-__all__ = ["accuracy_worlds", "crossover_sizes", "run_prediction"]
+__all__ = ["accuracy_worlds", "coverage_part", "crossover_sizes", "run_prediction"]
 
 
 def _settings(quick: bool) -> dict:
     if quick:
-        return {"seeds": 8, "per_decade": 6, "phase_seeds": 6, "dd_seeds": 8, "plugins": False}
-    return {"seeds": 20, "per_decade": 10, "phase_seeds": 10, "dd_seeds": 20, "plugins": True}
+        return {
+            "seeds": 8,
+            "per_decade": 6,
+            "phase_seeds": 6,
+            "dd_seeds": 8,
+            "plugins": False,
+            "coverage_groups": 3,
+        }
+    return {
+        "seeds": 20,
+        "per_decade": 10,
+        "phase_seeds": 10,
+        "dd_seeds": 20,
+        "plugins": True,
+        "coverage_groups": 10,
+    }
 
 
 def accuracy_worlds(quick: bool = False) -> list:
@@ -122,6 +141,34 @@ def _accuracy_part(out: Path, cfg: dict, progress: bool, quick: bool) -> dict:
     )
     selection = selection_table(res, bounds, predicted)
     return {"results": res, "risk": risk, "cross": cross, "selection": selection}
+
+
+def coverage_part(
+    out: str | Path, cfg: dict | None = None, progress: bool = True, quick: bool = False
+) -> pd.DataFrame:
+    """The accuracy sweeps with ``coverage_groups`` x ``seeds`` seeds (their own records,
+    under ``out/coverage``), cut into independent groups of ``seeds``: the coverage of the
+    risk and m* intervals over the groups, with its interval. Written to coverage.csv."""
+    cfg = cfg or _settings(quick)
+    out = Path(out)
+    worlds = accuracy_worlds(quick)
+    n = cfg["seeds"] * cfg["coverage_groups"]
+    results = []
+    for world in worlds:
+        res = sweep(
+            world,
+            "linear",
+            "all",
+            m=crossover_sizes(world, cfg["per_decade"]),
+            seeds=n,
+            dtype="float64",
+            out=out / "coverage",
+            progress=progress,
+        )
+        results.append(res[["world", "world_id", "learner", "subset", "m", "seed", "test_risk"]])
+    table = interval_coverage(pd.concat(results, ignore_index=True), worlds, cfg["seeds"])
+    write_csv_atomic(table, out / "coverage.csv")
+    return table
 
 
 def _plugin_part(out: Path, cfg: dict, progress: bool) -> dict:
@@ -272,8 +319,46 @@ def _figures(out: Path, acc: dict, phase: dict, dd: dict) -> list[Path]:
     return written
 
 
+def coverage_markdown(table: pd.DataFrame) -> list[str]:
+    """The coverage study as report lines: what was simulated, then one row per quantity."""
+    if table.empty:
+        return ["No coverage study (no exact-regime cells)."]
+    g = table.iloc[0]
+    return [
+        f"Every group of {int(g.group_size)} consecutive seeds is an independent replicate of "
+        "the accuracy part above; the truth is exact (closed-form expected risk and m* of "
+        "Gaussian linear worlds), so how often the stated 95% intervals cover it is "
+        "measured. Cells within a group share training draws (nested sizes, worlds that "
+        "differ only in the target), so a single run's share inside is one correlated "
+        "draw; the coverage's interval is a t-interval over the groups.",
+        "",
+        markdown_table(
+            ["quantity", "groups x seeds", "cells", "covered", "coverage", "95% interval"],
+            [
+                [
+                    r.quantity,
+                    f"{r.groups} x {r.group_size}",
+                    r.trials,
+                    r.covered,
+                    f"{100 * r.coverage:.1f}%",
+                    f"[{100 * r.coverage_ci_low:.1f}%, {100 * r.coverage_ci_high:.1f}%]",
+                ]
+                for r in table.itertuples()
+            ],
+            "lrrrrr",
+        ),
+    ]
+
+
 def _report(
-    out: Path, acc: dict, plugins: dict | None, phase: dict, dd: dict, secs: float, cfg: dict
+    out: Path,
+    acc: dict,
+    plugins: dict | None,
+    phase: dict,
+    dd: dict,
+    secs: float,
+    cfg: dict,
+    coverage: pd.DataFrame | None = None,
 ) -> str:
     summary = accuracy_summary(acc["risk"], acc["cross"])
     cross = acc["cross"]
@@ -314,6 +399,10 @@ def _report(
         ),
         "",
         "![curves](fig_predicted_curves.png)",
+        "",
+        "## Do the intervals cover? (simulation against the exact truth)",
+        "",
+        *(coverage_markdown(coverage) if coverage is not None else ["Not run."]),
         "",
         "## Phase diagrams",
         "",
@@ -398,6 +487,7 @@ def run_prediction(
     write_csv_atomic(acc["cross"], out / "crossover_vs_measured.csv")
     write_csv_atomic(acc["selection"], out / "selection.csv")
     write_csv_atomic(accuracy_summary(acc["risk"], acc["cross"]), out / "accuracy.csv")
+    coverage = coverage_part(out, cfg, progress)
     plugins = _plugin_part(out, cfg, progress) if cfg["plugins"] else None
     if plugins is not None:
         write_csv_atomic(plugins["plugins"], out / "plugins.csv")
@@ -405,5 +495,7 @@ def run_prediction(
     dd = _double_descent_part(out, cfg, progress)
     _figures(out, acc, phase, dd)
     report = out / "report.md"
-    write_text_atomic(_report(out, acc, plugins, phase, dd, time.perf_counter() - t0, cfg), report)
+    write_text_atomic(
+        _report(out, acc, plugins, phase, dd, time.perf_counter() - t0, cfg, coverage), report
+    )
     return report

@@ -353,3 +353,123 @@ def predicted_larger_better(predicted: pd.DataFrame, M: str, N: str):
         return bool(a < b)
 
     return larger_better
+
+
+COVERAGE_COLUMNS = [
+    "quantity",
+    "group_size",
+    "groups",
+    "trials",
+    "covered",
+    "coverage",
+    "coverage_ci_low",
+    "coverage_ci_high",
+    "level",
+]
+
+
+def interval_coverage(
+    results: pd.DataFrame, worlds, group_size: int, *, margin: int = 10
+) -> pd.DataFrame:
+    """How often the measured intervals cover the truth, by simulation where it is exact.
+
+    The seeds of ``results`` (a sweep of the closed-form learner on Gaussian linear
+    worlds) are cut into independent groups of ``group_size`` consecutive seeds. In each
+    group every exact-regime (subset, m) cell gets the risk t-interval a report with
+    ``group_size`` seeds states, and every exact-regime nested pair P7 finds a crossing
+    for gets its m* interval (:func:`~mmtheory.theory.predictions.crossover`); each is
+    checked against the exact expected risk or the exact m*. Cells and pairs within one
+    group are correlated (nested training sets, draws shared by worlds that differ only in
+    the target), so the interval of the coverage is a t-interval over the *groups'*
+    coverages, the independent units; ``trials``/``covered`` count the cells.
+
+    One row per quantity: risk cells with m > p + ``margin`` and with m <= p + ``margin``,
+    crossovers with m* > 2 p_M and m* <= 2 p_M (the heavy-tailed side, where the risk of
+    M has few finite moments), and all crossovers.
+    """
+    from mmtheory.theory.predictions import crossover
+
+    if group_size < 2:
+        raise ValueError(f"group_size must be >= 2, got {group_size}")
+    by_id = {w.world_id: w for w in worlds}
+    seeds = np.sort(results.seed.unique())
+    n_groups = len(seeds) // group_size
+    if n_groups < 2:
+        raise ValueError(
+            f"coverage needs at least 2 groups of {group_size} seeds; the results have "
+            f"{len(seeds)} seeds"
+        )
+    group_of = {int(s): i // group_size for i, s in enumerate(seeds[: n_groups * group_size])}
+    # hits[quantity] = list of per-group arrays of 0/1
+    hits: dict[str, list[list[int]]] = {}
+
+    def add(quantity: str, group: int, hit: bool) -> None:
+        hits.setdefault(quantity, [[] for _ in range(n_groups)])[group].append(int(hit))
+
+    crit = stats.t.ppf(0.5 + LEVEL / 2, group_size - 1)
+    for (world_id, learner), res in results.groupby(["world_id", "learner"], sort=True):
+        world = by_id.get(world_id)
+        if world is None:
+            continue
+        res = res[res.seed.isin(group_of)]
+        sizes = sorted(int(v) for v in res.m.unique())
+        pred = predict(world, learner, "all", sizes)
+        pred = pred[pred.regime == "exact"].set_index(["subset", "m"])
+        risk = res.pivot_table(index=["subset", "seed"], columns="m", values="test_risk")
+        for subset in risk.index.get_level_values(0).unique():
+            table = risk.loc[subset]
+            groups = np.array([group_of[int(s)] for s in table.index])
+            for m in sizes:
+                if (subset, m) not in pred.index:
+                    continue
+                truth = float(pred.loc[(subset, m), "test_risk"])
+                far = m > pred.loc[(subset, m), "p"] + margin
+                label = f"risk, m {'>' if far else '<='} p + {margin}"
+                for g in range(n_groups):
+                    v = table[m].to_numpy(float)[groups == g]
+                    half = crit * v.std(ddof=1) / math.sqrt(len(v))
+                    add(label, g, abs(v.mean() - truth) <= half)
+        cross = predict_crossovers(world, learner)
+        for r in cross.itertuples(index=False):
+            if r.regime != "exact" or not np.isfinite(r.m_star):
+                continue
+            if r.M not in risk.index or r.N not in risk.index:
+                continue
+            gaps_all = risk.loc[r.M].to_numpy(float) - risk.loc[r.N].to_numpy(float)
+            groups = np.array([group_of[int(s)] for s in risk.loc[r.M].index])
+            side = "m* > 2 p_M" if r.m_star > 2 * r.p_M else "m* <= 2 p_M"
+            for g in range(n_groups):
+                cx = crossover(sizes, gaps_all[groups == g])
+                if not (cx.better_at_max and not cx.below):
+                    continue  # P7 finds no crossing here: nothing to cover
+                high = math.inf if math.isnan(cx.high) else cx.high
+                hit = bool(cx.low <= r.m_star <= high)
+                add(f"crossover m*, {side}", g, hit)
+                add("crossover m*, all", g, hit)
+    rows = []
+    for quantity, per_group in hits.items():
+        shares = np.array([np.mean(h) for h in per_group if h])
+        trials = sum(len(h) for h in per_group)
+        covered = sum(sum(h) for h in per_group)
+        n = len(shares)
+        mean = float(shares.mean())
+        half = (
+            float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * shares.std(ddof=1) / math.sqrt(n))
+            if n > 1
+            else math.nan
+        )
+        rows.append(
+            dict(
+                quantity=quantity,
+                group_size=group_size,
+                groups=n,
+                trials=trials,
+                covered=covered,
+                coverage=mean,
+                coverage_ci_low=max(0.0, mean - half),
+                coverage_ci_high=min(1.0, mean + half),
+                level=LEVEL,
+            )
+        )
+    out = pd.DataFrame(rows, columns=COVERAGE_COLUMNS)
+    return out.sort_values("quantity", kind="stable").reset_index(drop=True)

@@ -232,3 +232,54 @@ def test_accuracy_summary_counts_only_scored_cells():
     assert s.loc["crossover m*", "inside_share"] == 0.5
     assert s.loc["crossover m*, m* > 2 p_M", "inside_share"] == 1.0
     assert s.loc["crossover m*, m* <= 2 p_M", "inside_share"] == 0.0
+
+
+def test_interval_coverage_by_simulation_and_negative_controls(monkeypatch):
+    """Coverage over independent groups of seeds: the true closed forms are covered at
+    about the intervals' level; a prediction 30% too high (risk) or 2x too large (m*) is
+    covered almost never, so the coverage study can say "undercovers"."""
+    from mmtheory.theory import versus
+
+    world = _small_world()
+    cross = predict_crossovers(world)
+    m_star = float(cross[(cross.M == "m1+m2") & (cross.N == "m1")].m_star.iloc[0])
+    sizes = sorted({*np.geomspace(14, 6 * m_star, 8).round().astype(int)})
+    res = sweep(
+        world, "linear", ["m1", "m1+m2"], m=sizes, seeds=60, dtype="float64", progress=False
+    )
+    cov = versus.interval_coverage(res, [world], group_size=10).set_index("quantity")
+    assert cov.loc["risk, m > p + 10"].groups == 6
+    far = cov.loc["risk, m > p + 10"]
+    assert far.trials > 0 and far.trials % 6 == 0
+    assert far.coverage_ci_high >= 0.9 and far.coverage >= 0.8
+    cx = cov.loc["crossover m*, all"]
+    assert cx.trials >= 3 and cx.coverage >= 0.5
+
+    real_predict, real_cross = versus.predict, versus.predict_crossovers
+    monkeypatch.setattr(
+        versus, "predict", lambda *a: real_predict(*a).assign(test_risk=lambda d: d.test_risk * 1.3)
+    )
+    monkeypatch.setattr(
+        versus,
+        "predict_crossovers",
+        lambda *a: real_cross(*a).assign(m_star=lambda d: d.m_star * 2),
+    )
+    bad = versus.interval_coverage(res, [world], group_size=10).set_index("quantity")
+    assert bad.loc["risk, m > p + 10"].coverage < 0.2
+    assert bad.loc["crossover m*, all"].coverage < 0.2
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        versus.interval_coverage(res, [world], group_size=40)
+
+
+def test_coverage_part_writes_its_table(tmp_path, monkeypatch):
+    from mmtheory.studies import prediction
+
+    world = _small_world()
+    monkeypatch.setattr(prediction, "accuracy_worlds", lambda quick=False: [world])
+    monkeypatch.setattr(prediction, "crossover_sizes", lambda w, per_decade: [16, 30, 60, 120])
+    cfg = dict(prediction._settings(True), seeds=4, coverage_groups=2)
+    table = prediction.coverage_part(tmp_path, cfg, progress=False)
+    assert (tmp_path / "coverage.csv").exists()
+    assert set(table.group_size) == {4} and table.trials.gt(0).all()
+    text = "\n".join(prediction.coverage_markdown(table))
+    assert "2 x 4" in text and "risk, m > p + 10" in text
