@@ -3,8 +3,8 @@
 Each scenario is a small but realistic sweep run by the command line in its own process
 group, as a terminal or a scheduler runs it:
 
-- ``table4``: the closed form on a Table-4-like overlap world (4 modalities, 2 overlaps,
-  all 15 subsets, 2 sizes, 3 seeds: 180 runs);
+- ``table4``: the closed form on a Table-4-like overlap world (4 modalities of 10
+  features, 2 overlaps, all 15 subsets, 2 sizes, 2 seeds: 120 runs);
 - ``mlp``: an iterative grid (late fusion with MLP encoders, Adam, plus the closed form) on
   a 20/100/20-feature world, with a small memory budget so that every size trains in
   several chunks;
@@ -12,11 +12,21 @@ group, as a terminal or a scheduler runs it:
 - ``jobs``: the same grid as ``--jobs 2`` (the local multi-process executor);
 - ``submitit``: the same grid as ``--executor submitit --tasks 2`` (local cluster).
 
+``jobs`` and ``submitit`` are compared with one process whose thread pools are pinned as
+their 2 shard processes pin theirs (cores // 2): BLAS reductions round differently with
+another thread count, so the last bits of float64 numbers would differ otherwise (about
+1e-15 relative; docs/clusters.md). ``mlp`` and ``shards`` run through this script's
+``child`` wrapper, which sets the small memory budget and then calls the command line.
+
 A round starts a fresh directory and repeats: start the command, wait a random time drawn
-from ``[0, 1.1 x the uninterrupted run's wall time]`` (so kills land in start-up, training,
-record writes and the table write alike), send SIGKILL or SIGINT (seeded choice) to the
-whole process group, then check. A round ends when the command finishes before its kill
-(or after ``--max-kills-per-round`` kills, default 6, a last run finishes it). Checks:
+uniformly from ``[0, 1.1 x T]``, where T is the uninterrupted run's wall time times the
+share of runs still missing (at least 0.2; so kills land in start-up, training, record
+writes and the table write alike, and a resume that has little left is still hit), and
+by 1.5 for every kill in a row that saw no new record (so that on a loaded machine, where
+start-up alone can outlast T, kills still reach the training), send
+SIGKILL or SIGINT (seeded choice) to the whole process group, then check. A round ends
+when the command finishes before its kill (or after ``--max-kills-per-round`` kills,
+default 6, a last run finishes it). Checks:
 
 - **lost**: a run whose record line was complete (JSON, line end) after one step and is
   gone after a later one;
@@ -25,7 +35,9 @@ whole process group, then check. A round ends when the command finishes before i
 - **mismatch**: the final ``results.csv`` not equal, as text, to the uninterrupted run's
   (every column but ``wall_s``, a timing);
 - **traceback**: "Traceback" on the stderr of any process after a SIGINT (or at all);
-- **bad exit**: after SIGINT an exit status other than 130 (interrupted) or 0;
+- **bad exit**: after SIGINT an exit status other than 130 (interrupted), -2 (the SIGINT
+  came as the interpreter exited) or 0, after SIGKILL other than -9 or 0; the stderr of
+  every process with a traceback or a bad exit is kept under ``--out``/problems;
 - **stray**: a temporary file (``*.tmp``, ``.mmtheory-write-test.*``) left in the
   directory after the round's last run.
 
@@ -53,13 +65,13 @@ from pathlib import Path
 
 import numpy as np
 
-#: A closed-form Table-4-like grid: overlap world, all subsets, 2 sizes, 4 seeds (360 runs).
+#: A closed-form Table-4-like grid: overlap world, all subsets, 2 sizes, 2 seeds (120 runs).
 TABLE4 = """
 name = "kill-table4"
 [world]
 kind = "overlap"
 n_modalities = 4
-dim = 20
+dim = 10
 overlap = [0.5, 0.0]
 [[learner]]
 kind = "linear"
@@ -67,8 +79,15 @@ solver = "closed_form"
 [grid]
 subsets = "all"
 m = [200, 1000]
-seeds = 3
+seeds = 2
 """
+
+#: The smoke version (tests): one overlap, one size, one seed (15 runs).
+TINY_TABLE4 = (
+    TABLE4.replace("overlap = [0.5, 0.0]", "overlap = 0.5")
+    .replace("m = [200, 1000]", "m = [200]")
+    .replace("seeds = 2", "seeds = 1")
+)
 
 #: An iterative grid: late fusion with MLP encoders (Adam) and the closed form, 7 subsets,
 #: 2 sizes, 2 seeds (56 runs).
@@ -85,22 +104,23 @@ encoder = "mlp"
 latent_dim = 8
 solver = "adam"
 lr = 0.01
-steps = 20
+steps = 10
 [[learner]]
 kind = "linear"
 [grid]
 subsets = "all"
-m = [60, 120]
+m = [40, 80]
 seeds = 2
 [estimation]
-n_test = 1000
-n_refit = 1000
-n_eval = 1000
+n_test = 500
+n_refit = 500
+n_eval = 500
 """
 
 #: Bytes of one batch of models in the child processes of ``mlp`` and ``shards``: small,
-#: so that each size trains in several chunks (the default on a CPU holds them all).
-SMALL_BUDGET = 3e6
+#: so that each size trains in 4 chunks (2 seeds x 2 subset groups; the default on a CPU
+#: holds a size's 14 models in one).
+SMALL_BUDGET = 1.5e6
 
 SCENARIOS = ("table4", "mlp", "shards", "jobs", "submitit")
 #: The uninterrupted single-process run each scenario must equal: the closed form; the MLP
@@ -113,12 +133,13 @@ def child(argv: list[str]) -> int:
     """``kill_campaign.py child BUDGET sweep ...``: the mmtheory command line with the
     memory budget of one batch set to BUDGET bytes ("default" keeps the machine's)."""
     budget, rest = argv[0], argv[1:]
-    if budget != "default":
+    try:  # a SIGINT in this wrapper's own import is the command line's interruption too
         import mmtheory.experiments.sweep as sweep_module
-
-        sweep_module.default_memory_budget = lambda device: float(budget)  # type: ignore[assignment]
-    from mmtheory.cli import main
-
+        from mmtheory.cli import main
+    except KeyboardInterrupt:
+        print("mmtheory sweep: interrupted; finished runs are saved", file=sys.stderr)
+        return 130
+    sweep_module.default_memory_budget = lambda device: float(budget)  # type: ignore[assignment]
     return main(rest)
 
 
@@ -191,8 +212,13 @@ def numbers(out: Path):
 
 
 # ------------------------------------------------------------------------ processes
-def start(commands: list[list[str]], cwd: Path) -> list[subprocess.Popen]:
+def start(commands: list[list[str]], cwd: Path, threads: int | None = None):
+    """Start the commands at once, each in its own process group."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if threads is not None:
+        from mmtheory.experiments.executors.processes import shard_env
+
+        env = shard_env(threads, env)
     return [
         subprocess.Popen(
             cmd,
@@ -235,12 +261,13 @@ def reap(procs: list[subprocess.Popen]) -> list[tuple[int, str]]:
     return done
 
 
-def run_clean(commands_by_stage, cwd: Path) -> tuple[float, list[str]]:
-    """Run every stage to the end, uninterrupted; wall seconds and any stderr problems."""
+def run_clean(commands_by_stage, cwd: Path, threads: int | None = None) -> tuple[float, list[str]]:
+    """Run every stage to the end, uninterrupted (with every thread pool at ``threads``
+    when given); wall seconds and any stderr problems."""
     t0 = time.perf_counter()
     problems = []
     for commands in commands_by_stage:
-        for rc, err in reap(start(commands, cwd)):
+        for rc, err in reap(start(commands, cwd, threads)):
             if rc != 0 or "Traceback" in err:
                 problems.append(f"exit {rc}: {err.strip().splitlines()[-1:] or ''}")
     return time.perf_counter() - t0, problems
@@ -266,18 +293,26 @@ class Counts:
 
 
 def run_round(name, spec, out, ref, ref_wall, rng, counts: Counts, max_kills: int, log) -> None:
+    """One round of a scenario in a fresh ``out``: kills and resumes until it finishes."""
     shutil.rmtree(out, ignore_errors=True)
     plan = stages(name, spec, out)
     stage = 0
     seen: set[str] = set()
     kills_here = 0
+    stretch = 1.0  # grows by half after every kill that saw no new record (a loaded machine)
     counts.rounds += 1
     while stage < len(plan):
         procs = start(plan[stage], out.parent)
         kill = kills_here < max_kills
-        delay = float(rng.uniform(0.0, 1.1 * ref_wall)) if kill else 3600.0
+        missing = 1.0 - len(seen) / len(ref) if stage == 0 else 0.0
+        window = 1.1 * ref_wall * max(missing, 0.2) * stretch
+        delay = float(rng.uniform(0.0, window)) if kill else 3600.0
         sig = int(rng.choice([signal.SIGKILL, signal.SIGINT])) if kill else None
-        finished = wait_all(procs, delay)
+        try:
+            finished = wait_all(procs, delay)
+        except BaseException:  # the campaign itself interrupted: leave nothing running
+            signal_groups(procs, signal.SIGKILL)
+            raise
         if not finished:
             assert sig is not None
             signal_groups(procs, sig)
@@ -292,20 +327,30 @@ def run_round(name, spec, out, ref, ref_wall, rng, counts: Counts, max_kills: in
                 counts.notes.append(f"{name}: no exit 120 s after signal {sig}")
         results = reap(procs)
         for rc, err in results:
+            # after SIGINT: 130 (the command line's "interrupted"), or -2 (a SIGINT that
+            # came as the interpreter was exiting, after the command had finished)
+            ok = {0} if finished else ({0, 130, -2} if sig == signal.SIGINT else {0, -9})
+            problem = []
             if "Traceback" in err:
                 counts.tracebacks += 1
-                counts.notes.append(f"{name}: traceback: {err.strip().splitlines()[-1]}")
-            ok = {0} if finished else ({0, 130} if sig == signal.SIGINT else {0, -9})
+                problem.append("traceback")
             if rc not in ok:
                 counts.bad_exits += 1
+                problem.append(f"exit {rc}")
+            if problem:
+                tag = f"{name}-{counts.kills:03d}-{len(counts.notes)}"
+                keep = out.parent / "problems" / f"{tag}.txt"
+                keep.parent.mkdir(exist_ok=True)
+                keep.write_text(f"signal {sig} at {delay:.1f} s, exit {rc}\n{err}")
                 last = err.strip().splitlines()[-1:] or ["(no message)"]
-                counts.notes.append(f"{name}: exit {rc} after signal {sig}: {last[0]}")
+                counts.notes.append(f"{name}: {', '.join(problem)} ({keep.name}): {last[0]}")
         records, partial = finished_records(out)
         counts.partial_lines_seen += partial
         lost = seen - set(records)
         counts.lost += len(lost)
         dup = sum(n - 1 for n in records.values() if n > 1)
         counts.duplicated += dup
+        stretch = stretch * 1.5 if not finished and not set(records) - seen else 1.0
         seen |= set(records)
         what = "finished" if finished else f"{signal.Signals(sig).name} at {delay:5.1f} s"
         log(
@@ -344,7 +389,7 @@ def campaign(args) -> int:
         if n not in SCENARIOS:
             print(f"--scenarios: unknown scenario {n!r}; known: {SCENARIOS}", file=sys.stderr)
             return 2
-    specs = {"table4": TABLE4}
+    specs = {"table4": TINY_TABLE4 if args.tiny else TABLE4}
     for name in SCENARIOS:
         (root / f"{name}.toml").write_text(specs.get(name, MLP))
     refs, walls = {}, {}
@@ -352,9 +397,11 @@ def campaign(args) -> int:
         out = root / f"{key}-reference"
         shutil.rmtree(out, ignore_errors=True)
         single = stages(key, root / f"{key}.toml", out)[:1]
-        if key == "jobs":  # one process, the machine's budget
+        threads = None
+        if key == "jobs":  # one process, the machine's budget, the threads of one of 2 shards
             single = [[single[0][0][: single[0][0].index("--jobs")]]]
-        wall, problems = run_clean(single, root)
+            threads = max(1, (os.cpu_count() or 1) // 2)
+        wall, problems = run_clean(single, root, threads)
         if problems:
             print(f"{key}: the uninterrupted run failed: {problems}", file=sys.stderr)
             return 1
@@ -424,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--max-kills-per-round", type=int, default=6)
     p.add_argument("--max-seconds", type=float, default=540.0, help="stop starting rounds")
+    p.add_argument(
+        "--tiny", action="store_true", help="a 15-run table4 grid (the test suite's smoke run)"
+    )
     return campaign(p.parse_args(argv))
 
 
