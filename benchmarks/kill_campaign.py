@@ -51,14 +51,24 @@ Exit status 0 when every count is zero, 1 otherwise.
 
 from __future__ import annotations
 
+import signal
+import sys
+
+if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
+    # the wrapper's own start-up: a SIGINT here is the command line's interruption (the
+    # command line's main() answers SIGINT; this script's imports come before it)
+    def _interrupted(signum, frame):
+        print("mmtheory sweep: interrupted; finished runs are saved", file=sys.stderr)
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGINT, _interrupted)
+
 import argparse
 import datetime
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -133,13 +143,11 @@ def child(argv: list[str]) -> int:
     """``kill_campaign.py child BUDGET sweep ...``: the mmtheory command line with the
     memory budget of one batch set to BUDGET bytes ("default" keeps the machine's)."""
     budget, rest = argv[0], argv[1:]
-    try:  # a SIGINT in this wrapper's own import is the command line's interruption too
-        import mmtheory.experiments.sweep as sweep_module
-        from mmtheory.cli import main
-    except KeyboardInterrupt:
-        print("mmtheory sweep: interrupted; finished runs are saved", file=sys.stderr)
-        return 130
+    import mmtheory.experiments.sweep as sweep_module
+    from mmtheory.cli import main
+
     sweep_module.default_memory_budget = lambda device: float(budget)  # type: ignore[assignment]
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # from here on, the CLI's own
     return main(rest)
 
 

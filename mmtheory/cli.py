@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="MINUTES",
-        help="slurm: time limit of each task in minutes (default: the partition's)",
+        help="slurm: time limit of each task in minutes (default 240)",
     )
     s.add_argument(
         "--slurm-cpus-per-task",

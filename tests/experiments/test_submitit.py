@@ -117,7 +117,17 @@ def test_slurm_options_reach_the_sbatch_script(tmp_path, monkeypatch):
     assert executor._executor.parameters["array_parallelism"] == 3
     plain = _executor(submitit, tmp_path / "jobs", "slurm", 8, dict.fromkeys(options))
     assert plain._executor.parameters["array_parallelism"] == 8  # default: all at once
-    assert "--partition" not in plain._executor._make_submission_file_text("CMD", "uid")
+    script = plain._executor._make_submission_file_text("CMD", "uid")
+    assert "--partition" not in script and "--time=240" in script  # not submitit's 5 minutes
+
+
+def test_local_tasks_have_no_two_minute_limit(tmp_path):
+    """submitit's local cluster stops a task after 2 minutes unless told otherwise."""
+    submitit = pytest.importorskip("submitit")
+    from mmtheory.experiments.executors.submitit import LOCAL_TIMEOUT_MIN, _executor
+
+    executor = _executor(submitit, tmp_path / "jobs", "local", 2, {})
+    assert executor._executor.parameters["timeout_min"] == LOCAL_TIMEOUT_MIN >= 7 * 24 * 60
 
 
 def test_submitit_flags_are_checked_in_one_line(tmp_path, spec, capsys, monkeypatch):

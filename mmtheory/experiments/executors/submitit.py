@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -89,6 +91,12 @@ def _one_line(err: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+#: Time limits (minutes) when none is given: submitit's own defaults would stop a local task
+#: after 2 minutes and give a SLURM task 5.
+LOCAL_TIMEOUT_MIN = 30 * 24 * 60
+SLURM_TIMEOUT_MIN = 240
+
+
 def _executor(submitit, folder: Path, cluster: str, tasks: int, options: dict):
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
@@ -98,7 +106,10 @@ def _executor(submitit, folder: Path, cluster: str, tasks: int, options: dict):
             "the command on a SLURM login node, or use the local cluster"
         ) from None
     params: dict = {"name": "mmtheory", "slurm_array_parallelism": tasks}
+    if cluster == "local":
+        params["timeout_min"] = LOCAL_TIMEOUT_MIN
     if cluster == "slurm":
+        params["timeout_min"] = SLURM_TIMEOUT_MIN
         generic = {"timeout_min", "cpus_per_task", "mem_gb", "gpus_per_node"}
         params.update({k: v for k, v in options.items() if k in generic and v is not None})
         if options.get("partition") is not None:
@@ -107,6 +118,18 @@ def _executor(submitit, folder: Path, cluster: str, tasks: int, options: dict):
             params["slurm_array_parallelism"] = options["array_parallelism"]
     executor.update_parameters(**params)
     return executor
+
+
+def _stop(job, cluster: str) -> None:
+    """Stop a task that has not ended: SIGTERM to a local task's controller (its job id is
+    its process id; it forwards the signal to the task), else submitit's cancel."""
+    if cluster != "local":
+        job.cancel(check=False)
+        return
+    try:
+        os.kill(int(job.job_id), signal.SIGTERM)
+    except (ValueError, ProcessLookupError, PermissionError):
+        pass
 
 
 def run_spec_submitit(
@@ -137,9 +160,10 @@ def run_spec_submitit(
     device : as for :func:`sweep`; ``None`` uses the spec's
     folder : submitit's job folder (pickled tasks, logs); default ``out/submitit``
     partition, timeout_min, cpus_per_task, mem_gb, gpus_per_node, array_parallelism : the
-        SLURM resources of each task (``slurm`` only; ``None`` leaves SLURM's defaults, and
-        the array parallelism defaults to ``tasks``). Each task pins its thread pools to
-        ``cpus_per_task`` (default 1)
+        SLURM resources of each task (``slurm`` only; ``None`` leaves SLURM's defaults, but
+        the time limit defaults to ``SLURM_TIMEOUT_MIN`` = 240 minutes and the array
+        parallelism to ``tasks``). Each task pins its thread pools to ``cpus_per_task``
+        (default 1). Local tasks have no practical time limit (30 days)
     """
     from mmtheory.experiments.sweep import run_spec
 
@@ -178,8 +202,7 @@ def run_spec_submitit(
         threads = None  # debug: this process, one task after the other
     executor = _executor(submitit, job_folder, cluster, tasks, slurm)
     shards = list(range(1, tasks + 1))
-    jobs = executor.map_array(
-        _run_shard,
+    arguments = (
         [spec] * tasks,
         [str(out_dir)] * tasks,
         [dev] * tasks,
@@ -187,6 +210,17 @@ def run_spec_submitit(
         [tasks] * tasks,
         [threads] * tasks,
     )
+    if cluster == "local" and threading.current_thread() is threading.main_thread():
+        # the local tasks and their submitit controllers start with Ctrl-C ignored (else
+        # each controller prints a KeyboardInterrupt traceback on the terminal); this
+        # process takes Ctrl-C and stops them with SIGTERM, which they forward to the tasks
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            jobs = executor.map_array(_run_shard, *arguments)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+    else:
+        jobs = executor.map_array(_run_shard, *arguments)
     failed, ended = [], set()
     try:
         with tqdm(
@@ -202,7 +236,7 @@ def run_spec_submitit(
     finally:
         for i, job in zip(shards, jobs):  # interrupted: stop the tasks not yet waited for
             if i not in ended:
-                job.cancel(check=False)
+                _stop(job, cluster)
     if failed:
         raise ExecutorError(
             f"{len(failed)} of {tasks} submitit task(s) failed ({'; '.join(failed)}); "
