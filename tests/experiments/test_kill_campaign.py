@@ -1,9 +1,12 @@
-"""The kill campaign's smoke run (benchmarks/kill_campaign.py, 2 kills on a 15-run closed
-form grid): its checks run end to end and count nothing. The full campaign is rerun by
-hand; its counts are in benchmarks/reliability.md."""
+"""The kill campaign (benchmarks/kill_campaign.py): its checks can fail (always run), and
+its smoke run, 2 kills on a 15-run closed-form grid, counts nothing (about 30 s of CPU, so
+only with MMTHEORY_KILL_SMOKE=1; 59 s wall on the loaded 2-core machine). The full
+campaign is rerun by hand; its counts are in benchmarks/reliability.md."""
 
 import importlib.util
 import json
+import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -17,11 +20,16 @@ def _campaign():
         "kill_campaign", ROOT / "benchmarks" / "kill_campaign.py"
     )
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("kill_campaign", module)  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("MMTHEORY_KILL_SMOKE") != "1",
+    reason="about 30 s of CPU (five start-ups of torch): set MMTHEORY_KILL_SMOKE=1 to run",
+)
 def test_two_kills_lose_nothing_and_match_the_uninterrupted_run(tmp_path):
     campaign = _campaign()
     argv = ["--scenarios", "table4", "--tiny", "--kills", "2", "--seed", "3"]
