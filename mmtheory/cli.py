@@ -54,12 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--executor",
         default="local",
-        choices=["local", "ray"],
-        help="local (this process) or ray: the spec's shards as Ray tasks, then a "
-        "merge (needs the ray extra)",
+        choices=["local", "ray", "submitit"],
+        help="local (this process); ray: the spec's shards as Ray tasks, then a merge (needs "
+        "the ray extra); submitit: the shards as a submitit job array (SLURM, or local "
+        "processes), then a merge (needs the submitit extra)",
     )
     s.add_argument(
-        "--tasks", type=int, default=None, help="--executor ray: number of shards (default 4)"
+        "--tasks",
+        type=int,
+        default=None,
+        help="--executor ray or submitit: number of shards, one task each (default 4)",
     )
     s.add_argument(
         "--jobs",
@@ -72,6 +76,58 @@ def _parser() -> argparse.ArgumentParser:
         "--ray-address",
         default=None,
         help="--executor ray: a running cluster (default: start a local instance)",
+    )
+    s.add_argument(
+        "--submitit-cluster",
+        default=None,
+        choices=["local", "debug", "slurm"],
+        help="--executor submitit: local (default; the tasks as processes on this machine), "
+        "debug (one after the other in this process) or slurm (a job array)",
+    )
+    s.add_argument(
+        "--submitit-folder",
+        default=None,
+        metavar="DIR",
+        help="--executor submitit: job folder for task files and logs (default OUT/submitit; "
+        "on a cluster, a file system the nodes share)",
+    )
+    s.add_argument(
+        "--slurm-partition", default=None, metavar="NAME", help="slurm: partition of the tasks"
+    )
+    s.add_argument(
+        "--slurm-time-min",
+        type=int,
+        default=None,
+        metavar="MINUTES",
+        help="slurm: time limit of each task in minutes (default 240)",
+    )
+    s.add_argument(
+        "--slurm-cpus-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="slurm: CPUs of each task; its torch and BLAS threads (default 1)",
+    )
+    s.add_argument(
+        "--slurm-mem-gb",
+        type=float,
+        default=None,
+        metavar="GB",
+        help="slurm: memory of each task in GB (default: the partition's)",
+    )
+    s.add_argument(
+        "--slurm-gpus-per-task",
+        type=int,
+        default=None,
+        metavar="N",
+        help="slurm: GPUs of each task (use with --device cuda)",
+    )
+    s.add_argument(
+        "--slurm-array-parallelism",
+        type=int,
+        default=None,
+        metavar="N",
+        help="slurm: at most N tasks of the array run at once (default: all)",
     )
 
     c = verb("check", "bounds.csv and predictions.csv from a sweep's results")
@@ -254,21 +310,80 @@ def _reproduce(args) -> None:
     print(table4_text(pd.read_csv(report.parent / "table4.csv")))
 
 
+_SLURM_FLAGS = (
+    "slurm_partition",
+    "slurm_time_min",
+    "slurm_cpus_per_task",
+    "slurm_mem_gb",
+    "slurm_gpus_per_task",
+    "slurm_array_parallelism",
+)
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _check_executor_flags(args) -> None:
+    """One line for every executor flag given where it does not apply (nothing is silently
+    ignored), before the spec is read."""
+    executor = args.executor
+    if executor != "local" and args.shard is not None:
+        raise ValueError(
+            f"--shard and --executor {executor} exclude each other: the executor makes the shards"
+        )
+    if args.jobs is not None and (args.shard is not None or executor != "local"):
+        raise ValueError(
+            f"--jobs makes its own shards: it excludes --shard and --executor ray or submitit, "
+            f"got --executor {executor}" + (f" --shard {args.shard}" if args.shard else "")
+        )
+    if args.jobs is not None and not 1 <= args.jobs <= 1024:
+        raise ValueError(f"--jobs must be an integer in 1..1024, got {args.jobs}")
+    if executor == "local" and args.tasks is not None:
+        raise ValueError(
+            f"--tasks (the number of shards) applies to --executor ray or submitit only, got "
+            f"--tasks {args.tasks} with --executor local (use --jobs N for local processes)"
+        )
+    if executor != "ray" and args.ray_address is not None:
+        raise ValueError(f"--ray-address applies to --executor ray only, got --executor {executor}")
+    for dest in ("submitit_cluster", "submitit_folder"):
+        if executor != "submitit" and getattr(args, dest) is not None:
+            raise ValueError(
+                f"{_flag(dest)} applies to --executor submitit only, got --executor {executor}"
+            )
+    from mmtheory.core.validation import check_int, check_real
+
+    if args.tasks is not None:
+        check_int(args.tasks, "--tasks", low=1, high=10_000)
+    for dest in ("slurm_time_min", "slurm_cpus_per_task", "slurm_array_parallelism"):
+        if getattr(args, dest) is not None:
+            check_int(getattr(args, dest), _flag(dest), low=1)
+    if args.slurm_gpus_per_task is not None:
+        check_int(args.slurm_gpus_per_task, "--slurm-gpus-per-task", low=0)
+    if args.slurm_mem_gb is not None:
+        check_real(args.slurm_mem_gb, "--slurm-mem-gb", low=0, low_open=True)
+    if args.slurm_partition is not None and not args.slurm_partition.strip():
+        raise ValueError(
+            f"--slurm-partition must name a SLURM partition, got {args.slurm_partition!r}"
+        )
+    cluster = args.submitit_cluster or "local"
+    for dest in _SLURM_FLAGS:
+        if getattr(args, dest) is not None and (executor != "submitit" or cluster != "slurm"):
+            where = f"--executor {executor}" + (
+                f" --submitit-cluster {cluster}" if executor == "submitit" else ""
+            )
+            raise ValueError(
+                f"{_flag(dest)} applies to --executor submitit --submitit-cluster slurm only, "
+                f"got {where}"
+            )
+
+
 def _sweep(args) -> None:
     from mmtheory.experiments.grid import parse_shard
     from mmtheory.experiments.spec import load_spec
     from mmtheory.experiments.sweep import describe_spec, run_spec
 
-    if args.executor == "ray" and args.shard is not None:
-        raise ValueError(
-            "--shard and --executor ray exclude each other: the executor makes the shards"
-        )
-    if args.executor == "local" and (args.tasks is not None or args.ray_address is not None):
-        raise ValueError("--tasks and --ray-address apply to --executor ray only")
-    if args.jobs is not None and (args.shard is not None or args.executor != "local"):
-        raise ValueError("--jobs makes its own shards: it excludes --shard and --executor ray")
-    if args.jobs is not None and not 1 <= args.jobs <= 1024:
-        raise ValueError(f"--jobs must be an integer in 1..1024, got {args.jobs}")
+    _check_executor_flags(args)
     spec = load_spec(args.spec)
     shard = parse_shard(args.shard) if args.shard is not None else None
     if args.dry_run:
@@ -299,6 +414,23 @@ def _sweep(args) -> None:
             tasks=4 if args.tasks is None else args.tasks,
             device=args.device,
             address=args.ray_address,
+        )
+    elif args.executor == "submitit":
+        from mmtheory.experiments.executors.submitit import run_spec_submitit
+
+        table = run_spec_submitit(
+            spec,
+            out=args.out,
+            tasks=4 if args.tasks is None else args.tasks,
+            cluster=args.submitit_cluster or "local",
+            device=args.device,
+            folder=args.submitit_folder,
+            partition=args.slurm_partition,
+            timeout_min=args.slurm_time_min,
+            cpus_per_task=args.slurm_cpus_per_task,
+            mem_gb=args.slurm_mem_gb,
+            gpus_per_node=args.slurm_gpus_per_task,
+            array_parallelism=args.slurm_array_parallelism,
         )
     elif args.jobs is not None and args.jobs > 1:
         from mmtheory.experiments.executors.processes import run_spec_processes

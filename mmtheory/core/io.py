@@ -1,24 +1,95 @@
-"""Atomic file writes: a table or a text is either wholly written or not at all."""
+"""Atomic file writes: a table or a text is either wholly written or not at all.
+
+A write goes through ``NAME.HOST-PID.tmp`` and an atomic rename. A process killed between
+the two (SIGKILL, a node failure) leaves that file behind; :func:`prepare_output_dir`
+removes such leftovers of dead processes of this machine, and never touches those of
+another machine (a shard on another node may be writing them on a shared file system).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import socket
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["prepare_output_dir", "write_csv_atomic", "write_text_atomic"]
+__all__ = [
+    "owner_tag",
+    "prepare_output_dir",
+    "remove_stale_temporaries",
+    "temporary_path",
+    "write_csv_atomic",
+    "write_text_atomic",
+]
+
+log = logging.getLogger("mmtheory")
+
+_PROBE = ".mmtheory-write-test."
 
 
-def _temporary(path: Path) -> Path:
-    # the process id keeps shards that write the same table from sharing a temporary file
-    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+def owner_tag() -> str:
+    """``HOST-PID`` of this process (the host name with anything but letters, digits and
+    underscores replaced), which names its temporary files."""
+    host = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def temporary_path(path: str | os.PathLike) -> Path:
+    """The temporary file of this process for an atomic write of ``path``; the host and
+    process id keep shards that write the same table from sharing one."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{owner_tag()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files in ``directory`` (atomic-write leftovers ``*.HOST-PID.tmp``
+    and write probes) whose process, on this machine, is gone; return them. Files of live
+    processes and of other machines are kept."""
+    here = owner_tag().rpartition("-")[0]
+    removed = []
+    for path in Path(directory).iterdir():
+        name = path.name
+        if name.endswith(".tmp"):
+            owner = name[: -len(".tmp")].rpartition(".")[2]
+        elif name.startswith(_PROBE):
+            owner = name[len(_PROBE) :]
+        else:
+            continue
+        host, _, pid = owner.rpartition("-")
+        if host != here or not pid.isdigit() or _alive(int(pid)) or not path.is_file():
+            continue
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    if removed:
+        log.info(
+            "removed %d temporary file(s) in %s left by killed processes (%s)",
+            len(removed),
+            directory,
+            ", ".join(p.name for p in removed[:3]),
+        )
+    return removed
 
 
 def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a CSV through a temporary file and an atomic rename."""
     path = Path(path)
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         df.to_csv(tmp, index=False)
         os.replace(tmp, path)
@@ -29,7 +100,7 @@ def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
 def write_text_atomic(text: str, path: str | os.PathLike) -> None:
     """Write a UTF-8 text file through a temporary file and an atomic rename."""
     path = Path(path)
-    tmp = _temporary(path)
+    tmp = temporary_path(path)
     try:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
@@ -53,7 +124,7 @@ def prepare_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
         raise ValueError(
             f"{what}: cannot create directory {str(out)!r} ({err.strerror or err})"
         ) from None
-    probe = out / f".mmtheory-write-test.{os.getpid()}"
+    probe = out / f"{_PROBE}{owner_tag()}"
     try:
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -66,4 +137,5 @@ def prepare_output_dir(path: str | os.PathLike, what: str = "--out") -> Path:
         ) from None
     finally:
         probe.unlink(missing_ok=True)
+    remove_stale_temporaries(out)
     return out

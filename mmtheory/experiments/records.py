@@ -23,6 +23,8 @@ import logging
 import os
 from pathlib import Path
 
+from mmtheory.core.io import temporary_path
+
 __all__ = ["RecordStore", "RecordWriteError", "StoreLockedError", "record_problem"]
 
 log = logging.getLogger("mmtheory")
@@ -100,7 +102,7 @@ class RecordStore:
                     fh.write(raw if raw.endswith(b"\n") else raw + b"\n")
                 fh.flush()
                 os.fsync(fh.fileno())
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp = temporary_path(path)
             try:
                 with open(tmp, "wb") as fh:
                     fh.writelines(good)

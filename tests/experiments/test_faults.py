@@ -141,6 +141,51 @@ def test_table_write_failure_leaves_no_temporary_file(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_kill_between_write_and_rename_leaves_nothing_after_the_rerun(tmp_path):
+    """Found by benchmarks/kill_campaign.py's reasoning: a SIGKILL between an atomic write
+    and its rename leaves ``results.csv.HOST-PID.tmp``; the next run on that directory
+    removes it (and a dead process's write probe), but keeps the temporary files of live
+    processes and of other machines (a shard on another node may be writing them)."""
+    import signal
+    import subprocess
+    import sys
+
+    from mmtheory.cli import main
+    from mmtheory.core.io import owner_tag, prepare_output_dir
+
+    out = tmp_path / "o"
+    out.mkdir()
+    code = (
+        "import os, signal, sys, pandas as pd\n"
+        "from mmtheory.core import io\n"
+        "io.os.replace = lambda a, b: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "io.write_csv_atomic(pd.DataFrame({'a': [1]}), sys.argv[1])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "results.csv")])
+    assert proc.returncode == -signal.SIGKILL
+    left = list(out.glob("results.csv.*.tmp"))
+    assert len(left) == 1, left  # the control: the kill did leave one behind
+    dead = left[0].name.rpartition(".tmp")[0].rpartition("-")[2]
+    probe = out / f".mmtheory-write-test.{owner_tag().rpartition('-')[0]}-{dead}"
+    probe.write_text("x")
+    live = out / f"results.csv.{owner_tag()}.tmp"  # this very process: alive
+    other = out / "results.csv.another_node-1.tmp"  # another machine's shard
+    for keep in (live, other):
+        keep.write_text("in flight")
+    prepare_output_dir(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted([live.name, other.name])
+    live.unlink()
+    other.unlink()
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        '[world]\nkind = "linear"\ndims = [3, 3]\nlatent_dim = 2\n[grid]\nm = [20]\nseeds = 1\n'
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(out / "results.csv")])
+    assert len(list(out.glob("*.tmp"))) == 1
+    assert main(["sweep", str(spec), "--out", str(out)]) == 0
+    assert not list(out.glob("*.tmp")) and not list(out.glob(".mmtheory-write-test*"))
+
+
 # ------------------------------------------------------------------------ corrupt records
 def test_corrupt_records_of_every_kind_are_reported_moved_aside_and_redone(tmp_path, caplog):
     import json

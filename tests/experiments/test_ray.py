@@ -82,8 +82,9 @@ def test_ray_flags_are_checked_in_one_line(tmp_path, capsys, monkeypatch):
     out = str(tmp_path / "o")
     cases = [
         (["--executor", "ray", "--shard", "1/2"], "exclude each other"),
-        (["--tasks", "3"], "apply to --executor ray only"),
-        (["--executor", "ray", "--tasks", "0"], "tasks must be a positive integer"),
+        (["--tasks", "3"], "applies to --executor ray or submitit only"),
+        (["--executor", "ray", "--tasks", "0"], "--tasks must be"),
+        (["--ray-address", "auto"], "--ray-address applies to --executor ray only"),
     ]
     for flags, message in cases:
         assert main(["sweep", spec, "--out", out, *flags]) == 2
