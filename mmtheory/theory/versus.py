@@ -427,6 +427,9 @@ def interval_coverage(
                 label = f"risk, m {'>' if far else '<='} p + {margin}"
                 for g in range(n_groups):
                     v = table[m].to_numpy(float)[groups == g]
+                    v = v[np.isfinite(v)]
+                    if len(v) < 2:
+                        continue  # this world has no seeds (or no finite risks) in group g
                     half = crit * v.std(ddof=1) / math.sqrt(len(v))
                     add(label, g, abs(v.mean() - truth) <= half)
         cross = predict_crossovers(world, learner)
@@ -439,8 +442,11 @@ def interval_coverage(
             groups = np.array([group_of[int(s)] for s in risk.loc[r.M].index])
             side = "m* > 2 p_M" if r.m_star > 2 * r.p_M else "m* <= 2 p_M"
             for g in range(n_groups):
-                cx = crossover(sizes, gaps_all[groups == g])
-                if not (cx.better_at_max and not cx.below):
+                gaps = gaps_all[groups == g]
+                if len(gaps) < 2 or not np.isfinite(gaps).all():
+                    continue
+                cx = crossover(sizes, gaps)
+                if not (cx.better_at_max and cx.worse_before):
                     continue  # P7 finds no crossing here: nothing to cover
                 high = math.inf if math.isnan(cx.high) else cx.high
                 hit = bool(cx.low <= r.m_star <= high)
