@@ -19,9 +19,12 @@ Cases (each trains the same models, from the same initial parameters, for the sa
 
 Fairness: every path gets the same data, initial parameters and number of threads (torch
 and numpy's BLAS pinned to ``threads``), a warm-up, and its answers are checked against
-the batched path's before its time counts (``PathDisagrees`` otherwise). The MLP loop and
-vmap use fused Adam, as a careful researcher would. Per-size times of the MLP cases go to
-``<stem>-sizes.csv``.
+the batched path's before its time counts (``PathDisagrees`` otherwise). The MLP paths are
+timed in float32 and checked in float64 (each path run again, untimed, from the same
+initial parameters), within a tolerance derived from float64 rounding and the training's
+measured amplification of it (:func:`~mmtheory.bench.cases.rounding_tolerance`). The MLP
+loop and vmap use fused Adam, as a careful researcher would. Per-size times of the MLP
+cases go to ``<stem>-sizes.csv``.
 
 Peak memory: ``batched_peak_mib`` is the extra memory the batched path held at its peak,
 above what was allocated before it started: on CUDA from the caching allocator
@@ -170,16 +173,24 @@ def _sizes_markdown(df: pd.DataFrame) -> str:
     lines = [
         "Per sample size (each row's three times from the same run):",
         "",
-        "| case | m | models | batched s | loop s | vmap s | x loop | x vmap | GFLOP/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | m | models | batched s | loop s | vmap s | x loop | x vmap | GFLOP/s "
+        "| float64 check: allowed | loop | vmap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in df.itertuples():
         lines.append(
             f"| {r.case} | {r.m} | {r.n_models} | {r.batched_s:.3f} | {r.loop_s:.3f} | "
             f"{r.vmap_s:.3f} | {r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | "
-            f"{r.gflops:.1f} |"
+            f"{r.gflops:.1f} | {_g(r, 'check_tol')} | {_g(r, 'loop_err64')} | "
+            f"{_g(r, 'vmap_err64')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _g(row, name: str) -> str:
+    """A small number for the table ("-" where the column is absent or NaN)."""
+    value = getattr(row, name, float("nan"))
+    return "-" if pd.isna(value) else f"{value:.1e}"
 
 
 def _markdown(df: pd.DataFrame) -> str:
