@@ -21,6 +21,7 @@ from mmtheory.bench.memory import PeakMemory, max_defined, sync
 from mmtheory.core.subsets import all_subsets
 from mmtheory.engine import fit_least_squares, train_batched
 from mmtheory.models import Learner, ModelPlan, forward, init_model
+from mmtheory.models.forward import per_modality_layers
 from mmtheory.models.params import ENCODER
 from mmtheory.reference import train_loop, train_vmap
 
@@ -164,6 +165,15 @@ def _batched_losses(learner, plan, xs, y, inits, dtype):
     return losses.flatten(), seconds
 
 
+def _old_losses(learner, names, subs, xs, y, inits, dtype):
+    """The batched engine as it was before grouping (one GEMM per modality and layer,
+    :func:`~mmtheory.models.forward.per_modality_layers`): losses (G * S,), seconds."""
+    dims = tuple(x.shape[-1] for x in xs)
+    plan = ModelPlan(tuple(names), dims, tuple(subs), int(y.max()) + 1)
+    with per_modality_layers():
+        return _batched_losses(learner, plan, xs, y, inits, dtype)
+
+
 def _loop_losses(learner, names, subs, xs, y, inits, dtype):
     """One fused-Adam ``train_loop`` per model in ``dtype``: losses (G * S,), seconds."""
     xs = [x.to(dtype) for x in xs]
@@ -217,14 +227,17 @@ def _vmap_losses(learner, names, subs, xs, y, inits, dtype):
     return _loss(outs[0], targets), seconds
 
 
-def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, progress=True):
+def mlp_case(
+    K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, old=True, progress=True
+):
     """Late fusion with MLP encoders on all 2^K - 1 subsets x ``seeds`` x ``sizes``.
 
     Every path is timed in float32; before its time counts it is run again in float64 from
     the same initial parameters and data (untimed) and must give the batched path's float64
     losses within :func:`rounding_tolerance`. Returns totals over the sizes and
     ``per_size``: one dict per sample size with each path's seconds (ratios per size come
-    from the same run), the tolerance and each path's float64 difference."""
+    from the same run), the tolerance and each path's float64 difference. ``old`` also
+    times the batched engine before grouping (one GEMM per modality and layer)."""
     world = _mlp_world(K)
     learner = Learner(
         "late_fusion", encoder="mlp", latent_dim=16, hidden=32, solver="adam", lr=0.01, steps=steps
@@ -236,7 +249,10 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
     flops, peak_mib = 0.0, float("nan")
     n_models = len(subs) * seeds * len(sizes)
     bar = tqdm(
-        total=n_models * (1 + loop + vmap), desc=f"bench K={K}", disable=not progress, unit="model"
+        total=n_models * (1 + loop + vmap + old),
+        desc=f"bench K={K}",
+        disable=not progress,
+        unit="model",
     )
     per_size = []
     f32, f64 = torch.float32, torch.float64
@@ -255,7 +271,8 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
             for k in world.names
         ]
         y = torch.stack([data[s].y[:m] for s in range(seeds)]).to(device)
-        row = {"m": m, "n_models": len(subs) * seeds, "loop_s": np.nan, "vmap_s": np.nan}
+        row = {"m": m, "n_models": len(subs) * seeds}
+        row |= {"loop_s": np.nan, "vmap_s": np.nan, "old_s": np.nan}
         with PeakMemory(device) as mem:
             want32, row["batched_s"] = _batched_losses(learner, plan, xs, y, inits, f32)
         peak_mib = max_defined(peak_mib, mem.mib)
@@ -264,7 +281,11 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
         row["flops"] = train_flops(inits, m, steps)
         flops += row["flops"]
         bar.update(len(subs) * seeds)
-        others = (("loop", loop, _loop_losses), ("vmap", vmap, _vmap_losses))
+        others = (
+            ("old", old, _old_losses),
+            ("loop", loop, _loop_losses),
+            ("vmap", vmap, _vmap_losses),
+        )
         for name, on, train in others:
             if not on:
                 continue
@@ -280,6 +301,7 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
         "batched_s": batched_s,
         "loop_s": sum(r["loop_s"] for r in per_size) if loop else np.nan,
         "vmap_s": sum(r["vmap_s"] for r in per_size) if vmap else np.nan,
+        "old_s": sum(r["old_s"] for r in per_size) if old else np.nan,
         "gflops": flops / batched_s / 1e9,
         "batched_peak_mib": peak_mib,
         "per_size": per_size,
