@@ -143,17 +143,19 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _timed(fn, device):
-    """(fn(), seconds), the device synchronised on both sides."""
+    """(fn(), (wall seconds, CPU seconds of the process)), the device synchronised on both
+    sides. CPU seconds count every thread of this process and nothing of other processes:
+    on a shared machine they measure the work where wall time also measures the sharing."""
     sync(device)
-    t0 = time.perf_counter()
+    c0, t0 = _cpu_seconds(), time.perf_counter()
     out = fn()
     sync(device)
-    return out, time.perf_counter() - t0
+    return out, (time.perf_counter() - t0, _cpu_seconds() - c0)
 
 
 def _batched_losses(learner, plan, xs, y, inits, dtype):
     """Train with the batched engine in ``dtype``; per-model final losses (G * S,) and
-    seconds (training only)."""
+    (wall, CPU) seconds of the training alone."""
     xs = [x.to(dtype) for x in xs]
     res, seconds = _timed(
         lambda: train_batched(learner, plan, xs, y, inits, task="classification", dtype=dtype),
@@ -167,7 +169,7 @@ def _batched_losses(learner, plan, xs, y, inits, dtype):
 
 def _old_losses(learner, names, subs, xs, y, inits, dtype):
     """The batched engine as it was before grouping (one GEMM per modality and layer,
-    :func:`~mmtheory.models.forward.per_modality_layers`): losses (G * S,), seconds."""
+    :func:`~mmtheory.models.forward.per_modality_layers`): losses (G * S,), (wall, CPU) seconds."""
     dims = tuple(x.shape[-1] for x in xs)
     plan = ModelPlan(tuple(names), dims, tuple(subs), int(y.max()) + 1)
     with per_modality_layers():
@@ -175,7 +177,8 @@ def _old_losses(learner, names, subs, xs, y, inits, dtype):
 
 
 def _loop_losses(learner, names, subs, xs, y, inits, dtype):
-    """One fused-Adam ``train_loop`` per model in ``dtype``: losses (G * S,), seconds."""
+    """One fused-Adam ``train_loop`` per model in ``dtype``: losses (G * S,), (wall, CPU)
+    seconds."""
     xs = [x.to(dtype) for x in xs]
 
     def train():
@@ -199,7 +202,8 @@ def _loop_losses(learner, names, subs, xs, y, inits, dtype):
 
 
 def _vmap_losses(learner, names, subs, xs, y, inits, dtype):
-    """``torch.func`` ensembling of every model in ``dtype``: losses (G * S,), seconds."""
+    """``torch.func`` ensembling of every model in ``dtype``: losses (G * S,), (wall, CPU)
+    seconds."""
     flat = [
         {slot: t.to(dtype) for slot, t in inits[s][j].items()}
         for s in range(len(inits))
@@ -272,9 +276,11 @@ def mlp_case(
         ]
         y = torch.stack([data[s].y[:m] for s in range(seeds)]).to(device)
         row = {"m": m, "n_models": len(subs) * seeds}
-        row |= {"loop_s": np.nan, "vmap_s": np.nan, "old_s": np.nan}
+        row |= {f"{path}{t}": np.nan for path in ("loop", "vmap", "old") for t in ("_s", "_cpu_s")}
         with PeakMemory(device) as mem:
-            want32, row["batched_s"] = _batched_losses(learner, plan, xs, y, inits, f32)
+            want32, (row["batched_s"], row["batched_cpu_s"]) = _batched_losses(
+                learner, plan, xs, y, inits, f32
+            )
         peak_mib = max_defined(peak_mib, mem.mib)
         want, _ = _batched_losses(learner, plan, xs, y, inits, f64)
         row["check_tol"] = tol = rounding_tolerance(want32, want)
@@ -289,7 +295,9 @@ def mlp_case(
         for name, on, train in others:
             if not on:
                 continue
-            _, row[f"{name}_s"] = train(learner, world.names, subs, xs, y, inits, f32)
+            _, (row[f"{name}_s"], row[f"{name}_cpu_s"]) = train(
+                learner, world.names, subs, xs, y, inits, f32
+            )
             got, _ = train(learner, world.names, subs, xs, y, inits, f64)
             row[f"{name}_err64"] = _check(f"{name} K={K} m={m}", got, want, tol)
             bar.update(len(subs) * seeds)
@@ -302,6 +310,10 @@ def mlp_case(
         "loop_s": sum(r["loop_s"] for r in per_size) if loop else np.nan,
         "vmap_s": sum(r["vmap_s"] for r in per_size) if vmap else np.nan,
         "old_s": sum(r["old_s"] for r in per_size) if old else np.nan,
+        **{
+            f"{path}_cpu_s": sum(r[f"{path}_cpu_s"] for r in per_size)
+            for path in ("batched", "old", "loop", "vmap")
+        },
         "gflops": flops / batched_s / 1e9,
         "batched_peak_mib": peak_mib,
         "per_size": per_size,
