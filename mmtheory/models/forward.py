@@ -13,11 +13,13 @@ skipping it changes neither the function nor the gradients.
 Grouping. Late fusion's encoder instances (one per model and modality it contains, E =
 sum_k S_k of them) are computed together: each layer is one batched GEMM over all G x E
 instances (the per-modality weights concatenated along the model axis), and the head's
-first layer is one batched GEMM and one ``index_add`` into the S models. Layer 1 needs
-equal modality dims for that (each instance reads its modality's (m, d) block); with
-unequal dims it is one wide GEMM per modality and the later layers are grouped. The
-per-modality loop is kept behind :func:`per_modality_layers` (the benchmark's old engine,
-and the tests that require both to agree).
+first layer is one batched GEMM and one ``index_add`` into the S models. Layer 1 is one
+wide GEMM per (group, modality), (m, d_k) @ (d_k, S_k * width), all in one ``bmm`` when
+the modalities have equal dims and member counts (every "all subsets" plan); otherwise
+one per modality, and the later layers are grouped. The GEMMs have the per-modality
+layers' shapes, so the arithmetic is theirs (bit for bit on the CPU: the golden numbers
+stand). The per-modality loop is kept behind :func:`per_modality_layers` (the
+benchmark's old engine, and the tests that require both to agree).
 
 Depth. A late-fusion MLP encoder has ``learner.encoder_depth`` layers (slots
 ``(part, 1..depth, k)``), the activation between them. The head's first layer (slot layer
@@ -284,36 +286,35 @@ def _grouped_latents(learner, params, xs, plan, part, act) -> GroupedLatents:
     width = learner.hidden if learner.encoder == "mlp" else learner.latent_dim
     sizes = [params[weight(part, 1, name)].shape[1] for name in names]
     G, E = params[weight(part, 1, names[0])].shape[0], sum(sizes)
-    d = {xs[k].shape[-1] for k in ks}
-    if len(d) == 1 and all(xs[k].ndim == 3 and xs[k].shape[0] == G for k in ks):
-        m = xs[ks[0]].shape[1]
+    b1 = cat(lambda n: bias(part, 1, n)).reshape(G * E, 1, width)
+    if len({xs[k].shape for k in ks}) == 1 and len(set(sizes)) == 1 and xs[ks[0]].ndim == 3:
+        # equal dims and member counts (every "all subsets" plan): one wide GEMM per
+        # (group, modality), (m, d) @ (d, S_k * width), all in one bmm, the same
+        # arithmetic as the per-modality layers
+        (m, d), Kg, S_k = xs[ks[0]].shape[1:], len(ks), sizes[0]
         for k in ks:
             W = params[weight(part, 1, plan.names[k])]
-            if xs[k].shape[-1] != W.shape[-2]:
+            if xs[k].shape[0] != G or d != W.shape[-2]:
                 raise ValueError(
                     f"modality {plan.names[k]!r}: data {tuple(xs[k].shape)} does not fit "
                     f"weights {tuple(W.shape)}"
                 )
-        X = torch.cat(
-            [xs[k][:, None].expand(G, n, m, xs[k].shape[-1]) for k, n in zip(ks, sizes)], 1
-        )
-        b1, W1 = cat(lambda n: bias(part, 1, n)), cat(lambda n: weight(part, 1, n))
-        h = torch.baddbmm(b1.reshape(G * E, 1, width), X.reshape(G * E, m, -1), W1.flatten(0, 1))
-    else:  # unequal dims: one wide GEMM per modality for layer 1, grouped from layer 2 on
-        h = torch.cat(
-            [
-                y + params[bias(part, 1, plan.names[k])][:, :, None]
-                for k, _, y in modality_layer(xs, params, part, 1, plan, width)
-            ],
-            1,
-        )
-        m = h.shape[2]
-    h = h.reshape(G * E, m, width)
-    # in place where it can be: h is a fresh GEMM output that no backward reads
-    act = _IN_PLACE.get(learner.activation, act)
+        X = torch.stack([xs[k] for k in ks], 1).reshape(G * Kg, m, d)
+        W1 = cat(lambda n: weight(part, 1, n)).view(G, Kg, S_k, d, width)
+        y = torch.bmm(X, W1.permute(0, 1, 3, 2, 4).reshape(G * Kg, d, S_k * width))
+        y = y.view(G, Kg, m, S_k, width).transpose(2, 3).reshape(G * E, m, width)
+    else:  # one wide GEMM per modality for layer 1, grouped from layer 2 on
+        y = torch.cat([y for _, _, y in modality_layer(xs, params, part, 1, plan, width)], 1)
+        m = y.shape[2]
+        y = y.reshape(G * E, m, width)
+    h = y + b1
+    # in place on a fresh sum that no backward reads (never on a view: autograd
+    # would copy it whole)
+    in_place = _IN_PLACE.get(learner.activation, act)
     for layer in range(2, learner.encoder_depth + 1):  # MLP: act, then the next layer
         b, W = cat(lambda n, i=layer: bias(part, i, n)), cat(lambda n, i=layer: weight(part, i, n))
-        h = torch.baddbmm(b.reshape(G * E, 1, -1), act(h), W.flatten(0, 1))
+        a = in_place(h) if h._base is None else act(h)
+        h = torch.bmm(a, W.flatten(0, 1)) + b.reshape(G * E, 1, -1)
     out.h = h.view(G, E, m, h.shape[-1])
     out.index = plan.instance_index(tuple(ks), out.h.device)
     start = 0

@@ -43,8 +43,9 @@ def _setup(learner, dims, G=2, m=20):
 @pytest.mark.parametrize("dims", [(4, 4, 4), (4, 3, 5)], ids=["equal-dims", "unequal-dims"])
 @pytest.mark.parametrize("name", LEARNERS)
 def test_grouped_layers_train_the_models_of_the_per_modality_layers(name, dims):
-    """float64: the two orderings of the same sums agree to rounding (1e-12 after 12 Adam
-    steps; a wrong instance order or a dropped modality is off by O(1))."""
+    """float64: the grouped GEMMs do the per-modality layers' arithmetic (on this CPU
+    build bit for bit; 1e-12 allows another BLAS's kernel choice for another batch count,
+    after 12 Adam steps; a wrong instance order or a dropped modality is off by O(1))."""
     learner = LEARNERS[name]
     _, _, _, plan, inits, xs, y = _setup(learner, dims)
     new = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
