@@ -103,12 +103,12 @@ def per_modality_layers() -> Iterator[None]:
 class GroupedLatents(list):
     """Late fusion's latents as :data:`Latents` (per-modality views) that also carry the
     grouped tensor: ``h`` (G, E, m, lat) over the E encoder instances, modality-major
-    (modality k's S_k members in ``plan.members(k)`` order), and ``index`` (E,), each
+    (modality k's S_k members in ``plan.members(k)`` order), and ``owner`` (E,), each
     instance's model. A method that builds its own list drops the grouping (the head then
     loops over modalities)."""
 
     h: torch.Tensor
-    index: torch.Tensor
+    owner: torch.Tensor
 
 
 def modality_layer(
@@ -194,7 +194,7 @@ def forward(
         out = bh[:, :, None].expand(G, S, m, bh.shape[-1]).clone()
         summed = torch.zeros(G, S, m, lat, dtype=bh.dtype, device=bh.device)
         if isinstance(latents, GroupedLatents) and latents:  # one scatter for every instance
-            summed.index_add_(1, latents.index, latents.h)
+            summed.index_add_(1, latents.owner, latents.h)
         else:
             for _, idx, h in latents:
                 summed.index_add_(1, idx, h)
@@ -228,7 +228,7 @@ def concat_head(params: Params, latents: Latents, plan: ModelPlan, G: int, m: in
     out = bh[:, :, None].expand(G, plan.S, m, bh.shape[-1]).clone()
     if isinstance(latents, GroupedLatents) and latents:  # one GEMM over every instance
         Wh = torch.cat([params[weight(HEAD, 0, plan.names[k])] for k, _, _ in latents], 1)
-        return out.index_add_(1, latents.index, per_model(latents.h, Wh))
+        return out.index_add_(1, latents.owner, per_model(latents.h, Wh))
     for k, idx, h in latents:
         out.index_add_(1, idx, per_model(h, params[weight(HEAD, 0, plan.names[k])]))
     return out
@@ -316,7 +316,7 @@ def _grouped_latents(learner, params, xs, plan, part, act) -> GroupedLatents:
         a = in_place(h) if h._base is None else act(h)
         h = torch.bmm(a, W.flatten(0, 1)) + b.reshape(G * E, 1, -1)
     out.h = h.view(G, E, m, h.shape[-1])
-    out.index = plan.instance_index(tuple(ks), out.h.device)
+    out.owner = plan.instance_index(tuple(ks), out.h.device)
     start = 0
     for k, n in zip(ks, sizes):
         out.append((k, plan.member_index(k, out.h.device), out.h[:, start : start + n]))
