@@ -104,8 +104,9 @@ def test_mlp_case_accepts_the_correct_loop_and_vmap_in_float64(monkeypatch):
     out = _tiny_mlp_case()
     for r in out["per_size"]:
         assert r["check_tol"] <= cases.ROUNDING_SAFETY * cases.U64 / cases.U32
-        assert r["loop_err64"] <= r["check_tol"] and r["vmap_err64"] <= r["check_tol"]
-        assert r["loop_err64"] < 1e-10 and r["vmap_err64"] < 1e-10
+        for path in ("old", "loop", "vmap"):
+            assert r[f"{path}_err64"] <= r["check_tol"] and r[f"{path}_err64"] < 1e-10
+            assert r[f"{path}_s"] > 0 and r[f"{path}_cpu_s"] >= 0
 
 
 def _planted(real, bug):
@@ -141,7 +142,7 @@ def test_mlp_case_rejects_a_loop_with_a_planted_bug(monkeypatch, bug):
     monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
     monkeypatch.setattr(cases, "train_loop", _planted(cases.train_loop, bug))
     with pytest.raises(PathDisagrees, match="loop"):
-        _tiny_mlp_case(vmap=False)
+        _tiny_mlp_case(vmap=False, old=False)
 
 
 @pytest.mark.parametrize("bug", [_lr, _skip], ids=["lr", "skipped-step"])
@@ -149,7 +150,7 @@ def test_mlp_case_rejects_a_vmap_with_a_planted_bug(monkeypatch, bug):
     monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
     monkeypatch.setattr(cases, "train_vmap", _planted(cases.train_vmap, bug))
     with pytest.raises(PathDisagrees, match="vmap"):
-        _tiny_mlp_case(loop=False)
+        _tiny_mlp_case(loop=False, old=False)
 
 
 def test_rounding_tolerance_is_derived_and_bounded():
