@@ -21,6 +21,7 @@ from mmtheory.bench.memory import PeakMemory, max_defined, sync
 from mmtheory.core.subsets import all_subsets
 from mmtheory.engine import fit_least_squares, train_batched
 from mmtheory.models import Learner, ModelPlan, forward, init_model
+from mmtheory.models.forward import per_modality_layers
 from mmtheory.models.params import ENCODER
 from mmtheory.reference import train_loop, train_vmap
 
@@ -28,11 +29,13 @@ __all__ = [
     "COMPUTE_SIZES",
     "SMALL_SIZES",
     "PathDisagrees",
+    "ROUNDING_SAFETY",
     "closed_form_case",
     "closed_form_flops",
     "eigh_lstsq",
     "lstsq_vmap",
     "mlp_case",
+    "rounding_tolerance",
     "table4_grid_case",
     "train_flops",
 ]
@@ -43,14 +46,21 @@ SMALL_SIZES = [20, 40, 80, 160, 320, 640]
 
 COMPUTE_SIZES = [50, 100, 250, 500, 1000, 2000]
 
-#: float32 training for 100 Adam steps: the batched engine and the loop sum in different
-#: orders, and Adam's normalised steps amplify the rounding, so single logits of two
-#: correct paths drift apart (measured: 0.9 on logits of scale 32 at m = 320). Their
-#: training losses agree far better; a wrong subset, optimiser or step count moves a
-#: model's loss by tens of percent. The check: every model's final training loss within
-#: 2% of the batched path's (the paths' float64 equality is tested exactly in
-#: tests/engine).
-MLP_TOL = 2e-2
+#: The MLP check runs every path again in float64 from the same initial parameters on the
+#: same data: two correct paths then differ only by float64 rounding amplified by training,
+#: while the timed float32 runs may differ by percents (measured: 2.8% at K = 3, m = 320,
+#: where the float64 runs agree to 9e-13). The allowed difference is derived, not chosen:
+#: the batched path's own float32 and float64 runs measure how much the training amplifies
+#: a rounding of unit u (A = their largest relative difference / u32); two orderings in
+#: float64 then differ by about A * u64, and the check allows ROUNDING_SAFETY times that
+#: (two paths round independently, with different op counts). A is clipped to [1, 1/u32],
+#: so the tolerance is at most 100 * u64 / u32 ~ 1.9e-7: it can never become loose, and a
+#: wrong learning rate (x 1.001), a skipped step or one wrong model moves the worst model's
+#: loss by 1e-2..1e-1 (tests/bench/test_referee.py).
+ROUNDING_SAFETY = 100.0
+
+U32 = torch.finfo(torch.float32).eps / 2
+U64 = torch.finfo(torch.float64).eps / 2
 
 #: train MSE of float64 minimum-norm least squares: the paths agree to ~1e-10 relative;
 #: a wrong (non-rank-revealing) solver is off by tens of percent (the issue: gelsy).
@@ -104,13 +114,27 @@ def _warm_up(learner, world, subs, device):
     train_vmap(tiny, subs, world.names, x, y[0], inits[0], task="classification", fused=True)
 
 
-def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> None:
-    """``got`` and ``want``: per-model losses; relative agreement within ``tol``."""
+def _check(name: str, got: torch.Tensor, want: torch.Tensor, tol: float) -> float:
+    """``got`` and ``want``: per-model losses; relative agreement within ``tol``. Returns
+    the largest relative difference."""
     err = float(((got - want).abs() / want.abs().clamp_min(1e-3)).max())
     if not err <= tol:
         raise PathDisagrees(
-            f"{name}: training loss {err:.3g} (relative) from the batched path's (allowed {tol})"
+            f"{name}: float64 training loss {err:.3g} (relative) from the batched path's "
+            f"(allowed {tol:.3g})"
         )
+    return err
+
+
+def rounding_tolerance(loss32: torch.Tensor, loss64: torch.Tensor) -> float:
+    """The allowed relative difference of two float64 trainings (see ``ROUNDING_SAFETY``):
+    ``loss32``, ``loss64`` are the batched path's per-model losses in float32 and float64,
+    from the same initial parameters; a non-finite float32 loss is rejected."""
+    if not bool(torch.isfinite(loss32).all() and torch.isfinite(loss64).all()):
+        raise PathDisagrees("batched path: a non-finite training loss, nothing to compare")
+    spread = float(((loss32.double() - loss64).abs() / loss64.abs().clamp_min(1e-3)).max())
+    amplification = min(max(spread / U32, 1.0), 1.0 / U32)
+    return ROUNDING_SAFETY * amplification * U64
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -118,11 +142,106 @@ def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(out, -1) - out.gather(-1, y[..., None]).squeeze(-1)).mean(-1)
 
 
-def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, progress=True):
+def _timed(fn, device):
+    """(fn(), (wall seconds, CPU seconds of the process)), the device synchronised on both
+    sides. CPU seconds count every thread of this process and nothing of other processes:
+    on a shared machine they measure the work where wall time also measures the sharing."""
+    sync(device)
+    c0, t0 = _cpu_seconds(), time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, (time.perf_counter() - t0, _cpu_seconds() - c0)
+
+
+def _batched_losses(learner, plan, xs, y, inits, dtype):
+    """Train with the batched engine in ``dtype``; per-model final losses (G * S,) and
+    (wall, CPU) seconds of the training alone."""
+    xs = [x.to(dtype) for x in xs]
+    res, seconds = _timed(
+        lambda: train_batched(learner, plan, xs, y, inits, task="classification", dtype=dtype),
+        y.device,
+    )
+    with torch.no_grad():
+        out = forward(learner, res.params, xs, plan)  # (G, S, m, p)
+        losses = _loss(out, y[:, None].expand(-1, plan.S, -1))
+    return losses.flatten(), seconds
+
+
+def _old_losses(learner, names, subs, xs, y, inits, dtype):
+    """The batched engine as it was before grouping (one GEMM per modality and layer,
+    :func:`~mmtheory.models.forward.per_modality_layers`): losses (G * S,), (wall, CPU) seconds."""
+    dims = tuple(x.shape[-1] for x in xs)
+    plan = ModelPlan(tuple(names), dims, tuple(subs), int(y.max()) + 1)
+    with per_modality_layers():
+        return _batched_losses(learner, plan, xs, y, inits, dtype)
+
+
+def _loop_losses(learner, names, subs, xs, y, inits, dtype):
+    """One fused-Adam ``train_loop`` per model in ``dtype``: losses (G * S,), (wall, CPU)
+    seconds."""
+    xs = [x.to(dtype) for x in xs]
+
+    def train():
+        models = []
+        for s in range(len(inits)):
+            x = {k: xs[i][s] for i, k in enumerate(names)}
+            for j, sub in enumerate(subs):
+                init = {slot: t.to(dtype) for slot, t in inits[s][j].items()}
+                models.append(
+                    train_loop(learner, sub, x, y[s], init, task="classification", fused=True)
+                )
+        return models
+
+    models, seconds = _timed(train, y.device)
+    with torch.no_grad():
+        losses = []
+        for i, model in enumerate(models):
+            s = i // len(subs)
+            losses.append(_loss(model({k: xs[c][s] for c, k in enumerate(names)}), y[s]))
+    return torch.stack(losses), seconds
+
+
+def _vmap_losses(learner, names, subs, xs, y, inits, dtype):
+    """``torch.func`` ensembling of every model in ``dtype``: losses (G * S,), (wall, CPU)
+    seconds."""
+    flat = [
+        {slot: t.to(dtype) for slot, t in inits[s][j].items()}
+        for s in range(len(inits))
+        for j in range(len(subs))
+    ]
+    per_model = {
+        k: xs[i].to(dtype).repeat_interleave(len(subs), dim=0) for i, k in enumerate(names)
+    }
+    targets = y.repeat_interleave(len(subs), dim=0)
+    outs: list = []
+    _, seconds = _timed(
+        lambda: train_vmap(
+            learner,
+            [sub for _ in range(len(inits)) for sub in subs],
+            names,
+            per_model,
+            targets,
+            flat,
+            task="classification",
+            fused=True,
+            outputs=outs,
+        ),
+        y.device,
+    )
+    return _loss(outs[0], targets), seconds
+
+
+def mlp_case(
+    K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, old=True, progress=True
+):
     """Late fusion with MLP encoders on all 2^K - 1 subsets x ``seeds`` x ``sizes``.
 
-    Returns totals over the sizes and ``per_size``: one dict per sample size with each
-    path's seconds (ratios per size come from the same run)."""
+    Every path is timed in float32; before its time counts it is run again in float64 from
+    the same initial parameters and data (untimed) and must give the batched path's float64
+    losses within :func:`rounding_tolerance`. Returns totals over the sizes and
+    ``per_size``: one dict per sample size with each path's seconds (ratios per size come
+    from the same run), the tolerance and each path's float64 difference. ``old`` also
+    times the batched engine before grouping (one GEMM per modality and layer)."""
     world = _mlp_world(K)
     learner = Learner(
         "late_fusion", encoder="mlp", latent_dim=16, hidden=32, solver="adam", lr=0.01, steps=steps
@@ -134,9 +253,13 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
     flops, peak_mib = 0.0, float("nan")
     n_models = len(subs) * seeds * len(sizes)
     bar = tqdm(
-        total=n_models * (1 + loop + vmap), desc=f"bench K={K}", disable=not progress, unit="model"
+        total=n_models * (1 + loop + vmap + old),
+        desc=f"bench K={K}",
+        disable=not progress,
+        unit="model",
     )
     per_size = []
+    f32, f64 = torch.float32, torch.float64
     for m in sizes:
         plan = ModelPlan(world.names, tuple(dims.values()), tuple(subs), world.n_classes)
         inits = [
@@ -152,71 +275,31 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
             for k in world.names
         ]
         y = torch.stack([data[s].y[:m] for s in range(seeds)]).to(device)
-        sync(device)
-        row = {"m": m, "n_models": len(subs) * seeds, "loop_s": np.nan, "vmap_s": np.nan}
+        row = {"m": m, "n_models": len(subs) * seeds}
+        row |= {f"{path}{t}": np.nan for path in ("loop", "vmap", "old") for t in ("_s", "_cpu_s")}
         with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            res = train_batched(learner, plan, xs, y, inits, task="classification")
-            sync(device)
-            row["batched_s"] = time.perf_counter() - t0
+            want32, (row["batched_s"], row["batched_cpu_s"]) = _batched_losses(
+                learner, plan, xs, y, inits, f32
+            )
         peak_mib = max_defined(peak_mib, mem.mib)
+        want, _ = _batched_losses(learner, plan, xs, y, inits, f64)
+        row["check_tol"] = tol = rounding_tolerance(want32, want)
         row["flops"] = train_flops(inits, m, steps)
         flops += row["flops"]
-        with torch.no_grad():
-            want = forward(learner, res.params, xs, plan)  # (G, S, m, p)
         bar.update(len(subs) * seeds)
-        if loop:
-            models = []
-            t0 = time.perf_counter()
-            for s in range(seeds):
-                x = {k: xs[i][s] for i, k in enumerate(world.names)}
-                for j, sub in enumerate(subs):
-                    models.append(
-                        train_loop(
-                            learner, sub, x, y[s], inits[s][j], task="classification", fused=True
-                        )
-                    )
-            sync(device)
-            row["loop_s"] = time.perf_counter() - t0
-            with torch.no_grad():
-                for i, model in enumerate(models):
-                    s, j = divmod(i, len(subs))
-                    x = {k: xs[c][s] for c, k in enumerate(world.names)}
-                    _check(
-                        f"loop K={K} m={m} model {i}",
-                        _loss(model(x), y[s]),
-                        _loss(want[s, j], y[s]),
-                        MLP_TOL,
-                    )
-            bar.update(len(subs) * seeds)
-        if vmap:
-            flat = [inits[s][j] for s in range(seeds) for j in range(len(subs))]
-            per_model = {
-                k: xs[i].repeat_interleave(len(subs), dim=0) for i, k in enumerate(world.names)
-            }
-            targets = y.repeat_interleave(len(subs), dim=0)
-            outs: list = []
-            sync(device)
-            t0 = time.perf_counter()
-            train_vmap(
-                learner,
-                [sub for _ in range(seeds) for sub in subs],
-                world.names,
-                per_model,
-                targets,
-                flat,
-                task="classification",
-                fused=True,
-                outputs=outs,
+        others = (
+            ("old", old, _old_losses),
+            ("loop", loop, _loop_losses),
+            ("vmap", vmap, _vmap_losses),
+        )
+        for name, on, train in others:
+            if not on:
+                continue
+            _, (row[f"{name}_s"], row[f"{name}_cpu_s"]) = train(
+                learner, world.names, subs, xs, y, inits, f32
             )
-            sync(device)
-            row["vmap_s"] = time.perf_counter() - t0
-            _check(
-                f"vmap K={K} m={m}",
-                _loss(outs[0], targets),
-                _loss(want.flatten(0, 1), targets),
-                MLP_TOL,
-            )
+            got, _ = train(learner, world.names, subs, xs, y, inits, f64)
+            row[f"{name}_err64"] = _check(f"{name} K={K} m={m}", got, want, tol)
             bar.update(len(subs) * seeds)
         per_size.append(row)
     bar.close()
@@ -226,6 +309,11 @@ def mlp_case(K, sizes, device, *, seeds=5, steps=100, loop=True, vmap=True, prog
         "batched_s": batched_s,
         "loop_s": sum(r["loop_s"] for r in per_size) if loop else np.nan,
         "vmap_s": sum(r["vmap_s"] for r in per_size) if vmap else np.nan,
+        "old_s": sum(r["old_s"] for r in per_size) if old else np.nan,
+        **{
+            f"{path}_cpu_s": sum(r[f"{path}_cpu_s"] for r in per_size)
+            for path in ("batched", "old", "loop", "vmap")
+        },
         "gflops": flops / batched_s / 1e9,
         "batched_peak_mib": peak_mib,
         "per_size": per_size,

@@ -19,9 +19,12 @@ Cases (each trains the same models, from the same initial parameters, for the sa
 
 Fairness: every path gets the same data, initial parameters and number of threads (torch
 and numpy's BLAS pinned to ``threads``), a warm-up, and its answers are checked against
-the batched path's before its time counts (``PathDisagrees`` otherwise). The MLP loop and
-vmap use fused Adam, as a careful researcher would. Per-size times of the MLP cases go to
-``<stem>-sizes.csv``.
+the batched path's before its time counts (``PathDisagrees`` otherwise). The MLP paths are
+timed in float32 and checked in float64 (each path run again, untimed, from the same
+initial parameters), within a tolerance derived from float64 rounding and the training's
+measured amplification of it (:func:`~mmtheory.bench.cases.rounding_tolerance`). The MLP
+loop and vmap use fused Adam, as a careful researcher would. Per-size times of the MLP
+cases go to ``<stem>-sizes.csv``.
 
 Peak memory: ``batched_peak_mib`` is the extra memory the batched path held at its peak,
 above what was allocated before it started: on CUDA from the caching allocator
@@ -148,6 +151,11 @@ def _bench_table(rows: list[dict], dev: torch.device) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     df["speedup_vs_loop"] = df.loop_s / df.batched_s
     df["speedup_vs_vmap"] = df.vmap_s / df.batched_s
+    for col in ("old_s", *(f"{path}_cpu_s" for path in ("batched", "old", "loop", "vmap"))):
+        if col not in df:
+            df[col] = float("nan")
+    df["speedup_vs_old"] = df.old_s / df.batched_s
+    _cpu_ratios(df)
     df["models_per_s"] = df.n_models / df.batched_s
     df["fraction_of_peak"] = df.gflops / df.peak_gflops
     df["torch"] = torch.__version__
@@ -158,28 +166,51 @@ def _bench_table(rows: list[dict], dev: torch.device) -> pd.DataFrame:
     return df
 
 
+def _cpu_ratios(df: pd.DataFrame) -> None:
+    """Each path's CPU seconds over the batched path's (``cpu_speedup_vs_<path>``): the
+    ratio of work, robust where other processes share the cores (wall ratios are not)."""
+    for path in ("old", "loop", "vmap"):
+        df[f"cpu_speedup_vs_{path}"] = df[f"{path}_cpu_s"] / df.batched_cpu_s
+
+
 def _sizes_table(sizes: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(sizes)
     df["speedup_vs_loop"] = df.loop_s / df.batched_s
     df["speedup_vs_vmap"] = df.vmap_s / df.batched_s
+    df["speedup_vs_old"] = df.old_s / df.batched_s
+    _cpu_ratios(df)
     df["gflops"] = df.flops / df.batched_s / 1e9
     return df
 
 
 def _sizes_markdown(df: pd.DataFrame) -> str:
     lines = [
-        "Per sample size (each row's three times from the same run):",
+        "Per sample size (each row's times from the same run; old = the batched engine "
+        "before grouping, one GEMM per modality and layer; float64 check: the allowed "
+        "relative difference and each path's):",
         "",
-        "| case | m | models | batched s | loop s | vmap s | x loop | x vmap | GFLOP/s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | m | models | batched s | old s | loop s | vmap s | x old | x loop | x vmap "
+        "| CPU: x old | x loop | x vmap | GFLOP/s | allowed | old | loop | vmap |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "---:|",
     ]
     for r in df.itertuples():
         lines.append(
-            f"| {r.case} | {r.m} | {r.n_models} | {r.batched_s:.3f} | {r.loop_s:.3f} | "
-            f"{r.vmap_s:.3f} | {r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | "
-            f"{r.gflops:.1f} |"
+            f"| {r.case} | {r.m} | {r.n_models} | {r.batched_s:.3f} | {r.old_s:.3f} | "
+            f"{r.loop_s:.3f} | {r.vmap_s:.3f} | {r.speedup_vs_old:.1f} | "
+            f"{r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | "
+            f"{r.cpu_speedup_vs_old:.1f} | {r.cpu_speedup_vs_loop:.1f} | "
+            f"{r.cpu_speedup_vs_vmap:.1f} | {r.gflops:.1f} | "
+            f"{_g(r, 'check_tol')} | {_g(r, 'old_err64')} | {_g(r, 'loop_err64')} | "
+            f"{_g(r, 'vmap_err64')} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _g(row, name: str) -> str:
+    """A small number for the table ("-" where the column is absent or NaN)."""
+    value = getattr(row, name, float("nan"))
+    return "-" if pd.isna(value) else f"{value:.1e}"
 
 
 def _markdown(df: pd.DataFrame) -> str:
@@ -190,14 +221,16 @@ def _markdown(df: pd.DataFrame) -> str:
         f"(torch and numpy's BLAS, pinned by {df.blas_pinning.iloc[0]}), "
         f"float32 matmul peak {df.peak_gflops.iloc[0]:.0f} GFLOP/s (measured in this run)",
         "",
-        "| case | models | batched s | loop s | vmap s | x loop | x vmap | models/s | GFLOP/s "
-        "| % peak | peak MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | models | batched s | old s | loop s | vmap s | x old | x loop | x vmap "
+        "| CPU: x old | x loop | x vmap | models/s | GFLOP/s | % peak | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in df.itertuples():
         lines.append(
-            f"| {r.case} | {r.n_models} | {r.batched_s:.2f} | {r.loop_s:.2f} | {r.vmap_s:.2f} | "
-            f"{r.speedup_vs_loop:.1f} | {r.speedup_vs_vmap:.1f} | {r.models_per_s:.0f} | "
+            f"| {r.case} | {r.n_models} | {r.batched_s:.2f} | {r.old_s:.2f} | {r.loop_s:.2f} | "
+            f"{r.vmap_s:.2f} | {r.speedup_vs_old:.1f} | {r.speedup_vs_loop:.1f} | "
+            f"{r.speedup_vs_vmap:.1f} | {r.cpu_speedup_vs_old:.1f} | "
+            f"{r.cpu_speedup_vs_loop:.1f} | {r.cpu_speedup_vs_vmap:.1f} | {r.models_per_s:.0f} | "
             f"{r.gflops:.1f} | {100 * r.fraction_of_peak:.0f}% | {r.batched_peak_mib:.0f} |"
         )
     grid = df[df.case == "table4-grid"]

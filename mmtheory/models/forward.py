@@ -10,6 +10,17 @@ the function class is exactly G_M = {g o p_M} of zero-filling, with no wasted co
 early fusion and the linear composite a zero-filled block contributes exactly nothing, so
 skipping it changes neither the function nor the gradients.
 
+Grouping. Late fusion's encoder instances (one per model and modality it contains, E =
+sum_k S_k of them) are computed together: each layer is one batched GEMM over all G x E
+instances (the per-modality weights concatenated along the model axis), and the head's
+first layer is one batched GEMM and one ``index_add`` into the S models. Layer 1 is one
+wide GEMM per (group, modality), (m, d_k) @ (d_k, S_k * width), all in one ``bmm`` when
+the modalities have equal dims and member counts (every "all subsets" plan); otherwise
+one per modality, and the later layers are grouped. The GEMMs have the per-modality
+layers' shapes, so the arithmetic is theirs (bit for bit on the CPU: the golden numbers
+stand). The per-modality loop is kept behind :func:`per_modality_layers` (the
+benchmark's old engine, and the tests that require both to agree).
+
 Depth. A late-fusion MLP encoder has ``learner.encoder_depth`` layers (slots
 ``(part, 1..depth, k)``), the activation between them. The head's first layer (slot layer
 0: per-modality blocks for concatenation, one matrix otherwise) is followed by
@@ -29,6 +40,9 @@ needs vectors: pool sequences first (the loaders' ``pool="mean"``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
 import torch
@@ -41,12 +55,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVATIONS",
+    "GroupedLatents",
     "Latents",
     "concat_head",
     "forward",
     "head_stack",
     "late_latents",
     "per_model",
+    "per_modality_layers",
     "scatter_blocks",
     "sliding_windows",
 ]
@@ -64,8 +80,35 @@ ACTIVATIONS = {
     "identity": identity,
 }
 
+#: Activations applied in place to a fresh layer output (one buffer fewer per layer).
+_IN_PLACE = {"relu": torch.relu_, "tanh": torch.tanh_}
+
 #: Per-modality outputs of a layer: (k, member index (S_k,), tensor (G, S_k, m, h)).
 Latents = list[tuple[int, torch.Tensor, torch.Tensor]]
+
+_GROUPED: ContextVar[bool] = ContextVar("mmtheory_grouped_layers", default=True)
+
+
+@contextmanager
+def per_modality_layers() -> Iterator[None]:
+    """Inside this block late fusion runs one GEMM per modality and layer (the engine
+    before grouping): the benchmark times it as the old engine, tests compare the two."""
+    token = _GROUPED.set(False)
+    try:
+        yield
+    finally:
+        _GROUPED.reset(token)
+
+
+class GroupedLatents(list):
+    """Late fusion's latents as :data:`Latents` (per-modality views) that also carry the
+    grouped tensor: ``h`` (G, E, m, lat) over the E encoder instances, modality-major
+    (modality k's S_k members in ``plan.members(k)`` order), and ``owner`` (E,), each
+    instance's model. A method that builds its own list drops the grouping (the head then
+    loops over modalities)."""
+
+    h: torch.Tensor
+    owner: torch.Tensor
 
 
 def modality_layer(
@@ -150,8 +193,11 @@ def forward(
     if learner.fusion == "sum":
         out = bh[:, :, None].expand(G, S, m, bh.shape[-1]).clone()
         summed = torch.zeros(G, S, m, lat, dtype=bh.dtype, device=bh.device)
-        for _, idx, h in latents:
-            summed.index_add_(1, idx, h)
+        if isinstance(latents, GroupedLatents) and latents:  # one scatter for every instance
+            summed.index_add_(1, latents.owner, latents.h)
+        else:
+            for _, idx, h in latents:
+                summed.index_add_(1, idx, h)
         out = head_stack(learner, params, out + per_model(summed, params[weight(HEAD)]))
         return (out, summed) if return_latent else out
     out = head_stack(learner, params, concat_head(params, latents, plan, G, m))
@@ -180,6 +226,9 @@ def concat_head(params: Params, latents: Latents, plan: ModelPlan, G: int, m: in
     with w the outputs p (a one-layer head) or ``hidden`` (before :func:`head_stack`)."""
     bh = params[bias(HEAD)]
     out = bh[:, :, None].expand(G, plan.S, m, bh.shape[-1]).clone()
+    if isinstance(latents, GroupedLatents) and latents:  # one GEMM over every instance
+        Wh = torch.cat([params[weight(HEAD, 0, plan.names[k])] for k, _, _ in latents], 1)
+        return out.index_add_(1, latents.owner, per_model(latents.h, Wh))
     for k, idx, h in latents:
         out.index_add_(1, idx, per_model(h, params[weight(HEAD, 0, plan.names[k])]))
     return out
@@ -207,6 +256,8 @@ def late_latents(
     act = ACTIVATIONS[learner.activation]
     if learner.encoder == "conv":
         return _conv_latents(learner, params, xs, plan, part, act)
+    if _GROUPED.get():
+        return _grouped_latents(learner, params, xs, plan, part, act)
     width = learner.hidden if learner.encoder == "mlp" else learner.latent_dim
     out = []
     for k, idx, y in modality_layer(xs, params, part, 1, plan, width):
@@ -218,6 +269,58 @@ def late_latents(
                 + params[bias(part, layer, name)][:, :, None]
             )
         out.append((k, idx, h))
+    return out
+
+
+def _grouped_latents(learner, params, xs, plan, part, act) -> GroupedLatents:
+    """:func:`late_latents` with one batched GEMM per layer over all G x E instances."""
+    ks = [k for k in range(plan.K) if weight(part, 1, plan.names[k]) in params]
+    out = GroupedLatents()
+    if not ks:
+        return out
+    names = [plan.names[k] for k in ks]
+
+    def cat(slot_of) -> torch.Tensor:  # (G, E, ...): the per-modality tensors, modality-major
+        return torch.cat([params[slot_of(name)] for name in names], 1)
+
+    width = learner.hidden if learner.encoder == "mlp" else learner.latent_dim
+    sizes = [params[weight(part, 1, name)].shape[1] for name in names]
+    G, E = params[weight(part, 1, names[0])].shape[0], sum(sizes)
+    b1 = cat(lambda n: bias(part, 1, n)).reshape(G * E, 1, width)
+    if len({xs[k].shape for k in ks}) == 1 and len(set(sizes)) == 1 and xs[ks[0]].ndim == 3:
+        # equal dims and member counts (every "all subsets" plan): one wide GEMM per
+        # (group, modality), (m, d) @ (d, S_k * width), all in one bmm, the same
+        # arithmetic as the per-modality layers
+        (m, d), Kg, S_k = xs[ks[0]].shape[1:], len(ks), sizes[0]
+        for k in ks:
+            W = params[weight(part, 1, plan.names[k])]
+            if xs[k].shape[0] != G or d != W.shape[-2]:
+                raise ValueError(
+                    f"modality {plan.names[k]!r}: data {tuple(xs[k].shape)} does not fit "
+                    f"weights {tuple(W.shape)}"
+                )
+        X = torch.stack([xs[k] for k in ks], 1).reshape(G * Kg, m, d)
+        W1 = cat(lambda n: weight(part, 1, n)).view(G, Kg, S_k, d, width)
+        y = torch.bmm(X, W1.permute(0, 1, 3, 2, 4).reshape(G * Kg, d, S_k * width))
+        y = y.view(G, Kg, m, S_k, width).transpose(2, 3).reshape(G * E, m, width)
+    else:  # one wide GEMM per modality for layer 1, grouped from layer 2 on
+        y = torch.cat([y for _, _, y in modality_layer(xs, params, part, 1, plan, width)], 1)
+        m = y.shape[2]
+        y = y.reshape(G * E, m, width)
+    h = y + b1
+    # in place on a fresh sum that no backward reads (never on a view: autograd
+    # would copy it whole)
+    in_place = _IN_PLACE.get(learner.activation, act)
+    for layer in range(2, learner.encoder_depth + 1):  # MLP: act, then the next layer
+        b, W = cat(lambda n, i=layer: bias(part, i, n)), cat(lambda n, i=layer: weight(part, i, n))
+        a = in_place(h) if h._base is None else act(h)
+        h = torch.bmm(a, W.flatten(0, 1)) + b.reshape(G * E, 1, -1)
+    out.h = h.view(G, E, m, h.shape[-1])
+    out.owner = plan.instance_index(tuple(ks), out.h.device)
+    start = 0
+    for k, n in zip(ks, sizes):
+        out.append((k, plan.member_index(k, out.h.device), out.h[:, start : start + n]))
+        start += n
     return out
 
 

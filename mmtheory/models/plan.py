@@ -44,6 +44,16 @@ class ModelPlan:
             cache[key] = torch.tensor(self.members(k), dtype=torch.long, device=device)
         return cache[key]
 
+    def instance_index(self, ks: tuple[int, ...], device) -> torch.Tensor:
+        """The model of every encoder instance of modalities ``ks``, modality-major:
+        ``members(k)`` for each k in turn, as one long tensor (E,), built once per plan."""
+        cache = self.__dict__.setdefault("_index_cache", {})
+        key = ("instances", ks, str(device))
+        if key not in cache:
+            flat = [s for k in ks for s in self.members(k)]
+            cache[key] = torch.tensor(flat, dtype=torch.long, device=device)
+        return cache[key]
+
     def mask(self, device=None) -> torch.Tensor:
         """(S, K) bool: model s contains modality k."""
         return torch.tensor(

@@ -2,6 +2,8 @@
 time counts), its closed-form baselines are correct on rank-deficient designs, its FLOP
 counts match the code, and its thread pinning pins. Nothing here is timed."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -91,18 +93,78 @@ def test_mlp_case_paths_agree_and_report_per_size_times(monkeypatch):
     assert out["batched_s"] == pytest.approx(sum(r["batched_s"] for r in out["per_size"]))
 
 
-def test_mlp_case_rejects_a_loop_that_trains_differently(monkeypatch):
-    real = cases.train_loop
+def _tiny_mlp_case(**kw):
+    return mlp_case(2, [12, 20], torch.device("cpu"), seeds=2, steps=10, progress=False, **kw)
 
-    def other_lr(learner, *args, **kw):
-        from dataclasses import replace
 
-        return real(replace(learner, lr=10 * learner.lr), *args, **kw)
-
-    monkeypatch.setattr(cases, "train_loop", other_lr)
+def test_mlp_case_accepts_the_correct_loop_and_vmap_in_float64(monkeypatch):
+    """The correct paths agree with the batched engine in float64 to ~1e-13, far inside the
+    derived tolerance (itself at most 100 u64 / u32 ~ 1.9e-7)."""
     monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
+    out = _tiny_mlp_case()
+    for r in out["per_size"]:
+        assert r["check_tol"] <= cases.ROUNDING_SAFETY * cases.U64 / cases.U32
+        for path in ("old", "loop", "vmap"):
+            assert r[f"{path}_err64"] <= r["check_tol"] and r[f"{path}_err64"] < 1e-10
+            assert r[f"{path}_s"] > 0 and r[f"{path}_cpu_s"] >= 0
+
+
+def _planted(real, bug):
+    """``real`` (train_loop or train_vmap) with ``bug`` applied to its learner and init."""
+    calls = {"n": 0}
+
+    def wrapped(learner, *args, **kw):
+        calls["n"] += 1
+        learner, args = bug(learner, args, calls["n"])
+        return real(learner, *args, **kw)
+
+    return wrapped
+
+
+def _lr(learner, args, n):  # a learning rate 0.1% off
+    return replace(learner, lr=learner.lr * 1.001), args
+
+
+def _skip(learner, args, n):  # one step fewer
+    return replace(learner, steps=learner.steps - 1), args
+
+
+def _other_seed(learner, args, n):  # the third model trained from another seed's init
+    if n % 6 == 3:  # seeds 2 x 3 subsets per size, in seed-major order
+        subset, x, y, init = args
+        other = {slot: t.flip(0) if t.ndim else t for slot, t in init.items()}
+        return learner, (subset, x, y, other)
+    return learner, args
+
+
+@pytest.mark.parametrize("bug", [_lr, _skip, _other_seed], ids=["lr", "skipped-step", "model"])
+def test_mlp_case_rejects_a_loop_with_a_planted_bug(monkeypatch, bug):
+    monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
+    monkeypatch.setattr(cases, "train_loop", _planted(cases.train_loop, bug))
     with pytest.raises(PathDisagrees, match="loop"):
-        mlp_case(2, [12], torch.device("cpu"), seeds=1, steps=10, vmap=False, progress=False)
+        _tiny_mlp_case(vmap=False, old=False)
+
+
+@pytest.mark.parametrize("bug", [_lr, _skip], ids=["lr", "skipped-step"])
+def test_mlp_case_rejects_a_vmap_with_a_planted_bug(monkeypatch, bug):
+    monkeypatch.setattr(cases, "_warm_up", lambda *a: None)
+    monkeypatch.setattr(cases, "train_vmap", _planted(cases.train_vmap, bug))
+    with pytest.raises(PathDisagrees, match="vmap"):
+        _tiny_mlp_case(loop=False, old=False)
+
+
+def test_rounding_tolerance_is_derived_and_bounded():
+    want = torch.tensor([0.5, 1.0], dtype=torch.float64)
+    # float32 spread of 100 u32: amplification 100, tolerance 100 * 100 * u64
+    got32 = (want * (1 + 100 * cases.U32)).float()
+    tol = cases.rounding_tolerance(got32, want)
+    assert tol == pytest.approx(cases.ROUNDING_SAFETY * 100 * cases.U64, rel=0.05)
+    # chaotic float32 (losses 200% off): the tolerance is capped, never loose
+    cap = cases.ROUNDING_SAFETY * cases.U64 / cases.U32
+    assert cases.rounding_tolerance(want.float() * 3, want) == pytest.approx(cap)
+    assert cap < 2e-7
+    with pytest.raises(PathDisagrees, match="non-finite"):
+        cases.rounding_tolerance(torch.tensor([float("nan"), 1.0]), want)
 
 
 def test_train_flops_skip_the_first_layers_input_gradient():
