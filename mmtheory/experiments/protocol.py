@@ -25,11 +25,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import log_softmax
 
 from mmtheory.core.data import MultiModalData
 from mmtheory.core.splits import inner_folds, is_classification, shuffle_splits, training_prefix
 from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
+from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
 from mmtheory.estimation.calibration import classification_scores
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "ProtocolRun",
     "run_protocol",
     "select_lambda",
+    "select_and_fit",
     "default_sizes",
     "as_arrays",
     "PROTOCOL_NAME",
@@ -56,6 +59,9 @@ class Protocol:
     inner_folds: int = 3
     lambdas: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
     seed: int = 0
+    #: "batched" (all subsets and folds of a size in one batched solve per penalty, each in
+    #: its eigenbasis) or "reference" (one scipy L-BFGS-B fit at a time); the same optima.
+    solver: str = "batched"
 
     def describe(self) -> str:
         return (
@@ -165,6 +171,203 @@ def select_lambda(
     return lambdas[int(np.nanargmin(loss))], [float(v) for v in loss]
 
 
+#: Elements of the padded feature batch (problems x rows x columns) solved at once.
+BATCH_ELEMENTS = 6_000_000
+
+
+@dataclass
+class _Problem:
+    """One (subset, fit set) problem of :func:`select_and_fit`: the eigenbasis of the fit
+    rows' standardised features, their labels, and the validation rows' features."""
+
+    sub: int
+    cols: np.ndarray
+    mu: np.ndarray
+    sd: np.ndarray
+    V: np.ndarray
+    ev: np.ndarray
+    F: np.ndarray
+    y: np.ndarray
+    Fv: np.ndarray | None = None
+    yv: np.ndarray | None = None
+    B: np.ndarray | None = None
+    b: np.ndarray | None = None
+    best: tuple | None = None
+
+
+def _problems(X, y, fit_rows, val_rows, subs_cols, which) -> list[_Problem]:
+    """The problems of the subsets ``which`` on one fit set (its own standardisation)."""
+    mu, sd = _standardize(X, fit_rows)
+    Z = (X[fit_rows] - mu) / sd
+    C = Z.T @ Z / len(fit_rows)
+    Zv = (X[val_rows] - mu) / sd if val_rows is not None else None
+    out = []
+    for i in which:
+        cols = subs_cols[i]
+        basis = eigenbasis(Z[:, cols], cov=C[np.ix_(cols, cols)])
+        out.append(
+            _Problem(
+                i,
+                cols,
+                mu[cols],
+                sd[cols],
+                basis.V,
+                basis.ev,
+                basis.F,
+                y[fit_rows],
+                Fv=Zv[:, cols] @ basis.V if Zv is not None else None,
+                yv=y[val_rows] if val_rows is not None else None,
+            )
+        )
+    return out
+
+
+def _solve(probs: list[_Problem], lam: np.ndarray, classes: int) -> list[bool]:
+    """Solve the softmax problems ``probs`` at penalties ``lam`` in one padded batch,
+    warm-started from each problem's current (B, b); stores the solutions."""
+    n = max(len(q.y) for q in probs)
+    r = max(len(q.ev) for q in probs)
+    P = len(probs)
+    F = np.zeros((P, n, r))
+    Y = np.zeros((P, n, classes))
+    w = np.zeros((P, n))
+    B0 = np.zeros((P, r, classes))
+    b0 = np.zeros((P, classes))
+    for j, q in enumerate(probs):
+        nj, rj = q.F.shape
+        F[j, :nj, :rj] = q.F
+        Y[j, np.arange(nj), q.y] = 1.0
+        w[j, :nj] = 1.0 / nj
+        if q.B is not None:
+            B0[j, :rj], b0[j] = q.B, q.b
+    res = solve_softmax_batch(F, Y, w, lam, B0=B0, b0=b0)
+    for j, q in enumerate(probs):
+        q.B, q.b = res.B[j, : len(q.ev)], res.b[j]
+    return [bool(v) for v in res.converged]
+
+
+def _chunks(probs_per_sub: dict[int, list[_Problem]]) -> list[list[int]]:
+    """Subsets grouped (by width, so that padding wastes little) into batches of at most
+    :data:`BATCH_ELEMENTS` padded feature elements."""
+    subs = sorted(probs_per_sub, key=lambda i: max(len(q.ev) for q in probs_per_sub[i]))
+    chunks: list[list[int]] = []
+    size = 0
+    for i in subs:
+        qs = probs_per_sub[i]
+        width = max(len(q.ev) for q in qs)
+        rows = max(len(q.y) for q in qs)
+        if chunks and size + len(qs) * rows * width <= BATCH_ELEMENTS:
+            chunks[-1].append(i)
+            # padded to the chunk's widest problem (the last added: sorted by width)
+            size = sum(len(probs_per_sub[k]) for k in chunks[-1]) * rows * width
+        else:
+            chunks.append([i])
+            size = len(qs) * rows * width
+    return chunks
+
+
+def _val_loss_basis(q: _Problem, classes: int | None) -> float:
+    if classes:
+        logp = log_softmax(q.Fv @ q.B + q.b, axis=1)
+        return float(-np.clip(logp[np.arange(len(q.yv)), q.yv], np.log(1e-300), None).mean())
+    Yv = q.yv[:, None] if q.yv.ndim == 1 else q.yv
+    return float((((q.Fv @ q.B + q.b) - Yv) ** 2).sum(axis=1).mean())
+
+
+def _ridge_basis(q: _Problem, lam: float) -> None:
+    q.B, q.b = ridge_in_basis(Basis(q.V, q.ev, q.F), q.y, lam)
+
+
+def select_and_fit(
+    x: dict[str, np.ndarray],
+    y: np.ndarray,
+    rows: np.ndarray,
+    subsets: Sequence[Subset],
+    *,
+    classes: int | None,
+    lambdas: Sequence[float],
+    folds: int,
+    seed: int,
+    key: tuple = (),
+) -> list[tuple[float, Fit, np.ndarray, np.ndarray]]:
+    """For every subset: the penalty :func:`select_lambda` would choose (the same folds,
+    path and stopping rule) and the head refit on all of ``rows`` at that penalty, with its
+    standardisation: ``(lam, fit, mu, sd)``. Only ``rows`` of x and y are read.
+
+    The batched solver: per fit set (each inner fold's fitting rows, then all rows), every
+    subset's standardised features are rotated into their eigenbasis
+    (:mod:`mmtheory.engine.convex_batched`), and all the subsets' and folds' softmax
+    problems at one penalty are solved in one batched L-BFGS, warm-started from the
+    previous penalty; the final fit starts from the folds' solutions mapped to its
+    coordinates. Ridge is exact in the eigenbasis."""
+    names = list(x)
+    X = np.concatenate([x[k] for k in names], axis=1)
+    offsets = np.cumsum([0] + [x[k].shape[1] for k in names])
+    where = {k: np.arange(offsets[i], offsets[i + 1]) for i, k in enumerate(names)}
+    subs_cols = [np.concatenate([where[k] for k in sub.names]) for sub in subsets]
+    lambdas = sorted(float(v) for v in lambdas)
+    n_sub = len(subsets)
+    chosen = np.full(n_sub, lambdas[-1])
+    warm: dict[int, list[_Problem]] = {}
+    if len(rows) >= 2 * folds:
+        splits = inner_folds(y[rows], folds, seed=seed, key=key)
+        per_sub: dict[int, list[_Problem]] = {i: [] for i in range(n_sub)}
+        for fit_pos, val_pos in splits:
+            for q in _problems(X, y, rows[fit_pos], rows[val_pos], subs_cols, range(n_sub)):
+                per_sub[q.sub].append(q)
+        for chunk in _chunks(per_sub):
+            loss = np.full((len(chunk), len(lambdas)), np.nan)
+            rises = np.zeros(len(chunk), dtype=int)
+            live = np.ones(len(chunk), dtype=bool)
+            for j in range(len(lambdas) - 1, -1, -1):  # strong to weak, warm-started
+                probs = [q for c, i in enumerate(chunk) if live[c] for q in per_sub[i]]
+                if not probs:
+                    break
+                if classes:
+                    _solve(probs, np.full(len(probs), lambdas[j]), classes)
+                else:
+                    for q in probs:
+                        _ridge_basis(q, lambdas[j])
+                for c, i in enumerate(chunk):
+                    if not live[c]:
+                        continue
+                    qs = per_sub[i]
+                    loss[c, j] = np.mean([_val_loss_basis(q, classes) for q in qs])
+                    if loss[c, j] <= np.nanmin(loss[c]):
+                        for q in qs:
+                            q.best = (q.B, q.b)
+                    rises[c] = rises[c] + 1 if loss[c, j] > np.nanmin(loss[c]) else 0
+                    if rises[c] >= PATIENCE:
+                        live[c] = False
+            for c, i in enumerate(chunk):
+                chosen[i] = lambdas[int(np.nanargmin(loss[c]))]
+            warm.update({i: per_sub[i] for i in chunk})
+        del per_sub
+    final = {q.sub: [q] for q in _problems(X, y, rows, None, subs_cols, range(n_sub))}
+    out: list = [None] * n_sub
+    for chunk in _chunks(final):
+        probs = [final[i][0] for i in chunk]
+        for q in probs:  # warm start: the folds' heads at the chosen penalty, mapped here
+            folds_q = [f for f in warm.get(q.sub, []) if f.best is not None]
+            if classes and folds_q:
+                W_raw = np.mean([(f.V @ f.best[0]) / f.sd[:, None] for f in folds_q], axis=0)
+                b_raw = np.mean(
+                    [f.best[1] - (f.mu / f.sd) @ (f.V @ f.best[0]) for f in folds_q], axis=0
+                )
+                q.B = q.V.T @ (W_raw * q.sd[:, None])
+                q.b = b_raw + q.mu @ W_raw
+        if classes:
+            ok = _solve(probs, chosen[chunk], classes)
+        else:
+            ok = [True] * len(probs)
+            for q, i in zip(probs, chunk):
+                _ridge_basis(q, chosen[i])
+        for q, i, conv in zip(probs, chunk, ok):
+            fit = Fit(q.V @ q.B, q.b, float(chosen[i]), conv, 0)
+            out[i] = (float(chosen[i]), fit, q.mu, q.sd)
+    return out
+
+
 def run_protocol(
     data: MultiModalData,
     *,
@@ -192,24 +395,24 @@ def run_protocol(
     bad = [m for m in sizes if not 1 <= int(m) <= n_train]
     if bad:
         raise ValueError(f"sizes: m must be in 1..{n_train} (the training rows), got {bad[0]}")
+    if p.solver not in ("batched", "reference"):
+        raise ValueError(f"protocol solver must be 'batched' or 'reference', got {p.solver!r}")
     rows_out = []
     for s, (tr, te) in enumerate(splits):
         for m in sorted(int(v) for v in sizes):
             rows = tr[training_prefix(y[tr], m, seed=p.seed, key=(s,))]
             baseline = _baseline_risk(y, rows, te, classes)
-            for sub in subs:
+            kw = dict(classes=classes, lambdas=p.lambdas, folds=p.inner_folds, seed=p.seed)
+            if p.solver == "batched":
+                fits = select_and_fit(x, y, rows, subs, key=(s, m), **kw)
+            else:
+                fits = []
+                for sub in subs:
+                    X = np.concatenate([x[k] for k in sub.names], axis=1)
+                    lam, _ = select_lambda(X, y, rows, key=(s, m), **kw)
+                    fits.append((lam, *_fit(X, y, rows, lam, classes)))
+            for sub, (lam, fit, mu, sd) in zip(subs, fits):
                 X = np.concatenate([x[k] for k in sub.names], axis=1)
-                lam, _ = select_lambda(
-                    X,
-                    y,
-                    rows,
-                    classes=classes,
-                    lambdas=p.lambdas,
-                    folds=p.inner_folds,
-                    seed=p.seed,
-                    key=(s, m),
-                )
-                fit, mu, sd = _fit(X, y, rows, lam, classes)
                 Z = (X[te] - mu) / sd
                 if classes:
                     scores = {

@@ -26,8 +26,8 @@ def test_reproduce_on_a_reduced_grid(tmp_path):
             "total": 400,
             "rho_seeds": 3,
             "bound_seeds": 5,
-            "mfeat_seeds": 1,
-            "mfeat_sizes": [40, 200],
+            "mfeat_splits": 2,
+            "mfeat_sizes": [40, 100],
         },
     )
     text = report.read_text()

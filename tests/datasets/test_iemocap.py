@@ -78,7 +78,20 @@ def test_mult_layout_cleans_inf_and_pools(tmp_path):
 def test_cli_ranks_planted_subsets(tmp_path, layout, make, capsys):
     path = _dump(tmp_path, make())
     assert (
-        main(["data", "iemocap", "--path", str(path), "--out", str(tmp_path / "o"), "--seeds", "2"])
+        main(
+            [
+                "data",
+                "iemocap",
+                "--path",
+                str(path),
+                "--out",
+                str(tmp_path / "o"),
+                "--protocol",
+                "paper",
+                "--seeds",
+                "2",
+            ]
+        )  # fmt: skip
         == 0
     )
     res = pd.read_csv(tmp_path / "o" / "results.csv")
@@ -90,7 +103,9 @@ def test_cli_ranks_planted_subsets(tmp_path, layout, make, capsys):
         assert (tmp_path / "o" / name).exists(), name
     t3 = pd.read_csv(tmp_path / "o" / "table3.csv")
     assert list(t3.pair) == ["TA|T", "TV|T", "TVA|TV", "TVA|TA"]
-    assert "Tables 1-3" in (tmp_path / "o" / "report.md").read_text()
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "Tables 1-3" in report
+    assert "Protocol: the paper's" in report  # labelled as the paper's, not the default
 
 
 @pytest.mark.parametrize(
@@ -162,6 +177,8 @@ def test_cli_runs_one_emotions_binary_task(tmp_path):
                 str(path),
                 "--target",
                 "happy",
+                "--protocol",
+                "paper",
                 "--out",
                 str(tmp_path / "o"),
                 "--seeds",
@@ -200,13 +217,18 @@ def test_cli_target_needs_the_mult_layout(tmp_path, capsys):
     assert len(err) == 1 and "needs the mult layout" in err[0]
 
 
-@pytest.mark.slow  # about 10 s on 2 cores: 300-d text features, L-BFGS with inner CV
-def test_cli_iemocap_under_the_splits_protocol(tmp_path):
-    """The default real-data protocol also runs on IEMOCAP pickles (``--protocol splits``)."""
-    path = _dump(tmp_path, _cer_tuple())
+@pytest.mark.parametrize("layout, make", [("cer", _cer_tuple), ("mult", _mult_dict)])
+def test_cli_iemocap_defaults_to_the_real_data_protocol(tmp_path, layout, make):
+    """Both layouts run under the real-data protocol by default: repeated splits,
+    inner-CV penalties, calibration, the best subset with its interval."""
+    path = _dump(tmp_path, make())
     out = tmp_path / "o"
-    assert main(["data", "iemocap", "--path", str(path), "--protocol", "splits", "--splits",
-                 "2", "--sizes", "100", "--out", str(out)]) == 0  # fmt: skip
+    assert main(["data", "iemocap", "--path", str(path), "--splits", "2", "--sizes", "60",
+                 "--out", str(out)]) == 0  # fmt: skip
     best = pd.read_csv(out / "best.csv")
     assert best.best.iloc[-1].startswith("text")  # text carries the label
-    assert "Calibration beside accuracy" in (out / "report.md").read_text()
+    res = pd.read_csv(out / "results.csv")
+    assert set(res.split) == {0, 1} and {"lam", "test_ece", "test_brier"} <= set(res.columns)
+    report = (out / "report.md").read_text()
+    assert "Calibration beside accuracy" in report and "Protocol: the paper's" not in report
+    assert not (out / "table1.csv").exists()  # the paper's layout belongs to --protocol paper

@@ -2,6 +2,8 @@
 every real-data path (run_protocol, run_data from a file, diagnose), and the protocol ends
 to end on classification and regression files."""
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ import mmtheory.experiments.protocol as protocol_mod
 from mmtheory.cli import main
 from mmtheory.core.data import MultiModalData
 from mmtheory.datasets import load_npz
+from mmtheory.engine.convex import GTOL
 from mmtheory.experiments.protocol import Protocol, run_protocol
 from mmtheory.studies.realdata import run_data
 
@@ -35,12 +38,15 @@ def _data(**kw) -> MultiModalData:
 
 @pytest.fixture
 def audit(monkeypatch):
-    """Records the splits drawn, and the rows every selection and every fit is given."""
+    """Records the splits drawn, the rows every selection is given (the batched
+    ``select_and_fit`` and the reference ``select_lambda``) and the rows every fit
+    standardises with (each fit, inner or final, standardises with its own fitting rows)."""
     seen = {"splits": None, "select": [], "fit": []}
-    real_splits, real_select, real_fit = (
+    real_splits, real_select, real_batched, real_std = (
         protocol_mod.shuffle_splits,
         protocol_mod.select_lambda,
-        protocol_mod._fit,
+        protocol_mod.select_and_fit,
+        protocol_mod._standardize,
     )
 
     def splits(*a, **k):
@@ -51,18 +57,23 @@ def audit(monkeypatch):
         seen["select"].append((k["key"][0], np.array(rows)))
         return real_select(X, y, rows, **k)
 
-    def fit(X, y, rows, *a, **k):
+    def batched(x, y, rows, subsets, **k):
+        seen["select"].append((k["key"][0], np.array(rows)))
+        return real_batched(x, y, rows, subsets, **k)
+
+    def standardize(X, rows):
         seen["fit"].append(np.array(rows))
-        return real_fit(X, y, rows, *a, **k)
+        return real_std(X, rows)
 
     monkeypatch.setattr(protocol_mod, "shuffle_splits", splits)
     monkeypatch.setattr(protocol_mod, "select_lambda", select)
-    monkeypatch.setattr(protocol_mod, "_fit", fit)
+    monkeypatch.setattr(protocol_mod, "select_and_fit", batched)
+    monkeypatch.setattr(protocol_mod, "_standardize", standardize)
     return seen
 
 
 def _assert_disjoint(seen):
-    assert seen["splits"] is not None and seen["select"]
+    assert seen["splits"] is not None and seen["select"] and seen["fit"]
     all_test = [set(te.tolist()) for _, te in seen["splits"]]
     for split, rows in seen["select"]:
         train, test = seen["splits"][split]
@@ -153,3 +164,78 @@ def test_penalty_path_stops_after_the_validation_loss_rises_twice():
     best = lams.index(lam)
     assert np.isfinite(loss[best:]).all() and np.isnan(loss[: max(best - 2, 0)]).all()
     assert np.isnan(loss[0])  # the weakest, slowest fit was never needed
+
+
+def test_the_audit_catches_a_selection_that_sees_test_rows(audit):
+    """Negative control: a selection handed one test row fails the disjointness check."""
+    run_protocol(_data(), sizes=[20], protocol=FAST)
+    split, rows = audit["select"][0]
+    leaked = np.append(rows, audit["splits"][split][1][0])
+    audit["select"][0] = (split, leaked)
+    with pytest.raises(AssertionError):
+        _assert_disjoint(audit)
+
+
+def test_the_reference_solver_is_audited_too(audit):
+    run_protocol(_data(), sizes=[20, 60], protocol=replace(FAST, solver="reference"))
+    _assert_disjoint(audit)
+
+
+def _agreement_bound(x: np.ndarray, lam_min: float) -> float:
+    """How far two fits that both meet the gradient tolerance GTOL can score apart.
+
+    Both objectives are lam-strongly convex in W, so each W is within GTOL / lam of the
+    optimum (the bias is fixed by W up to the same order); a row's logits then move by at
+    most (||z|| + 1) 2 GTOL / lam, and cross-entropy, Brier and ECE's confidences are
+    sqrt(2)-Lipschitz in the logits (the Brier score 2 sqrt(2))."""
+    z = (x - x.mean(0)) / x.std(0)
+    reach = float(np.sqrt((z**2).sum(1)).max()) + 1.0
+    return 2 * np.sqrt(2) * reach * 2 * GTOL / lam_min
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_batched_solver_matches_the_reference_on_a_reduced_grid(regression):
+    """The batched eigenbasis path chooses the same penalties as the reference (one
+    L-BFGS-B fit at a time) and scores within the derived solver tolerance."""
+    data = _data(regression=regression)
+    runs = {
+        s: run_protocol(data, sizes=[20, 60], protocol=replace(FAST, solver=s)).results
+        for s in ("reference", "batched")
+    }
+    ref, fast = runs["reference"], runs["batched"]
+    assert (ref.lam.to_numpy() == fast.lam.to_numpy()).all()
+    assert fast.converged.all() and ref.converged.all()
+    x = np.concatenate([data[k].numpy() for k in data.names], axis=1)
+    bound = _agreement_bound(x, min(FAST.lambdas))
+    cols = [
+        c for c in ref.columns if c.startswith("test_") and c not in ("test_error", "test_accuracy")
+    ]
+    gap = (ref[cols] - fast[cols]).abs().max().max()
+    assert gap <= bound, (gap, bound)
+    if not regression:  # decisions equal unless a test row sits within the bound of a tie
+        assert (ref.test_error - fast.test_error).abs().max() <= 1 / 30
+
+
+@pytest.mark.slow
+def test_batched_solver_matches_the_reference_on_mfeat_views():
+    """The same on real features: three mfeat views (6 + 47 + 64 features), one split,
+    two sizes, the default penalties (1e-4 ... 10) and 3 inner folds."""
+    from mmtheory.datasets import load_mfeat
+    from mmtheory.datasets.loaders import pooled
+
+    full = pooled(load_mfeat())
+    data = MultiModalData({k: full[k] for k in ("mor", "zer", "kar")}, full.y)
+    grid = Protocol(n_splits=1)
+    runs = {
+        s: run_protocol(data, sizes=[40, 120], protocol=replace(grid, solver=s)).results
+        for s in ("reference", "batched")
+    }
+    ref, fast = runs["reference"], runs["batched"]
+    assert (ref.lam.to_numpy() == fast.lam.to_numpy()).all()
+    assert fast.converged.all()
+    # the derived bound at lam = 1e-4 is loose; the measured gap is far inside it
+    x = np.concatenate([data[k].numpy() for k in data.names], axis=1)
+    bound = _agreement_bound(x, min(fast.lam))
+    for c in ("test_cross_entropy", "test_brier", "test_ece"):
+        assert (ref[c] - fast[c]).abs().max() <= bound
+    assert (ref.test_error - fast.test_error).abs().max() <= 1 / 500
