@@ -20,7 +20,7 @@ from scipy import stats
 
 from mmtheory.core.subsets import label_size
 from mmtheory.theory.predicted import predict, predict_crossovers
-from mmtheory.theory.statistics import LEVEL
+from mmtheory.theory.statistics import LEVEL, interval
 
 __all__ = [
     "RISK_COLUMNS",
@@ -457,23 +457,17 @@ def interval_coverage(
         shares = np.array([np.mean(h) for h in per_group if h])
         trials = sum(len(h) for h in per_group)
         covered = sum(sum(h) for h in per_group)
-        n = len(shares)
-        mean = float(shares.mean())
-        half = (
-            float(stats.t.ppf(0.5 + LEVEL / 2, n - 1) * shares.std(ddof=1) / math.sqrt(n))
-            if n > 1
-            else math.nan
-        )
+        iv = interval(shares, method="t")  # over groups, the independent units
         rows.append(
             dict(
                 quantity=quantity,
                 group_size=group_size,
-                groups=n,
+                groups=iv.n,
                 trials=trials,
                 covered=covered,
-                coverage=mean,
-                coverage_ci_low=max(0.0, mean - half),
-                coverage_ci_high=min(1.0, mean + half),
+                coverage=iv.estimate,
+                coverage_ci_low=max(0.0, iv.low),
+                coverage_ci_high=min(1.0, iv.high),
                 level=LEVEL,
             )
         )
