@@ -494,12 +494,12 @@ class Crossing:
     worse_before: bool = True
 
 
-#: Pointwise level of the t-tests whose inversion gives P7's interval of m*. Each end of
-#: the interval is the extreme of many correlated tests (the last m where M is worse, the
-#: first from which it is better for good), so pointwise 95% covers the exact m* of
-#: linear worlds in only 91.7% of 240 independent 20-seed tables (10 groups x 4 worlds,
-#: `mmtheory predict`'s coverage part); pointwise 98% 94.6%, 98.5% 95.0%, 99% 97.5%.
-#: 99% is the smallest level tried that reaches the stated 95% with margin.
+#: Pointwise level of the t-tests whose inversion gives P7's interval of m*. Each end of the
+#: interval is the extreme of many correlated tests (the last m where M is worse, the
+#: first from which it is better for good), so pointwise 95% covered the exact m* of
+#: linear worlds in only 91.7% of 240 independent 20-seed tables; pointwise 98% 94.6%,
+#: 98.5% 95.0%, 99% 97.5%. At 99%: 98.0% of 790 tables with m* > p_M + 10 on six worlds
+#: (benchmarks/interval_coverage.md); nearer the threshold no mean-based interval covers.
 CROSSING_POINTWISE_LEVEL = 0.99
 
 

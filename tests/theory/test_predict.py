@@ -230,8 +230,8 @@ def test_accuracy_summary_counts_only_scored_cells():
     s = accuracy_summary(risk, cross).set_index("quantity")
     assert s.loc["expected test risk, m > p + 10", "n"] == 2
     assert s.loc["crossover m*", "inside_share"] == 0.5
-    assert s.loc["crossover m*, m* > 2 p_M", "inside_share"] == 1.0
-    assert s.loc["crossover m*, m* <= 2 p_M", "inside_share"] == 0.0
+    assert s.loc["crossover m*, m* > p_M + 10", "inside_share"] == 1.0
+    assert s.loc["crossover m*, m* <= p_M + 10", "inside_share"] == 0.0
 
 
 def test_interval_coverage_by_simulation_and_negative_controls(monkeypatch):
