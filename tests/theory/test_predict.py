@@ -283,3 +283,46 @@ def test_coverage_part_writes_its_table(tmp_path, monkeypatch):
     assert set(table.group_size) == {4} and table.trials.gt(0).all()
     text = "\n".join(prediction.coverage_markdown(table))
     assert "2 x 4" in text and "risk, m > p + 10" in text
+
+
+def test_crossovers_near_the_threshold_are_not_scored():
+    """A pair whose predicted m* is within 10 of p_M gets no verdict (the measured interval
+    cannot cover there); with margin 0 the same pair is scored, and a pair beyond the
+    margin is scored as before."""
+    p7 = pd.DataFrame(
+        dict(
+            prediction="P7",
+            world_id="w",
+            learner="linear",
+            M=["a+b", "a+c"],
+            N=["a", "a"],
+            statistic=[100.0, 26.0],
+            ci_low=[90.0, 24.0],
+            ci_high=[110.0, 28.0],
+            n_trials=[20, 20],
+            holds="true",
+            reason="",
+            detail="",
+        )
+    )
+    cross = pd.DataFrame(
+        dict(
+            world="w",
+            world_id="w",
+            learner="linear",
+            M=["a+b", "a+c"],
+            N=["a", "a"],
+            p_M=[20, 20],
+            p_N=[10, 10],
+            m_star=[100.0, 25.0],
+            m_star_se=[5.0, 1.0],
+            exists=True,
+            regime="exact",
+            reason="",
+        )
+    )
+    out = crossover_vs_measured(p7, cross).set_index("M")
+    assert out.loc["a+b", "inside"] == 1
+    assert pd.isna(out.loc["a+c", "inside"]) and "not scored" in out.loc["a+c", "reason"]
+    scored = crossover_vs_measured(p7, cross, margin=0).set_index("M")
+    assert scored.loc["a+c", "inside"] == 1
