@@ -49,7 +49,13 @@ from mmtheory.theory.versus import (
     theory_vs_measured,
 )
 
-__all__ = ["accuracy_worlds", "coverage_part", "crossover_sizes", "run_prediction"]
+__all__ = [
+    "accuracy_sweep",
+    "accuracy_worlds",
+    "coverage_part",
+    "crossover_sizes",
+    "run_prediction",
+]
 
 
 def _settings(quick: bool) -> dict:
@@ -116,18 +122,7 @@ def _accuracy_part(out: Path, cfg: dict, progress: bool, quick: bool) -> dict:
     results = []
     for world in worlds:
         sizes = crossover_sizes(world, cfg["per_decade"])
-        results.append(
-            sweep(
-                world,
-                "linear",
-                "all",
-                m=sizes,
-                seeds=cfg["seeds"],
-                dtype="float64",
-                out=out / "accuracy",
-                progress=progress,
-            )
-        )
+        results.append(accuracy_sweep(world, sizes, cfg["seeds"], out / "accuracy", progress))
     res = pd.concat(results, ignore_index=True)
     write_csv_atomic(res, out / "accuracy" / "results.csv")
     bounds, preds = check(res)
@@ -143,29 +138,35 @@ def _accuracy_part(out: Path, cfg: dict, progress: bool, quick: bool) -> dict:
     return {"results": res, "risk": risk, "cross": cross, "selection": selection}
 
 
+def accuracy_sweep(world, sizes, seeds: int, out: Path, progress: bool) -> pd.DataFrame:
+    """Exact least squares (float64) on every subset of ``world``: the accuracy part's
+    sweep, and the coverage part's with more seeds."""
+    return sweep(
+        world, "linear", "all", m=sizes, seeds=seeds, dtype="float64", out=out, progress=progress
+    )
+
+
 def coverage_part(
-    out: str | Path, cfg: dict | None = None, progress: bool = True, quick: bool = False
+    out: str | Path,
+    cfg: dict | None = None,
+    progress: bool = True,
+    quick: bool = False,
+    worlds: list | None = None,
 ) -> pd.DataFrame:
     """The accuracy sweeps with ``coverage_groups`` x ``seeds`` seeds (their own records,
     under ``out/coverage``), cut into independent groups of ``seeds``: the coverage of the
-    risk and m* intervals over the groups, with its interval. Written to coverage.csv."""
+    risk and m* intervals over the groups, with its interval. Written to coverage.csv.
+    ``worlds``: a subset of :func:`accuracy_worlds` (default all)."""
     cfg = cfg or _settings(quick)
     out = Path(out)
-    worlds = accuracy_worlds(quick)
+    worlds = worlds if worlds is not None else accuracy_worlds(quick)
     n = cfg["seeds"] * cfg["coverage_groups"]
-    results = []
-    for world in worlds:
-        res = sweep(
-            world,
-            "linear",
-            "all",
-            m=crossover_sizes(world, cfg["per_decade"]),
-            seeds=n,
-            dtype="float64",
-            out=out / "coverage",
-            progress=progress,
-        )
-        results.append(res[["world", "world_id", "learner", "subset", "m", "seed", "test_risk"]])
+    results = [
+        accuracy_sweep(w, crossover_sizes(w, cfg["per_decade"]), n, out / "coverage", progress)[
+            ["world", "world_id", "learner", "subset", "m", "seed", "test_risk"]
+        ]
+        for w in worlds
+    ]
     table = interval_coverage(pd.concat(results, ignore_index=True), worlds, cfg["seeds"])
     write_csv_atomic(table, out / "coverage.csv")
     return table
