@@ -1,6 +1,12 @@
 """The engine layer: batched ERM, many independent models trained in one call."""
 
-from mmtheory.engine.closed_form import GramFactors, LeastSquaresFit, fit_least_squares
+from mmtheory.engine.closed_form import (
+    GramFactors,
+    LeastSquaresFit,
+    LeastSquaresPath,
+    fit_least_squares,
+    least_squares_path,
+)
 from mmtheory.engine.device import cpu_threads, default_memory_budget, resolve_device
 from mmtheory.engine.iterative import (
     Batches,
@@ -15,12 +21,14 @@ __all__ = [
     "Batches",
     "GramFactors",
     "LeastSquaresFit",
+    "LeastSquaresPath",
     "Record",
     "TrainResult",
     "Trajectory",
     "cpu_threads",
     "default_memory_budget",
     "fit_least_squares",
+    "least_squares_path",
     "log_steps",
     "resolve_device",
     "ridge_penalty",

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["GramFactors", "LeastSquaresFit", "fit_least_squares", "pinv_solve"]
+__all__ = [
+    "GramFactors",
+    "LeastSquaresFit",
+    "LeastSquaresPath",
+    "fit_least_squares",
+    "least_squares_path",
+    "pinv_solve",
+]
 
 
 @dataclass
@@ -168,6 +175,37 @@ def fit_least_squares(
     sizes, plus one eigendecomposition per (size, subset) of the subset's block; with
     shared ``factors`` only X^T Y and the solves.
     """
+    return least_squares_path(
+        X, Y, sizes, column_sets, ridge=ridge, intercept=intercept, factors=factors
+    ).fits
+
+
+@dataclass
+class LeastSquaresPath:
+    """:func:`least_squares_path`'s result: ``fits[i][j]`` as :func:`fit_least_squares`,
+    and ``probe_risk[i]``, the mean squared error (summed over outputs) of the fixed
+    predictor ``probe`` on the first ``sizes[i]`` rows (empty without a probe)."""
+
+    fits: list[list[LeastSquaresFit]]
+    probe_risk: list[float]
+
+
+def least_squares_path(
+    X: torch.Tensor | Sequence[torch.Tensor],
+    Y: torch.Tensor,
+    sizes: Sequence[int],
+    column_sets: Sequence[torch.Tensor],
+    *,
+    ridge: float = 0.0,
+    intercept: bool = True,
+    factors: GramFactors | None = None,
+    probe: torch.Tensor | None = None,
+) -> LeastSquaresPath:
+    """:func:`fit_least_squares`, and the training risk on every prefix of a fixed
+    predictor ``probe`` ((d, p), no intercept; e.g. the population's best) computed from
+    the same Gram matrix and X^T Y, with no pass over the data:
+    ``(y'y - 2 tr(W' X'y) + tr(W' X'X W)) / m``, the formula the fits' own ``train_loss``
+    uses."""
     if factors is None:
         factors = GramFactors(X, sizes, column_sets, ridge=ridge, intercept=intercept)
     elif (
@@ -183,9 +221,12 @@ def fit_least_squares(
         Y = Y[:, None]
     p = Y.shape[1]
     Y = Y.to(dtype)
+    if probe is not None:
+        probe = probe.to(device=device, dtype=torch.float64).reshape(d, p)
     c = torch.zeros(d + 1, p, dtype=dtype, device=device)
     yy = torch.zeros((), dtype=torch.float64, device=device)
     fits: list[list[LeastSquaresFit]] = []
+    probe_risk: list[float] = []
     start = 0
     for i, m in enumerate(factors.sizes):
         Yb = Y[start:m]
@@ -195,6 +236,10 @@ def fit_least_squares(
         yy += (Yb.double() * Yb.double()).sum()
         start = m
         c64 = c.double()
+        if probe is not None:
+            A = factors.grams[i][:d, :d]
+            sse = yy - 2 * (probe * c64[:d]).sum() + (probe * (A @ probe)).sum()
+            probe_risk.append(float(sse.clamp_min(0)) / m)
         row = []
         for j, cols in enumerate(factors.column_sets):
             idx = factors.index(j)
@@ -207,4 +252,4 @@ def fit_least_squares(
             bias = w[len(cols)] if intercept else torch.zeros(p, dtype=torch.float64, device=device)
             row.append(LeastSquaresFit(W, bias, float(sse.clamp_min(0)) / m, int(Vk.shape[1])))
         fits.append(row)
-    return fits
+    return LeastSquaresPath(fits, probe_risk)

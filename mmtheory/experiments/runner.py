@@ -12,12 +12,13 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
 
 from mmtheory import _version
-from mmtheory.engine import GramFactors, fit_least_squares, train_batched
+from mmtheory.engine import GramFactors, least_squares_path, train_batched
 from mmtheory.estimation import Estimate, Models, Sample, Truth, branch_models, eta, risk
 from mmtheory.experiments.grid import Run
 from mmtheory.experiments.results import world_columns
@@ -326,18 +327,23 @@ class Runner:
             sub_obj = {str(r.subset): r.subset for r in seed_runs}
             cols = [torch.cat([sl[k] for k in sub_obj[s]]) for s in subs]
             data, factors = self._closed_form_data(seed, sizes, cols, learner.ridge)
-            fits = fit_least_squares(
+            # the oracle's training risk on each prefix comes with the fits, from the same
+            # Gram matrix and X^T Y (worlds with exact oracles)
+            w_star = self._theory_constants([])[0] if src.oracle is not None else None
+            path = least_squares_path(
                 [data[k] for k in src.names],
                 data.y,
                 sizes,
                 cols,
                 ridge=learner.ridge,
                 factors=factors,
+                probe=w_star,
             )
+            fits = path.fits
             plan = ModelPlan(
                 src.names, tuple(src.dims.values()), tuple(sub_obj[s] for s in subs), src.out_dim
             )
-            theory = self._theory_columns(data, sizes, [sub_obj[s] for s in subs])
+            theory = self._theory_columns(path.probe_risk, sizes, [sub_obj[s] for s in subs])
             records = []
             position = {s: j for j, s in enumerate(subs)}
             by_m: dict[int, list[Run]] = {}
@@ -410,52 +416,63 @@ class Runner:
         y = torch.from_numpy(src.train_targets(z, seed)).to(device=self.device, dtype=f64)
         return _Draw(blocks, y), factors
 
-    def _theory_columns(self, data, sizes, subsets) -> dict:
+    def _theory_columns(self, oracle_train: list[float], sizes, subsets) -> dict:
         """Columns the bound checks need, for worlds with exact oracles (regression, any
-        number of outputs): the oracle's empirical risk on each training prefix, E||x_M||^2
-        = tr Sigma_MM and the rank of Sigma_MM, the bounds ||(x_M, 1)|| <= X and ||y|| <= B_y
-        and whether they are
+        number of outputs): the oracle's empirical risk on each training prefix
+        (``oracle_train``, from the fit), E||x_M||^2 = tr Sigma_MM and the rank of
+        Sigma_MM, the bounds ||(x_M, 1)|| <= X and ||y|| <= B_y and whether they are
         rigorous, and the a priori radius of the linear class (fixed by the world, before
-        any data: RADIUS_FACTOR times the norm of the best linear predictor)."""
-        oracle = self.source.oracle
-        if oracle is None:
+        any data: RADIUS_FACTOR times the norm of the best linear predictor). Everything
+        but the oracle's empirical risk is the world's alone and computed once per runner."""
+        if self.source.oracle is None:
             return {}
+        _, per_subset = self._theory_constants(subsets)
+        out = {}
+        for m, risk_m in zip(sizes, oracle_train, strict=True):
+            for sub in subsets:
+                out[(m, str(sub))] = {"oracle_train_risk": risk_m, **per_subset[str(sub)]}
+        return out
+
+    def _theory_constants(self, subsets) -> tuple[torch.Tensor, dict[str, dict]]:
+        """The world's part of :meth:`_theory_columns`: the best linear predictor on the
+        device and, per subset, the columns that depend on the world alone (memoised)."""
         from mmtheory.theory.bounds import RADIUS_FACTOR
 
-        sigma, _, _ = oracle.second_moments()
-        diag = np.diag(sigma)
-        sl = oracle.feature_slices()
-        w_star = np.asarray(oracle.best_linear())
-        radius = RADIUS_FACTOR * float(np.linalg.norm(w_star))
-        y_bound, y_rigorous = oracle.target_bound()
-        x_all, x_rigorous = oracle.feature_bound()
-        X = torch.cat([data[k] for k in self.source.names], dim=1).double()
-        w = torch.from_numpy(w_star).to(self.device).double()
-        resid = (data.y.double().reshape(len(data.y), -1) - X @ w).pow(2).sum(1)
-        csum = torch.cumsum(resid, 0)
-        per_subset = {str(sub): oracle.feature_bound(sub)[0] for sub in subsets}
-        ranks = {}
-        for sub in subsets:
-            cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
-            ranks[str(sub)] = int(np.linalg.matrix_rank(sigma[np.ix_(cols, cols)], hermitian=True))
-        out = {}
-        for m in sizes:
-            oracle_train = float(csum[m - 1]) / m
-            for sub in subsets:
-                energy = float(sum(diag[sl[k]].sum() for k in sub))
-                out[(m, str(sub))] = {
-                    "oracle_train_risk": oracle_train,
-                    "feature_energy": energy,
-                    "feature_energy_all": float(diag.sum()),
-                    "feature_bound": per_subset[str(sub)],
-                    "feature_rank": ranks[str(sub)],
-                    "feature_bound_all": x_all,
-                    "target_bound": y_bound,
-                    "bounded_world": bool(x_rigorous and y_rigorous),
-                    "radius_apriori": radius,
-                    "n_outputs": int(w_star.shape[1]),
+        oracle = self.source.oracle
+        held: Any = self._cache.get(("theory", "world"))
+        if held is None:
+            w_np = np.asarray(oracle.best_linear())
+            w_star = torch.from_numpy(w_np).to(self.device).double()
+            y_bound, y_rigorous = oracle.target_bound()
+            x_all, x_rigorous = oracle.feature_bound()
+            sigma, _, _ = oracle.second_moments()
+            world = {
+                "feature_energy_all": float(np.diag(sigma).sum()),
+                "feature_bound_all": x_all,
+                "target_bound": y_bound,
+                "bounded_world": bool(x_rigorous and y_rigorous),
+                "radius_apriori": RADIUS_FACTOR * float(np.linalg.norm(w_np)),
+                "n_outputs": int(w_np.shape[1]),
+            }
+            held = (w_star, world, {})
+            self._cache[("theory", "world")] = held
+        w_star, world, per_subset = held
+        missing = [sub for sub in subsets if str(sub) not in per_subset]
+        if missing:
+            sigma, _, _ = oracle.second_moments()
+            diag = np.diag(sigma)
+            sl = oracle.feature_slices()
+            for sub in missing:
+                cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
+                rank = np.linalg.matrix_rank(sigma[np.ix_(cols, cols)], hermitian=True)
+                per_subset[str(sub)] = {  # the order of the record's columns
+                    "feature_energy": float(sum(diag[sl[k]].sum() for k in sub)),
+                    "feature_energy_all": world["feature_energy_all"],
+                    "feature_bound": oracle.feature_bound(sub)[0],
+                    "feature_rank": int(rank),
+                    **world,
                 }
-        return out
+        return w_star, per_subset
 
     def _estimate_linear(self, plan: ModelPlan, row, seed: int) -> tuple[Estimate, Estimate]:
         """Risk and eta of the closed-form fits of one seed and size: exact from the oracle

@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import assert_batched_equals_loop, setup_models
 
-from mmtheory.engine import fit_least_squares, train_batched
+from mmtheory.engine import fit_least_squares, least_squares_path, train_batched
 from mmtheory.estimation import fit_linear_heads
 from mmtheory.models import Learner
 from mmtheory.models import weight as weight_slot
@@ -94,6 +94,35 @@ def test_closed_form_equals_numpy_lstsq():
             resid = Y[:m] - Z @ coef
             assert fit.train_loss == pytest.approx((resid**2).sum() / m, rel=1e-8, abs=1e-10)
             assert torch.allclose(fit.W, blocks[i][j].W, atol=1e-10)
+
+
+def test_probe_risk_equals_the_direct_residuals():
+    """The fixed predictor's prefix risks from the Gram formula equal its residuals summed
+    directly, within float64 rounding of y'y / m (the cancellation's scale); a wrong probe
+    (scaled by 1.001) is off by far more."""
+    rng = np.random.default_rng(1)
+    n, d, p = 400, 9, 3
+    X = rng.standard_normal((n, d))
+    W = rng.standard_normal((d, p))
+    Y = X @ W + 0.1 * rng.standard_normal((n, p))
+    sizes = [20, 100, 400]
+    blocks = [torch.from_numpy(X[:, :4]), torch.from_numpy(X[:, 4:])]
+    path = least_squares_path(
+        blocks, torch.from_numpy(Y), sizes, [torch.arange(d)], probe=torch.from_numpy(W)
+    )
+    wrong = least_squares_path(
+        blocks, torch.from_numpy(Y), sizes, [torch.arange(d)], probe=torch.from_numpy(1.001 * W)
+    )
+    for m, got, off in zip(sizes, path.probe_risk, wrong.probe_risk, strict=True):
+        direct = float(((Y[:m] - X[:m] @ W) ** 2).sum(1).mean())
+        scale = float((Y[:m] ** 2).sum(1).mean())
+        tol = 50 * d * np.finfo(float).eps * scale
+        assert abs(got - direct) <= tol
+        assert abs(off - direct) > 100 * tol
+    assert [[f.train_loss for f in r] for r in path.fits] == [
+        [f.train_loss for f in r]
+        for r in fit_least_squares(blocks, torch.from_numpy(Y), sizes, [torch.arange(d)])
+    ]
 
 
 def test_linear_heads_equal_lstsq():
