@@ -20,6 +20,8 @@ training subsample's and the test sample's.
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,12 +29,14 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_softmax
 
+from mmtheory import _version
 from mmtheory.core.data import MultiModalData
 from mmtheory.core.splits import inner_folds, is_classification, shuffle_splits, training_prefix
 from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
 from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
 from mmtheory.estimation.calibration import classification_scores
+from mmtheory.experiments.records import RecordStore
 
 __all__ = [
     "Protocol",
@@ -43,6 +47,8 @@ __all__ = [
     "default_sizes",
     "as_arrays",
     "PROTOCOL_NAME",
+    "cell_run_ids",
+    "protocol_fingerprint",
 ]
 
 PROTOCOL_NAME = "repeated splits, L-BFGS heads, inner-CV penalty"
@@ -374,7 +380,8 @@ def run_protocol(
     subsets: object = "all",
     sizes: Sequence[int] | None = None,
     protocol: Protocol | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+    store: RecordStore | None = None,
 ) -> ProtocolRun:
     """Run the protocol (module docstring) on all rows of ``data``.
 
@@ -382,7 +389,16 @@ def run_protocol(
     converged`` and the test scores (``test_error, test_accuracy, test_cross_entropy,
     test_brier, test_ece`` or ``test_mse``);
     ``risk`` repeats the primary score (error, or mse for regression); ``baseline_risk`` is
-    the best constant's (the empty subset)."""
+    the best constant's (the empty subset).
+
+    ``progress(done, total, message)`` is called after each (split, m) cell.
+
+    ``store``: a :class:`~mmtheory.experiments.records.RecordStore`; each (split, m)
+    cell's rows are appended (and fsynced) as the cell finishes, and a cell whose rows are
+    already there (the same data, protocol, sizes, subsets and version:
+    :func:`cell_run_ids`) is read back instead of recomputed. A cell depends only on its
+    split, its size and the protocol, so an interrupted run resumed gives the numbers of an
+    uninterrupted one."""
     p = protocol or Protocol()
     x, y = as_arrays(data)
     classes = data.n_classes if is_classification(y) else None
@@ -397,9 +413,21 @@ def run_protocol(
         raise ValueError(f"sizes: m must be in 1..{n_train} (the training rows), got {bad[0]}")
     if p.solver not in ("batched", "reference"):
         raise ValueError(f"protocol solver must be 'batched' or 'reference', got {p.solver!r}")
+    tag = protocol_fingerprint(x, y, p, sizes, subs) if store is not None else ""
     rows_out = []
+    total, done = len(splits) * len(sizes), 0
     for s, (tr, te) in enumerate(splits):
         for m in sorted(int(v) for v in sizes):
+            done += 1
+            if store is not None:
+                ids = cell_run_ids(tag, s, m, subs)
+                held = [store.get(i) for i in ids]
+                if all(h is not None for h in held):
+                    rows_out += [dict(h["row"]) for h in held if h is not None]
+                    if progress is not None:
+                        progress(done, total, f"split {s + 1}, m = {m}: read back")
+                    continue
+            first, t0 = len(rows_out), time.perf_counter()
             rows = tr[training_prefix(y[tr], m, seed=p.seed, key=(s,))]
             baseline = _baseline_risk(y, rows, te, classes)
             kw = dict(classes=classes, lambdas=p.lambdas, folds=p.inner_folds, seed=p.seed)
@@ -437,7 +465,57 @@ def run_protocol(
                         "baseline_risk": baseline,
                     }
                 )
+            if store is not None:
+                store.append(
+                    [
+                        _cell_record(run_id, row, s, time.perf_counter() - t0)
+                        for run_id, row in zip(ids, rows_out[first:], strict=True)
+                    ]
+                )
             if progress is not None:
-                progress(f"split {s + 1}/{len(splits)}, m = {m}: {len(subs)} subsets")
+                progress(done, total, f"split {s + 1}, m = {m}: {len(subs)} subsets")
     metric = "error" if classes else "mse"
     return ProtocolRun(pd.DataFrame(rows_out), splits, task, metric)
+
+
+def protocol_fingerprint(
+    x: dict[str, np.ndarray], y: np.ndarray, p: Protocol, sizes, subsets
+) -> str:
+    """A hash of everything a cell's rows depend on: the data's bytes, the protocol's
+    settings, the sizes, the subsets and the package version (numbers may change with it)."""
+    h = hashlib.sha256()
+    for k, v in x.items():
+        h.update(k.encode())
+        h.update(str(v.shape).encode())
+        h.update(np.ascontiguousarray(v).tobytes())
+    h.update(str(y.dtype).encode())
+    h.update(np.ascontiguousarray(y).tobytes())
+    h.update(repr((p, sorted(int(m) for m in sizes), [str(s) for s in subsets])).encode())
+    h.update(_version.__version__.encode())
+    return h.hexdigest()
+
+
+def cell_run_ids(tag: str, split: int, m: int, subsets) -> list[str]:
+    """The run ids of one (split, m) cell's rows, one per subset."""
+    return [hashlib.sha256(f"{tag}|{split}|{m}|{sub}".encode()).hexdigest()[:20] for sub in subsets]
+
+
+def _cell_record(run_id: str, row: dict, split: int, cell_s: float) -> dict:
+    """A protocol row as a run record (the fields every record holds, the row, and the
+    wall seconds its whole (split, m) cell took, ``cell_wall_s``)."""
+    return {
+        "cell_wall_s": cell_s,
+        "run_id": run_id,
+        "world": "protocol",
+        "learner": "protocol",
+        "subset": row["subset"],
+        "m": int(row["m"]),
+        "seed": int(split),
+        "train_risk": None,
+        "test_risk": float(row["risk"]),
+        "eta": None,
+        "converged": bool(row["converged"]),
+        # (column, value) pairs: records are written with sorted keys, the table's column
+        # order must survive
+        "row": [[k, v.item() if hasattr(v, "item") else v] for k, v in row.items()],
+    }

@@ -22,11 +22,13 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
 from mmtheory.core.subsets import label_names, parse_subset
 from mmtheory.datasets.loaders import Loaded, pooled
 from mmtheory.experiments.protocol import Protocol, run_protocol
+from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.sources import DataSource
 from mmtheory.experiments.sweep import sweep
 from mmtheory.plotting.curves import plot_subset_curves
@@ -401,18 +403,33 @@ def run_data(
     protocol: Protocol | None = None,
     sizes: list[int] | None = None,
     n_boot: int = 200,
-    progress=None,
+    progress: bool = True,
 ) -> Path:
     """The default real-data pipeline (module docstring) on all rows of ``loaded`` into
     ``out``: results.csv (one row per split, size, subset), best.csv, curves.csv,
     adding.csv, contributions.csv, calibration.csv, curves.png and report.md (its path is
-    returned)."""
+    returned). records.jsonl keeps each (split, size) cell as it finishes: a rerun into the
+    same ``out`` resumes, with the numbers of an uninterrupted run."""
     t0 = time.perf_counter()
     p = protocol or Protocol()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data = pooled(loaded)
-    run = run_protocol(data, sizes=sizes, protocol=p, progress=progress)
+    # each (split, size) cell is recorded as it finishes (records.jsonl): an interrupted
+    # run loses at most the cell in progress, and rerun with the same --out it resumes
+    with (
+        RecordStore(out) as store,
+        tqdm(
+            desc=f"{loaded.name}: protocol", unit="cell", disable=not progress, leave=False
+        ) as bar,
+    ):
+
+        def tick(done: int, total: int, message: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(message, refresh=False)
+            bar.update(done - bar.n)
+
+        run = run_protocol(data, sizes=sizes, protocol=p, progress=tick, store=store)
     tables = tables_from_run(run, p, n_boot=n_boot)
     for key, table in tables.items():
         write_csv_atomic(table, out / f"{key}.csv")

@@ -239,3 +239,50 @@ def test_batched_solver_matches_the_reference_on_mfeat_views():
     for c in ("test_cross_entropy", "test_brier", "test_ece"):
         assert (ref[c] - fast[c]).abs().max() <= bound
     assert (ref.test_error - fast.test_error).abs().max() <= 1 / 500
+
+
+def test_an_interrupted_run_resumes_with_the_numbers_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    """Cells are recorded as they finish; a rerun reads them back, computes only the rest
+    and gives the table of a run that was never stopped. Control: another protocol (other
+    penalties) reads nothing back."""
+    from mmtheory.experiments.records import RecordStore
+
+    data, sizes = _data(), [20, 60]
+    whole = run_protocol(data, sizes=sizes, protocol=FAST).results
+
+    def stop_after_two(done, total, message):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with RecordStore(tmp_path) as store, pytest.raises(KeyboardInterrupt):
+        run_protocol(data, sizes=sizes, protocol=FAST, store=store, progress=stop_after_two)
+    with RecordStore(tmp_path) as store:
+        assert len(store) == 2 * 3  # two cells of three subsets (good, noise, both)
+    computed = []
+    real = protocol_mod.select_and_fit
+
+    def counting(x, y, rows, subsets, **k):
+        computed.append(k["key"])
+        return real(x, y, rows, subsets, **k)
+
+    monkeypatch.setattr(protocol_mod, "select_and_fit", counting)
+    with RecordStore(tmp_path) as store:
+        resumed = run_protocol(data, sizes=sizes, protocol=FAST, store=store).results
+    assert len(computed) == 3 * 2 - 2  # only the cells not recorded
+    pd.testing.assert_frame_equal(resumed, whole, check_dtype=False)
+    computed.clear()
+    other = replace(FAST, lambdas=(0.01, 0.1))
+    with RecordStore(tmp_path) as store:
+        run_protocol(data, sizes=sizes, protocol=other, store=store)
+    assert len(computed) == 3 * 2
+
+
+def test_run_data_resumes_from_its_records(tmp_path):
+    path = tmp_path / "d.npz"
+    np.savez(path, **_arrays())
+    kw = dict(protocol=FAST, sizes=[30, 60], n_boot=20, progress=False)
+    run_data(load_npz(path), tmp_path / "o", **kw)
+    first = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert (tmp_path / "o" / "records.jsonl").exists()
+    run_data(load_npz(path), tmp_path / "o", **kw)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "o" / "results.csv"), first)
