@@ -7,7 +7,9 @@ runs, so that compute is small and bookkeeping shows: overlap worlds with 4 moda
 It runs the spec twice under cProfile: a fresh sweep, then the same spec again (a resume
 with nothing left to do: every run is found in the records and skipped). Options:
 ``--worlds W --sizes S --seeds N`` (runs = W x 4 x S x N), ``--profile FILE`` to keep the
-fresh sweep's profile, ``--top K`` to print its K largest functions by own time.
+fresh sweep's profile, ``--top K`` to print its K largest functions by own time,
+``--sampler`` to measure the fresh sweep with the py-spy sampling profiler instead (no
+per-call overhead, so Python-heavy bookkeeping is not overstated; py-spy must be on PATH).
 
 Bookkeeping is what a sweep does besides fitting and measuring models, attributed from
 the profile by function (cumulative times, never counted twice):
@@ -142,6 +144,77 @@ def run_once(text: str, out: Path, profile: bool) -> tuple[float, float, pstats.
     return wall, cpu, pstats.Stats(prof) if prof is not None else None
 
 
+def sampled_shares(raw: Path) -> tuple[int, dict[str, int]]:
+    """(samples inside ``run_spec``, samples per bookkeeping category) from py-spy's raw
+    output (one line per distinct stack: frames joined by ``;``, then a count). A sample
+    counts for the outermost listed function on its stack (so nothing twice); samples whose
+    innermost frame is ``Runner.closed_form`` itself are record building, as in
+    :func:`shares`; samples in ``run_spec`` outside every sweep are the results table."""
+    total = 0
+    out: dict[str, int] = {}
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [_frame(f) for f in stack.split(";")]
+        if ("sweep.py", "run_spec") not in frames:
+            continue
+        n = int(count)
+        total += n
+        cat = next((CATEGORIES[f] for f in frames if f in CATEGORIES), None)
+        if cat is None and frames[-1] == ("runner.py", "closed_form"):
+            cat = "record building"
+        if cat is None and ("sweep.py", "sweep") not in frames:
+            cat = "results table"
+        if cat is not None:
+            out[cat] = out.get(cat, 0) + n
+    return total, out
+
+
+def _frame(text: str) -> tuple[str, str]:
+    """('file.py', 'function') of a py-spy frame ``function (path/file.py:line)``."""
+    name, _, where = text.strip().partition(" (")
+    name = name.rsplit(".", 1)[-1]  # Class.method -> method
+    return Path(where.rsplit(":", 1)[0]).name, name
+
+
+def sample(text: str, out: Path, rate: int) -> None:
+    """The fresh sweep, not profiled, sampled by py-spy (``rate`` Hz, non-blocking: the
+    process is never paused) from a child process; prints the shares."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("py-spy")
+    if exe is None:
+        raise SystemExit("--sampler needs py-spy on PATH (pip install py-spy)")
+    raw = out.with_suffix(".raw")
+    spy = subprocess.Popen(
+        [exe, "record", "--pid", str(os.getpid()), "--rate", str(rate), "--nonblocking",
+         "--format", "raw", "--output", str(raw)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(2.0)  # py-spy attaches
+    try:
+        wall, cpu, _ = run_once(text, out, profile=False)
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        spy.wait(timeout=60)
+    total, cats = sampled_shares(raw)
+    book = sum(cats.values())
+    print(
+        f"fresh sweep, sampled by py-spy at {rate} Hz (not profiled): {wall:.1f} s wall, "
+        f"{cpu:.1f} s CPU, {total} samples in run_spec; bookkeeping {book / max(1, total):.1%}"
+    )
+    for cat in (
+        "run ids",
+        "resume checks",
+        "record reading",
+        "record building",
+        "record writing",
+        "results table",
+    ):
+        v = cats.get(cat, 0)
+        print(f"  {cat:<16} {v:8d} samples  {v / max(1, total):6.1%}")
+
+
 def report(label: str, stats: pstats.Stats) -> float:
     total, cats = shares(stats)
     book = sum(cats.values())
@@ -167,6 +240,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", help="keep the fresh sweep's profile in this file")
     ap.add_argument("--top", type=int, default=0, help="print the K largest own times")
     ap.add_argument("--no-plain", action="store_true", help="skip the unprofiled runs")
+    ap.add_argument(
+        "--sampler",
+        action="store_true",
+        help="instead of cProfile: sample the fresh sweep with py-spy (no call overhead)",
+    )
+    ap.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     text = spec_text(args.worlds, args.sizes, args.seeds)
@@ -177,6 +256,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         "1 torch thread"
     )
+    if args.sampler:
+        with tempfile.TemporaryDirectory() as tmp:
+            sample(text, Path(tmp) / "sampled", args.rate)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp) / "fresh"
         wall, cpu, stats = run_once(text, fresh, profile=True)
