@@ -152,10 +152,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         choices=["splits", "paper"],
         help="splits (the default): repeated stratified splits, L-BFGS heads with an "
-        "inner-CV penalty, calibration (docs/realdata.md); paper (the paper's protocol, "
-        "labelled as such; used by --temporal conv, which needs Adam): one fixed split, "
-        "Adam for a fixed number of steps, for IEMOCAP the paper's 128-d latent model, "
-        "fixed ratios and Tables 1-3",
+        "inner-CV penalty (with --temporal conv: Adam-trained networks, the penalty chosen "
+        "on a held-out fold of the training rows), calibration (docs/realdata.md); paper "
+        "(the paper's protocol, labelled as such): one fixed split, Adam for a fixed "
+        "number of steps, for IEMOCAP the paper's 128-d latent model, fixed ratios and "
+        "Tables 1-3",
     )
     d.add_argument(
         "--splits", type=int, default=5, help="--protocol splits: number of splits (default 5)"
@@ -515,13 +516,9 @@ def _data(args) -> None:
 
     check_int(args.seeds, "--seeds", low=1, high=100_000)
     prepare_output_dir(out)
-    # the real-data protocol is the default everywhere it can train the model; a
-    # convolutional temporal encoder needs Adam, so --temporal conv keeps the paper's
-    protocol = args.protocol or ("paper" if conv else "splits")
-    if protocol == "splits" and conv:
-        raise ValueError(
-            "--temporal conv trains a convolutional encoder with Adam: use --protocol paper"
-        )
+    # the real-data protocol is the default everywhere; a convolutional temporal encoder
+    # is trained by Adam inside it (experiments/neural_protocol.py)
+    protocol = args.protocol or "splits"
     if protocol == "splits":
         from mmtheory.experiments.protocol import Protocol
         from mmtheory.studies.realdata import run_data
@@ -534,8 +531,19 @@ def _data(args) -> None:
             loaded = load_htad()
         else:
             loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+        if conv and loaded.train.n_classes is None:
+            raise ValueError(
+                f"{args.path}: key 'y' holds float targets (regression); --temporal conv "
+                "trains classifiers: use --temporal mean, or give integer class ids"
+            )
         report = run_data(
-            loaded, out, protocol=Protocol(n_splits=args.splits), sizes=_sizes(args.sizes)
+            loaded,
+            out,
+            protocol=Protocol(n_splits=args.splits),
+            sizes=_sizes(args.sizes),
+            learner=temporal_learner(PAPER_PROTOCOL if args.dataset == "iemocap" else None)
+            if conv
+            else None,
         )
         import pandas as pd
 

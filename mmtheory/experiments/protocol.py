@@ -36,7 +36,9 @@ from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
 from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
 from mmtheory.estimation.calibration import classification_scores
+from mmtheory.experiments.neural_protocol import neural_cell
 from mmtheory.experiments.records import RecordStore
+from mmtheory.models import Learner
 
 __all__ = [
     "Protocol",
@@ -382,6 +384,7 @@ def run_protocol(
     protocol: Protocol | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     store: RecordStore | None = None,
+    learner: Learner | None = None,
 ) -> ProtocolRun:
     """Run the protocol (module docstring) on all rows of ``data``.
 
@@ -398,7 +401,11 @@ def run_protocol(
     already there (the same data, protocol, sizes, subsets and version:
     :func:`cell_run_ids`) is read back instead of recomputed. A cell depends only on its
     split, its size and the protocol, so an interrupted run resumed gives the numbers of an
-    uninterrupted one."""
+    uninterrupted one.
+
+    ``learner``: a network that needs Adam (a convolutional temporal encoder) instead of
+    the convex heads, trained, selected and scored as :mod:`~mmtheory.experiments.
+    neural_protocol` says (classification only; sequences are kept, not pooled)."""
     p = protocol or Protocol()
     x, y = as_arrays(data)
     classes = data.n_classes if is_classification(y) else None
@@ -413,7 +420,12 @@ def run_protocol(
         raise ValueError(f"sizes: m must be in 1..{n_train} (the training rows), got {bad[0]}")
     if p.solver not in ("batched", "reference"):
         raise ValueError(f"protocol solver must be 'batched' or 'reference', got {p.solver!r}")
-    tag = protocol_fingerprint(x, y, p, sizes, subs) if store is not None else ""
+    if learner is not None and not classes:
+        raise ValueError(
+            "the protocol trains networks (--temporal conv) for classification only; "
+            "this file's y holds float targets: use --temporal mean (convex ridge heads)"
+        )
+    tag = protocol_fingerprint(data, p, sizes, subs, learner) if store is not None else ""
     rows_out = []
     total, done = len(splits) * len(sizes), 0
     for s, (tr, te) in enumerate(splits):
@@ -430,41 +442,40 @@ def run_protocol(
             first, t0 = len(rows_out), time.perf_counter()
             rows = tr[training_prefix(y[tr], m, seed=p.seed, key=(s,))]
             baseline = _baseline_risk(y, rows, te, classes)
-            kw = dict(classes=classes, lambdas=p.lambdas, folds=p.inner_folds, seed=p.seed)
-            if p.solver == "batched":
-                fits = select_and_fit(x, y, rows, subs, key=(s, m), **kw)
-            else:
-                fits = []
-                for sub in subs:
-                    X = np.concatenate([x[k] for k in sub.names], axis=1)
-                    lam, _ = select_lambda(X, y, rows, key=(s, m), **kw)
-                    fits.append((lam, *_fit(X, y, rows, lam, classes)))
-            for sub, (lam, fit, mu, sd) in zip(subs, fits):
-                X = np.concatenate([x[k] for k in sub.names], axis=1)
-                Z = (X[te] - mu) / sd
-                if classes:
-                    scores = {
-                        f"test_{k}": v
-                        for k, v in classification_scores(predict_proba(fit, Z), y[te]).items()
-                    }
-                    risk = scores["test_error"]
-                else:
-                    r = predict(fit, Z) - (y[te][:, None] if y.ndim == 1 else y[te])
-                    scores = {"test_mse": float((r**2).sum(axis=1).mean())}
-                    risk = scores["test_mse"]
-                rows_out.append(
-                    {
-                        "split": s,
-                        "m": m,
-                        "subset": str(sub),
-                        "n_modalities": len(sub),
-                        "lam": lam,
-                        "converged": fit.converged,
-                        **scores,
-                        "risk": risk,
-                        "baseline_risk": baseline,
-                    }
+            if learner is not None:
+                cells = neural_cell(
+                    data,
+                    learner,
+                    subs,
+                    rows,
+                    te,
+                    lambdas=p.lambdas,
+                    folds=p.inner_folds,
+                    seed=p.seed,
+                    key=(s, m),
                 )
+                for sub, (lam, converged, sc) in zip(subs, cells, strict=True):
+                    scores = {f"test_{k}": v for k, v in sc.items()}
+                    rows_out.append(
+                        _row(s, m, sub, lam, converged, scores, scores["test_error"], baseline)
+                    )
+            else:
+                for sub, (lam, fit, mu, sd) in zip(
+                    subs, _convex_cell(x, y, rows, subs, p, s, m, classes)
+                ):
+                    X = np.concatenate([x[k] for k in sub.names], axis=1)
+                    Z = (X[te] - mu) / sd
+                    if classes:
+                        proba = predict_proba(fit, Z)
+                        scores = {
+                            f"test_{k}": v for k, v in classification_scores(proba, y[te]).items()
+                        }
+                        risk = scores["test_error"]
+                    else:
+                        r = predict(fit, Z) - (y[te][:, None] if y.ndim == 1 else y[te])
+                        scores = {"test_mse": float((r**2).sum(axis=1).mean())}
+                        risk = scores["test_mse"]
+                    rows_out.append(_row(s, m, sub, lam, fit.converged, scores, risk, baseline))
             if store is not None:
                 store.append(
                     [
@@ -478,19 +489,52 @@ def run_protocol(
     return ProtocolRun(pd.DataFrame(rows_out), splits, task, metric)
 
 
+def _convex_cell(x, y, rows, subs, p: Protocol, s: int, m: int, classes) -> list:
+    """``(lam, fit, mu, sd)`` per subset of one (split, m) cell: convex heads."""
+    kw = dict(classes=classes, lambdas=p.lambdas, folds=p.inner_folds, seed=p.seed)
+    if p.solver == "batched":
+        return select_and_fit(x, y, rows, subs, key=(s, m), **kw)
+    fits = []
+    for sub in subs:
+        X = np.concatenate([x[k] for k in sub.names], axis=1)
+        lam, _ = select_lambda(X, y, rows, key=(s, m), **kw)
+        fits.append((lam, *_fit(X, y, rows, lam, classes)))
+    return fits
+
+
+def _row(s, m, sub, lam, converged, scores, risk, baseline) -> dict:
+    """One row of the protocol's table."""
+    return {
+        "split": s,
+        "m": m,
+        "subset": str(sub),
+        "n_modalities": len(sub),
+        "lam": lam,
+        "converged": converged,
+        **scores,
+        "risk": risk,
+        "baseline_risk": baseline,
+    }
+
+
 def protocol_fingerprint(
-    x: dict[str, np.ndarray], y: np.ndarray, p: Protocol, sizes, subsets
+    data: MultiModalData, p: Protocol, sizes, subsets, learner: Learner | None = None
 ) -> str:
-    """A hash of everything a cell's rows depend on: the data's bytes, the protocol's
-    settings, the sizes, the subsets and the package version (numbers may change with it)."""
+    """A hash of everything a cell's rows depend on: the data's bytes (sequences as they
+    are), the protocol's settings, the sizes, the subsets, the network (if any) and the
+    package version (numbers may change with it)."""
     h = hashlib.sha256()
-    for k, v in x.items():
+    for k in data.names:
+        v = data[k].detach().cpu().numpy()
         h.update(k.encode())
-        h.update(str(v.shape).encode())
+        h.update(f"{v.shape}{v.dtype}".encode())
         h.update(np.ascontiguousarray(v).tobytes())
-    h.update(str(y.dtype).encode())
+    y = data.y.detach().cpu().numpy()
+    h.update(f"{y.shape}{y.dtype}".encode())
     h.update(np.ascontiguousarray(y).tobytes())
     h.update(repr((p, sorted(int(m) for m in sizes), [str(s) for s in subsets])).encode())
+    if learner is not None:
+        h.update(repr(learner.settings()).encode())
     h.update(_version.__version__.encode())
     return h.hexdigest()
 

@@ -31,6 +31,7 @@ from mmtheory.experiments.protocol import Protocol, run_protocol
 from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.sources import DataSource
 from mmtheory.experiments.sweep import sweep
+from mmtheory.models.presets import resolve_learners
 from mmtheory.plotting.curves import plot_subset_curves
 from mmtheory.plotting.figures import save_figure
 from mmtheory.plotting.plots import palette, plot_accuracy_vs_ratio, plt
@@ -396,6 +397,20 @@ def _risk_by_subset(results: pd.DataFrame, metric: str, test_fraction: float) ->
     return "\n".join(lines)
 
 
+def _describe(p: Protocol, learner: dict | None) -> str:
+    """The protocol's one-line description; with a network, what differs for it."""
+    if learner is None:
+        return p.describe()
+    return (
+        f"{p.n_splits} stratified {1 - p.test_fraction:.0%}/{p.test_fraction:.0%} shuffle "
+        f"splits (seed {p.seed}); late-fusion networks with {learner.get('encoder', 'linear')} "
+        f"encoders trained by {learner.get('solver', 'adam')} for {learner.get('steps')} steps; "
+        f"L2 strength from {[float(v) for v in p.lambdas]} chosen by the validation "
+        "cross-entropy on one held-out inner fold of the training rows; refit on all training "
+        "rows (cross-entropies depend on the optimiser: compare errors)"
+    )
+
+
 def run_data(
     loaded: Loaded,
     out: str | Path,
@@ -404,12 +419,15 @@ def run_data(
     sizes: list[int] | None = None,
     n_boot: int = 200,
     progress: bool = True,
+    learner: dict | None = None,
 ) -> Path:
     """The default real-data pipeline (module docstring) on all rows of ``loaded`` into
     ``out``: results.csv (one row per split, size, subset), best.csv, curves.csv,
     adding.csv, contributions.csv, calibration.csv, curves.png and report.md (its path is
     returned). records.jsonl keeps each (split, size) cell as it finishes: a rerun into the
-    same ``out`` resumes, with the numbers of an uninterrupted run."""
+    same ``out`` resumes, with the numbers of an uninterrupted run. ``learner``: a network
+    trained by Adam (a convolutional temporal encoder, :func:`temporal_learner`) instead of
+    the convex heads (:mod:`mmtheory.experiments.neural_protocol`)."""
     t0 = time.perf_counter()
     p = protocol or Protocol()
     out = Path(out)
@@ -429,7 +447,8 @@ def run_data(
             bar.set_postfix_str(message, refresh=False)
             bar.update(done - bar.n)
 
-        run = run_protocol(data, sizes=sizes, protocol=p, progress=tick, store=store)
+        net = resolve_learners(learner, "classification")[0] if learner is not None else None
+        run = run_protocol(data, sizes=sizes, protocol=p, progress=tick, store=store, learner=net)
     tables = tables_from_run(run, p, n_boot=n_boot)
     for key, table in tables.items():
         write_csv_atomic(table, out / f"{key}.csv")
@@ -443,14 +462,19 @@ def run_data(
         "",
         f"{data.n} rows ({run.task}), views "
         + ", ".join(f"{k} ({d})" for k, d in data.dims.items())
-        + f". Protocol: {p.describe()}. Sizes {sorted(run.results.m.unique().tolist())}. "
+        + f". Protocol: {_describe(p, learner)}. Sizes {sorted(run.results.m.unique().tolist())}. "
         f"Wall time {time.perf_counter() - t0:.0f} s.",
         "",
     ]
     lines += _provenance(loaded)
     if not run.results.converged.all():
         bad = int((~run.results.converged).sum())
-        lines += [f"**{bad} fits did not meet the L-BFGS tolerance** (see `results.csv`).", ""]
+        test = (
+            "the L-BFGS tolerance"
+            if learner is None
+            else "the convergence test (gradient norm or loss plateau) in their fixed steps"
+        )
+        lines += [f"**{bad} fits did not meet {test}** (see `results.csv`).", ""]
     lines += [
         "## Best subset at each size",
         "",
@@ -471,8 +495,14 @@ def run_data(
             "## Calibration beside accuracy",
             "",
             "Cross-entropy, Brier score and expected calibration error (15 bins) on the test "
-            "rows, means over splits; every head is fit to convergence, so cross-entropies "
-            "compare models, not optimisers.",
+            "rows, means over splits; "
+            + (
+                "every head is fit to convergence, so cross-entropies compare models, not "
+                "optimisers."
+                if learner is None
+                else "these networks are trained for a fixed number of Adam steps, so their "
+                "cross-entropies also reflect the optimiser."
+            ),
             "",
             calibration_markdown(calib),
             "",

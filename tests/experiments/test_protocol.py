@@ -286,3 +286,88 @@ def test_run_data_resumes_from_its_records(tmp_path):
     assert (tmp_path / "o" / "records.jsonl").exists()
     run_data(load_npz(path), tmp_path / "o", **kw)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "o" / "results.csv"), first)
+
+
+# ------------------------------------------------- networks that need Adam (conv encoders)
+def _sequences(n=240, T=6, seed=0) -> MultiModalData:
+    """``motion`` holds the class only in time (+a then -a: its time mean is 0), ``noise``
+    is noise, ``static`` a noise vector."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    pattern = np.where(np.arange(T) < T // 2, 1.0, -1.0)
+    motion = rng.standard_normal((n, T, 3))
+    motion[:, :, 0] += 2.0 * (2 * y[:, None] - 1) * pattern
+    return MultiModalData(
+        {
+            "motion": motion,
+            "noise": rng.standard_normal((n, T, 2)),
+            "static": rng.standard_normal((n, 4)),
+        },
+        y,
+    )
+
+
+CONV = mmtheory.Learner(
+    kind="late_fusion", encoder="conv", hidden=8, window=3, latent_dim=4, steps=60, lr=0.05
+)
+TINY = Protocol(n_splits=2, inner_folds=3, lambdas=(1e-3, 1e-1))
+
+
+def _neural_calls(monkeypatch):
+    """Records (train rows, eval rows) of every network trained by the neural protocol."""
+    import mmtheory.experiments.neural_protocol as neural
+
+    calls = []
+    real = neural.train_and_predict
+
+    def spy(data, learner, subsets, train_rows, eval_rows, key, **kw):
+        calls.append((key[0], np.array(train_rows), np.array(eval_rows)))
+        return real(data, learner, subsets, train_rows, eval_rows, key, **kw)
+
+    monkeypatch.setattr(neural, "train_and_predict", spy)
+    return calls
+
+
+def _assert_networks_disjoint(calls, splits):
+    """Every training and every selection sees only its split's training rows; the only
+    evaluation on test rows is the final one, trained on all of the cell's rows."""
+    finals = 0
+    for split, train_rows, eval_rows in calls:
+        train, test = (set(v.tolist()) for v in splits[split])
+        assert set(train_rows.tolist()) <= train
+        assert not set(train_rows.tolist()) & test
+        if set(eval_rows.tolist()) == test:
+            finals += 1
+        else:  # a selection: validation rows from the training part only
+            assert set(eval_rows.tolist()) <= train - set(train_rows.tolist())
+    assert finals >= 1
+
+
+def test_conv_networks_under_the_protocol_never_see_the_reported_rows(monkeypatch):
+    calls = _neural_calls(monkeypatch)
+    run = run_protocol(_sequences(), sizes=[120], protocol=TINY, learner=CONV)
+    _assert_networks_disjoint(calls, run.splits)
+    # per cell: one training per penalty on the fitting part, then the refits
+    assert len(calls) >= 2 * (len(TINY.lambdas) + 1)
+    res = run.results
+    assert set(res.lam) <= set(TINY.lambdas) and {"test_ece", "test_brier"} <= set(res)
+    acc = res.groupby("subset").test_accuracy.mean()
+    # the time pattern is found by the conv encoder (60 test rows x 2 splits; chance 0.5)
+    assert acc["motion"] > max(acc["noise"], acc["static"]) + 0.2
+    # control: a validation set that holds one test row fails the check
+    split, train_rows, eval_rows = next(c for c in calls if len(c[2]) < len(run.splits[c[0]][1]))
+    leaked = calls + [(split, train_rows, np.append(eval_rows, run.splits[split][1][0]))]
+    with pytest.raises(AssertionError):
+        _assert_networks_disjoint(leaked, run.splits)
+
+
+def test_cli_temporal_conv_runs_under_the_protocol(tmp_path):
+    data = _sequences()
+    path = tmp_path / "seq.npz"
+    np.savez(path, y=data.y.numpy(), **{f"x_{k}": data[k].numpy() for k in data.names})
+    argv = ["data", "npz", "--path", str(path), "--temporal", "conv", "--splits", "2"]
+    assert main([*argv, "--sizes", "90", "--out", str(tmp_path / "o")]) == 0
+    report = (tmp_path / "o" / "report.md").read_text()
+    assert "adam" in report and "held-out inner fold" in report
+    res = pd.read_csv(tmp_path / "o" / "results.csv")
+    assert len(res) == 2 * 7 and res.converged.dtype == bool

@@ -244,7 +244,7 @@ def test_cli_temporal_conv_finds_what_pooling_misses(tmp_path):
                     "--temporal",
                     how,
                     "--protocol",
-                    "paper",  # conv needs Adam: compare both under the same protocol
+                    "paper",  # both under the paper's protocol (one fixed split, Adam)
                     "--seeds",
                     "2",
                     "--out",
@@ -302,6 +302,8 @@ def test_iemocap_mult_with_a_temporal_encoder(tmp_path, capsys):
                 str(path),
                 "--temporal",
                 "text=conv",
+                "--protocol",
+                "paper",
                 "--seeds",
                 "1",
                 "--out",
