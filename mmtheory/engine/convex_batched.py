@@ -239,13 +239,20 @@ def solve_softmax_batch(
         dB2 = (d[:, :r] ** 2).sum((1, 2))
         tB = (theta[:, :r] * d[:, :r]).sum((1, 2))
         B2 = (theta[:, :r] ** 2).sum((1, 2))
-        trial = np.stack(
-            [
-                _ce(out + t * dout, Ya, wa) + 0.5 * la * (B2 + 2 * t * tB + t * t * dB2)
-                for t in STEPS
-            ],
-            1,
+        # the full step first; only the problems it fails try the shorter ones (the same
+        # choice as trying every step for every problem: a full step meeting Armijo's
+        # condition is the longest such step, and it decreases the objective)
+        trial = np.full((len(f), len(STEPS)), np.inf)
+        trial[:, 0] = _ce(out + STEPS[0] * dout, Ya, wa) + 0.5 * la * (
+            B2 + 2 * STEPS[0] * tB + STEPS[0] ** 2 * dB2
         )
+        short = np.flatnonzero(~(trial[:, 0] <= f + 1e-4 * STEPS[0] * slope))
+        if len(short):
+            o, do, Ys, ws, ls = out[short], dout[short], Ya[short], wa[short], la[short]
+            for c, t in enumerate(STEPS[1:], 1):
+                trial[short, c] = _ce(o + t * do, Ys, ws) + 0.5 * ls * (
+                    B2[short] + 2 * t * tB[short] + t * t * dB2[short]
+                )
         ts = np.asarray(STEPS)
         armijo = trial <= f[:, None] + 1e-4 * ts[None] * slope[:, None]
         armijo[:, -1] = True
