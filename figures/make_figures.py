@@ -38,6 +38,13 @@ TABLES = [
     "bounds_summary.csv",
     "predictions.csv",
     "report.md",
+    "mfeat/results.csv",
+    "mfeat/best.csv",
+    "mfeat/curves.csv",
+    "mfeat/adding.csv",
+    "mfeat/contributions.csv",
+    "mfeat/calibration.csv",
+    "mfeat/report.md",
 ]
 
 
@@ -52,15 +59,17 @@ def main() -> None:
             if src.exists():
                 (data / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, data / rel)
-        mfeat_png = Path(args.source) / "mfeat" / "errors_by_views.png"
+        mfeat_png = Path(args.source) / "mfeat" / "curves.png"
         if mfeat_png.exists():
-            shutil.copy(mfeat_png, HERE / "mfeat_errors_by_views.png")
+            shutil.copy(mfeat_png, HERE / "mfeat_curves.png")
         report = data / "report.md"
         if report.exists():  # the images live one folder up from data/
-            text = report.read_text().replace(
-                "](mfeat/errors_by_views.png)", "](../mfeat_errors_by_views.png)"
-            )
+            text = report.read_text().replace("](mfeat/curves.png)", "](../mfeat_curves.png)")
             report.write_text(text.replace("](fig", "](../fig"))
+        mfeat_report = data / "mfeat" / "report.md"
+        if mfeat_report.exists():
+            text = mfeat_report.read_text()
+            mfeat_report.write_text(text.replace("](curves.png)", "](../../mfeat_curves.png)"))
     for path in write_figures(data, dest=HERE):
         print(f"wrote {path}")
 

@@ -198,7 +198,13 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default=None, help="output directory (default runs/diagnose-<name>)")
     g.add_argument("--splits", type=int, default=8, help="repeated splits (default 8)")
     g.add_argument("--sizes", default=None, help="training sizes, comma-separated")
-    d.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    d.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where Adam-trained networks run (--temporal conv, --protocol paper); the "
+        "convex heads always run on the CPU",
+    )
 
     pr = verb(
         "predict",
@@ -544,6 +550,7 @@ def _data(args) -> None:
             learner=temporal_learner(PAPER_PROTOCOL if args.dataset == "iemocap" else None)
             if conv
             else None,
+            device=args.device,
         )
         import pandas as pd
 

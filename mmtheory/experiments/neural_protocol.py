@@ -48,10 +48,10 @@ NEURAL_PROTOCOL_NAME = (
 
 
 def _standardised(
-    data: MultiModalData, fit_rows: np.ndarray, rows: np.ndarray, dtype
+    data: MultiModalData, fit_rows: np.ndarray, rows: np.ndarray, dtype, device
 ) -> list[torch.Tensor]:
     """Every modality of ``rows`` standardised with ``fit_rows``' statistics (per feature,
-    over rows and time steps), as (1, n, ...) tensors (one group)."""
+    over rows and time steps), as (1, n, ...) tensors (one group) on ``device``."""
     out = []
     for k in data.names:
         x = data[k].detach().to(torch.float64)
@@ -60,7 +60,7 @@ def _standardised(
         mu = fit.mean(dim=axes)
         sd = fit.std(dim=axes)
         sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-        out.append(((x[torch.as_tensor(rows)] - mu) / sd).to(dtype)[None])
+        out.append(((x[torch.as_tensor(rows)] - mu) / sd).to(device=device, dtype=dtype)[None])
     return out
 
 
@@ -73,6 +73,7 @@ def train_and_predict(
     key: tuple,
     *,
     dtype=torch.float32,
+    device: torch.device | str = "cpu",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train one network per subset on ``train_rows`` (initial weights and minibatch order
     from streams named by ``key`` and the subset) and predict ``eval_rows``: class
@@ -80,8 +81,8 @@ def train_and_predict(
     classes = int(data.n_classes or 0)
     dims = dict(data.dims)
     plan = ModelPlan(data.names, tuple(dims.values()), tuple(subsets), classes)
-    xs = _standardised(data, train_rows, train_rows, dtype)
-    y = data.y[torch.as_tensor(train_rows)][None]
+    xs = _standardised(data, train_rows, train_rows, dtype, device)
+    y = data.y[torch.as_tensor(train_rows)][None].to(device)
     inits = [
         [
             init_model(learner, sub, dims, classes, key=("init", *key, str(sub)), dtype=dtype)
@@ -98,7 +99,7 @@ def train_and_predict(
         dtype=dtype,
         batch_keys=[("batches", *key)],
     )
-    xe = _standardised(data, train_rows, eval_rows, dtype)
+    xe = _standardised(data, train_rows, eval_rows, dtype, device)
     with torch.no_grad():
         logits = forward(learner, res.params, xe, plan)[0].double()
     proba = torch.softmax(logits, dim=-1).cpu().numpy()
@@ -122,6 +123,7 @@ def neural_cell(
     folds: int,
     seed: int,
     key: tuple,
+    device: torch.device | str = "cpu",
 ) -> list[tuple[float, bool, dict[str, float]]]:
     """One (split, m) cell (module docstring): per subset ``(lam, converged, scores)``,
     scores as :func:`~mmtheory.estimation.calibration.classification_scores`."""
@@ -132,7 +134,7 @@ def neural_cell(
     loss = np.empty((len(lambdas), len(subsets)))
     for j, lam in enumerate(lambdas):
         proba, _ = train_and_predict(
-            data, replace(learner, ridge=lam), subsets, fit_rows, val_rows, key
+            data, replace(learner, ridge=lam), subsets, fit_rows, val_rows, key, device=device
         )
         loss[j] = _cross_entropy(proba, y[val_rows])
     chosen = loss.argmin(axis=0)
@@ -146,6 +148,7 @@ def neural_cell(
             rows,
             test_rows,
             key,
+            device=device,
         )
         for s, i in enumerate(members):
             scores = classification_scores(proba[s], y[test_rows])

@@ -35,6 +35,7 @@ from mmtheory.core.splits import inner_folds, is_classification, shuffle_splits,
 from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
 from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
+from mmtheory.engine.device import resolve_device
 from mmtheory.estimation.calibration import classification_scores
 from mmtheory.experiments.neural_protocol import neural_cell
 from mmtheory.experiments.records import RecordStore
@@ -385,6 +386,7 @@ def run_protocol(
     progress: Callable[[int, int, str], None] | None = None,
     store: RecordStore | None = None,
     learner: Learner | None = None,
+    device: str = "cpu",
 ) -> ProtocolRun:
     """Run the protocol (module docstring) on all rows of ``data``.
 
@@ -405,7 +407,8 @@ def run_protocol(
 
     ``learner``: a network that needs Adam (a convolutional temporal encoder) instead of
     the convex heads, trained, selected and scored as :mod:`~mmtheory.experiments.
-    neural_protocol` says (classification only; sequences are kept, not pooled)."""
+    neural_protocol` says (classification only; sequences are kept, not pooled), on
+    ``device`` ("cpu", "cuda" or "auto"; the convex heads always run on the CPU)."""
     p = protocol or Protocol()
     x, y = as_arrays(data)
     classes = data.n_classes if is_classification(y) else None
@@ -425,7 +428,8 @@ def run_protocol(
             "the protocol trains networks (--temporal conv) for classification only; "
             "this file's y holds float targets: use --temporal mean (convex ridge heads)"
         )
-    tag = protocol_fingerprint(data, p, sizes, subs, learner) if store is not None else ""
+    dev = resolve_device(device) if learner is not None else None
+    tag = protocol_fingerprint(data, p, sizes, subs, learner, dev) if store is not None else ""
     rows_out = []
     total, done = len(splits) * len(sizes), 0
     for s, (tr, te) in enumerate(splits):
@@ -453,6 +457,7 @@ def run_protocol(
                     folds=p.inner_folds,
                     seed=p.seed,
                     key=(s, m),
+                    device=dev,
                 )
                 for sub, (lam, converged, sc) in zip(subs, cells, strict=True):
                     scores = {f"test_{k}": v for k, v in sc.items()}
@@ -518,11 +523,16 @@ def _row(s, m, sub, lam, converged, scores, risk, baseline) -> dict:
 
 
 def protocol_fingerprint(
-    data: MultiModalData, p: Protocol, sizes, subsets, learner: Learner | None = None
+    data: MultiModalData,
+    p: Protocol,
+    sizes,
+    subsets,
+    learner: Learner | None = None,
+    device=None,
 ) -> str:
     """A hash of everything a cell's rows depend on: the data's bytes (sequences as they
-    are), the protocol's settings, the sizes, the subsets, the network (if any) and the
-    package version (numbers may change with it)."""
+    are), the protocol's settings, the sizes, the subsets, the network and its device (if
+    any) and the package version (numbers may change with it)."""
     h = hashlib.sha256()
     for k in data.names:
         v = data[k].detach().cpu().numpy()
@@ -534,7 +544,7 @@ def protocol_fingerprint(
     h.update(np.ascontiguousarray(y).tobytes())
     h.update(repr((p, sorted(int(m) for m in sizes), [str(s) for s in subsets])).encode())
     if learner is not None:
-        h.update(repr(learner.settings()).encode())
+        h.update(repr((learner.settings(), str(device))).encode())
     h.update(_version.__version__.encode())
     return h.hexdigest()
 

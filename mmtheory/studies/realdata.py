@@ -420,6 +420,7 @@ def run_data(
     n_boot: int = 200,
     progress: bool = True,
     learner: dict | None = None,
+    device: str = "cpu",
 ) -> Path:
     """The default real-data pipeline (module docstring) on all rows of ``loaded`` into
     ``out``: results.csv (one row per split, size, subset), best.csv, curves.csv,
@@ -427,7 +428,7 @@ def run_data(
     returned). records.jsonl keeps each (split, size) cell as it finishes: a rerun into the
     same ``out`` resumes, with the numbers of an uninterrupted run. ``learner``: a network
     trained by Adam (a convolutional temporal encoder, :func:`temporal_learner`) instead of
-    the convex heads (:mod:`mmtheory.experiments.neural_protocol`)."""
+    the convex heads (:mod:`mmtheory.experiments.neural_protocol`), trained on ``device``."""
     t0 = time.perf_counter()
     p = protocol or Protocol()
     out = Path(out)
