@@ -78,6 +78,17 @@ CATEGORIES = {
 }
 
 
+#: The categories in the order they are printed.
+ORDER = (
+    "run ids",
+    "resume checks",
+    "record reading",
+    "record building",
+    "record writing",
+    "results table",
+)
+
+
 def spec_text(worlds: int, sizes: int, seeds: int) -> str:
     overlaps = [round(i / max(1, worlds - 1), 4) for i in range(worlds)]
     ms = [10 * (i + 1) for i in range(sizes)]
@@ -203,14 +214,7 @@ def sample(text: str, out: Path, rate: int) -> None:
         f"fresh sweep, sampled by py-spy at {rate} Hz (not profiled): {wall:.1f} s wall, "
         f"{cpu:.1f} s CPU, {total} samples in run_spec; bookkeeping {book / max(1, total):.1%}"
     )
-    for cat in (
-        "run ids",
-        "resume checks",
-        "record reading",
-        "record building",
-        "record writing",
-        "results table",
-    ):
+    for cat in ORDER:
         v = cats.get(cat, 0)
         print(f"  {cat:<16} {v:8d} samples  {v / max(1, total):6.1%}")
 
@@ -219,14 +223,7 @@ def report(label: str, stats: pstats.Stats) -> float:
     total, cats = shares(stats)
     book = sum(cats.values())
     print(f"{label}: run_spec {total:.2f} s of CPU under cProfile; bookkeeping {book / total:.1%}")
-    for cat in (
-        "run ids",
-        "resume checks",
-        "record reading",
-        "record building",
-        "record writing",
-        "results table",
-    ):
+    for cat in ORDER:
         v = cats.get(cat, 0.0)
         print(f"  {cat:<16} {v:8.2f} s  {v / total:6.1%}")
     return book / total
