@@ -13,7 +13,31 @@ import numpy as np
 
 from mmtheory.core.seeding import SeedLike, as_generator
 
-__all__ = ["is_classification", "shuffle_splits", "inner_folds", "training_prefix"]
+__all__ = [
+    "CONSTANT_RTOL",
+    "feature_scaling",
+    "is_classification",
+    "shuffle_splits",
+    "inner_folds",
+    "training_prefix",
+]
+
+#: A feature whose standard deviation on the fitting rows is at most this fraction of its
+#: largest magnitude there is constant up to rounding: its standard deviation is rounding
+#: noise (a constant 0.4292 has one of 5.6e-17), and dividing by it would turn every row
+#: the scaling was not fit on into numbers near 1e16. Such a feature is left unscaled.
+CONSTANT_RTOL = 1e-12
+
+
+def feature_scaling(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of each feature (the last axis) over every other axis of ``values``
+    (the fitting rows, and time steps for sequences): the standard deviation, or 1 for a
+    feature that is constant up to rounding (:data:`CONSTANT_RTOL`)."""
+    flat = np.asarray(values, dtype=np.float64).reshape(-1, np.shape(values)[-1])
+    mu = flat.mean(axis=0)
+    sd = flat.std(axis=0)
+    constant = sd <= CONSTANT_RTOL * np.abs(flat).max(axis=0, initial=0.0)
+    return mu, np.where(constant, 1.0, sd)
 
 
 def is_classification(y: np.ndarray) -> bool:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from mmtheory.core.data import MultiModalData
-from mmtheory.core.splits import inner_folds
+from mmtheory.core.splits import feature_scaling, inner_folds
 from mmtheory.core.subsets import Subset
 from mmtheory.engine import train_batched
 from mmtheory.estimation.calibration import classification_scores
@@ -54,13 +54,10 @@ def _standardised(
     over rows and time steps), as (1, n, ...) tensors (one group) on ``device``."""
     out = []
     for k in data.names:
-        x = data[k].detach().to(torch.float64)
-        fit = x[torch.as_tensor(fit_rows)]
-        axes = tuple(range(fit.ndim - 1))
-        mu = fit.mean(dim=axes)
-        sd = fit.std(dim=axes)
-        sd = torch.where(sd > 0, sd, torch.ones_like(sd))
-        out.append(((x[torch.as_tensor(rows)] - mu) / sd).to(device=device, dtype=dtype)[None])
+        x = data[k].detach().cpu().numpy().astype(np.float64)
+        mu, sd = feature_scaling(x[fit_rows])
+        z = torch.from_numpy((x[rows] - mu) / sd)
+        out.append(z.to(device=device, dtype=dtype)[None])
     return out
 
 

@@ -31,7 +31,13 @@ from scipy.special import log_softmax
 
 from mmtheory import _version
 from mmtheory.core.data import MultiModalData
-from mmtheory.core.splits import inner_folds, is_classification, shuffle_splits, training_prefix
+from mmtheory.core.splits import (
+    feature_scaling,
+    inner_folds,
+    is_classification,
+    shuffle_splits,
+    training_prefix,
+)
 from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
 from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
@@ -108,9 +114,7 @@ def default_sizes(n_train: int, n_classes: int | None, count: int = 5) -> list[i
 
 
 def _standardize(X: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mu = X[rows].mean(axis=0)
-    sd = X[rows].std(axis=0)
-    return mu, np.where(sd > 0, sd, 1.0)
+    return feature_scaling(X[rows])
 
 
 def _fit(X, y, rows, lam, classes, init=None) -> tuple[Fit, np.ndarray, np.ndarray]:

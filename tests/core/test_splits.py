@@ -49,3 +49,26 @@ def test_training_prefixes_are_nested_and_balanced():
     small, big = training_prefix(y, 9, seed=0), training_prefix(y, 45, seed=0)
     assert set(small) <= set(big)
     assert np.bincount(y[small], minlength=3).tolist() == [3, 3, 3]
+
+
+def test_feature_scaling_leaves_features_constant_up_to_rounding_unscaled():
+    from mmtheory.core.splits import feature_scaling
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack(
+        [
+            np.full(27, 0.429173215284496),  # a constant whose std is rounding noise
+            np.zeros(27),
+            1.0 + 1e-6 * rng.standard_normal(27),  # tiny but real variation: kept
+            rng.standard_normal(27),
+        ]
+    )
+    assert X[:, 0].std() > 0  # the trap: not exactly zero
+    mu, sd = feature_scaling(X)
+    assert sd[0] == 1.0 and sd[1] == 1.0
+    assert np.array_equal(sd[2:], X.std(axis=0)[2:])  # as before for real features
+    assert np.allclose(mu, X.mean(axis=0))
+    # sequences: over rows and time steps
+    seq = rng.standard_normal((10, 4, 3))
+    mu, sd = feature_scaling(seq)
+    assert np.allclose(sd, seq.reshape(-1, 3).std(axis=0))
