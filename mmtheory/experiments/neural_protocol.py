@@ -10,8 +10,9 @@ fit to convergence:
    validation part (its first fold). Every subset's network is trained by the learner's
    solver (Adam, its fixed step count) on the fitting part at each L2 strength of
    ``lambdas`` (the learner's ``ridge``), and the strength with the lowest validation
-   cross-entropy is chosen per subset. One held-out fold, not k-fold: each candidate is a
-   full training run.
+   cross-entropy is chosen per subset (a diverged candidate never is; with fewer than 2
+   rows per fold, or no finite candidate, the strongest). One held-out fold, not k-fold:
+   each candidate is a full training run.
 2. **Refit** on all m rows at the chosen strength, from the same initial weights (every
    candidate and the refit of a subset start from one draw).
 3. **Scored once on the split's test rows** (error, accuracy, cross-entropy, Brier, ECE).
@@ -126,14 +127,20 @@ def neural_cell(
     scores as :func:`~mmtheory.estimation.calibration.classification_scores`."""
     y = data.y.detach().cpu().numpy()
     lambdas = sorted(float(v) for v in lambdas)
-    fit_pos, val_pos = inner_folds(y[rows], folds, seed=seed, key=key)[0]
-    fit_rows, val_rows = rows[fit_pos], rows[val_pos]
-    loss = np.empty((len(lambdas), len(subsets)))
-    for j, lam in enumerate(lambdas):
-        proba, _ = train_and_predict(
-            data, replace(learner, ridge=lam), subsets, fit_rows, val_rows, key, device=device
-        )
-        loss[j] = _cross_entropy(proba, y[val_rows])
+    # the strongest penalty wherever nothing can be selected: fewer than 2 rows per fold
+    # (as the convex heads), or a subset whose every candidate diverged
+    loss = np.full((len(lambdas), len(subsets)), np.inf)
+    loss[-1] = 0.0
+    if len(rows) >= 2 * folds:
+        fit_pos, val_pos = inner_folds(y[rows], folds, seed=seed, key=key)[0]
+        fit_rows, val_rows = rows[fit_pos], rows[val_pos]
+        for j, lam in enumerate(lambdas):
+            proba, _ = train_and_predict(
+                data, replace(learner, ridge=lam), subsets, fit_rows, val_rows, key, device=device
+            )
+            loss[j] = _cross_entropy(proba, y[val_rows])
+        loss[~np.isfinite(loss)] = np.inf  # a diverged candidate (NaN) is never chosen
+        loss[-1, np.isinf(loss).all(axis=0)] = 0.0
     chosen = loss.argmin(axis=0)
     out: list = [None] * len(subsets)
     for j in sorted(set(chosen.tolist())):

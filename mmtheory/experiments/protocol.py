@@ -434,6 +434,7 @@ def run_protocol(
         )
     dev = resolve_device(device) if learner is not None else None
     tag = protocol_fingerprint(data, p, sizes, subs, learner, dev) if store is not None else ""
+    columns = _columns(classes)
     rows_out = []
     total, done = len(splits) * len(sizes), 0
     for s, (tr, te) in enumerate(splits):
@@ -441,9 +442,9 @@ def run_protocol(
             done += 1
             if store is not None:
                 ids = cell_run_ids(tag, s, m, subs)
-                held = [store.get(i) for i in ids]
+                held = [_held_row(store.get(i), columns) for i in ids]
                 if all(h is not None for h in held):
-                    rows_out += [dict(h["row"]) for h in held if h is not None]
+                    rows_out += [h for h in held if h is not None]
                     if progress is not None:
                         progress(done, total, f"split {s + 1}, m = {m}: read back")
                     continue
@@ -511,6 +512,31 @@ def _convex_cell(x, y, rows, subs, p: Protocol, s: int, m: int, classes) -> list
     return fits
 
 
+def _columns(classes) -> list[str]:
+    """The protocol table's columns, in order."""
+    scores = (
+        [f"test_{k}" for k in ("accuracy", "error", "cross_entropy", "brier", "ece")]
+        if classes
+        else ["test_mse"]
+    )
+    head = ["split", "m", "subset", "n_modalities", "lam", "converged"]
+    return head + scores + ["risk", "baseline_risk"]
+
+
+def _held_row(record: dict | None, columns: list[str]) -> dict | None:
+    """A recorded row, or None when there is none or it is not a whole row of this table
+    (then its cell is computed again)."""
+    pairs = record.get("row") if record is not None else None
+    if not isinstance(pairs, list) or not all(
+        isinstance(kv, list) and len(kv) == 2 and isinstance(kv[0], str) for kv in pairs
+    ):
+        return None
+    row = dict(pairs)
+    if list(row) != columns:
+        return None
+    return row
+
+
 def _row(s, m, sub, lam, converged, scores, risk, baseline) -> dict:
     """One row of the protocol's table."""
     return {
@@ -544,7 +570,7 @@ def protocol_fingerprint(
         h.update(f"{v.shape}{v.dtype}".encode())
         h.update(np.ascontiguousarray(v).tobytes())
     y = data.y.detach().cpu().numpy()
-    h.update(f"{y.shape}{y.dtype}".encode())
+    h.update(f"{y.shape}{y.dtype}{data.task}{data.n_classes}".encode())
     h.update(np.ascontiguousarray(y).tobytes())
     h.update(repr((p, sorted(int(m) for m in sizes), [str(s) for s in subsets])).encode())
     if learner is not None:

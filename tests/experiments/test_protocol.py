@@ -269,12 +269,38 @@ def test_an_interrupted_run_resumes_with_the_numbers_of_an_uninterrupted_one(tmp
     with RecordStore(tmp_path) as store:
         resumed = run_protocol(data, sizes=sizes, protocol=FAST, store=store).results
     assert len(computed) == 3 * 2 - 2  # only the cells not recorded
-    pd.testing.assert_frame_equal(resumed, whole, check_dtype=False)
+    pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
     computed.clear()
     other = replace(FAST, lambdas=(0.01, 0.1))
     with RecordStore(tmp_path) as store:
         run_protocol(data, sizes=sizes, protocol=other, store=store)
     assert len(computed) == 3 * 2
+    computed.clear()  # the same bytes with another number of classes is other data
+    more = MultiModalData({k: data[k] for k in data.names}, data.y, n_classes=4)
+    with RecordStore(tmp_path) as store:
+        run_protocol(more, sizes=sizes, protocol=FAST, store=store)
+    assert len(computed) == 3 * 2
+
+
+def test_a_recorded_row_that_is_not_whole_is_computed_again(tmp_path):
+    """A record that is valid JSON but whose row is cut short (or null) is not read back
+    as a row with holes: its cell is computed again."""
+    import json
+
+    from mmtheory.experiments.records import RecordStore
+
+    data, sizes = _data(), [20]
+    whole = run_protocol(data, sizes=sizes, protocol=FAST).results
+    with RecordStore(tmp_path) as store:
+        run_protocol(data, sizes=sizes, protocol=FAST, store=store)
+    path = tmp_path / "records.jsonl"
+    lines = [json.loads(v) for v in path.read_text().splitlines()]
+    lines[0]["row"] = lines[0]["row"][:-1]  # baseline_risk missing
+    lines[1]["row"] = None
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    with RecordStore(tmp_path) as store:
+        resumed = run_protocol(data, sizes=sizes, protocol=FAST, store=store).results
+    pd.testing.assert_frame_equal(resumed, whole, check_exact=True)
 
 
 def test_run_data_resumes_from_its_records(tmp_path):
@@ -396,3 +422,93 @@ def test_a_feature_constant_on_a_fold_does_not_break_the_fits(monkeypatch):
     monkeypatch.setattr(splits_mod, "CONSTANT_RTOL", 0.0)
     fits = select_and_fit(x, y, rows, subs, **kw)
     assert sum(not fit.converged for _, fit, _, _ in fits) > 10
+
+
+def _one_cell(data, rows, test_rows, monkeypatch, learner=CONV):
+    """One network cell on ``data``; with the weights of every network it trained."""
+    import torch
+
+    import mmtheory.experiments.neural_protocol as neural
+    from mmtheory.core.subsets import all_subsets
+
+    weights = []
+    real = neural.forward
+
+    def spy(learner, params, xe, plan):
+        weights.append((learner.ridge, [v.detach().clone() for v in params.values()]))
+        return real(learner, params, xe, plan)
+
+    monkeypatch.setattr(neural, "forward", spy)
+    out = neural.neural_cell(
+        data, learner, all_subsets(data.names), rows, test_rows,
+        lambdas=(1e-3, 1e-1), folds=3, seed=0, key=(0, len(rows)),
+    )  # fmt: skip
+    monkeypatch.setattr(neural, "forward", real)
+    return out, [(lam, torch.cat([w.flatten() for w in ws])) for lam, ws in weights]
+
+
+def test_the_other_rows_cannot_move_a_network_cell(monkeypatch):
+    """Scrambling every row outside a cell's training rows and its scored test rows (their
+    features and labels) changes nothing in that cell: the networks' weights, the chosen
+    penalties and the scores are bit-identical. Unlike the spy on the rows handed to each
+    training, this catches a leak through any path (scaling, initial weights, class
+    counts). Control: scaling with all rows' statistics is caught."""
+    import torch
+
+    import mmtheory.experiments.neural_protocol as neural
+    from mmtheory.core.splits import shuffle_splits, training_prefix
+
+    data = _sequences(n=160)
+    y = data.y.numpy()
+    tr, te = shuffle_splits(y, 1, 0.25, seed=0)[0]
+    rows, scored = tr[training_prefix(y[tr], 80, seed=0, key=(0,))], te[:20]
+    other = np.setdiff1d(np.arange(len(y)), np.concatenate([rows, scored]))
+    rng = np.random.default_rng(7)
+    xs = {k: data[k].numpy().copy() for k in data.names}
+    for k in xs:
+        xs[k][other] = 1e3 * rng.standard_normal(xs[k][other].shape) + 50.0
+    y2 = y.copy()
+    y2[other] = 1 - y2[other]
+    scrambled = MultiModalData(xs, y2)
+
+    def same(a, b):
+        return a[0] == b[0] and all(
+            la == lb and torch.equal(wa, wb) for (la, wa), (lb, wb) in zip(a[1], b[1], strict=True)
+        )
+
+    plain = _one_cell(data, rows, scored, monkeypatch)
+    assert same(plain, _one_cell(scrambled, rows, scored, monkeypatch))
+    real = neural._standardised
+    monkeypatch.setattr(
+        neural, "_standardised", lambda d, fit, r, dt, dev: real(d, np.arange(d.n), r, dt, dev)
+    )
+    assert not same(
+        _one_cell(data, rows, scored, monkeypatch), _one_cell(scrambled, rows, scored, monkeypatch)
+    )
+
+
+def test_networks_never_choose_a_diverged_candidate_and_need_rows_to_select(monkeypatch):
+    import mmtheory.experiments.neural_protocol as neural
+
+    data = _sequences(n=160)
+    rows, test_rows = np.arange(60), np.arange(60, 100)
+    real = neural._cross_entropy
+    calls = []
+
+    def weak_diverges(proba, y):
+        calls.append(1)
+        out = real(proba, y)
+        return np.full_like(out, np.nan) if len(calls) == 1 else out  # 1e-3 diverged
+
+    monkeypatch.setattr(neural, "_cross_entropy", weak_diverges)
+    cells = neural.neural_cell(
+        data, CONV, [mmtheory.core.subsets.parse_subset("motion", data.names)], rows,
+        test_rows, lambdas=(1e-3, 1e-1), folds=3, seed=0, key=(0, 60),
+    )  # fmt: skip
+    assert cells[0][0] == 1e-1
+    # too few rows to hold one out per fold: the strongest penalty, no selection
+    tiny = neural.neural_cell(
+        data, CONV, [mmtheory.core.subsets.parse_subset("motion", data.names)], rows[:4],
+        test_rows, lambdas=(1e-3, 1e-1), folds=3, seed=0, key=(0, 4),
+    )  # fmt: skip
+    assert tiny[0][0] == 1e-1
