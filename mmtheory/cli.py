@@ -13,6 +13,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 __all__ = ["main", "parse_temporal"]
 
@@ -502,6 +503,15 @@ def _diagnose(args) -> None:
     print(f"wrote {report}")
 
 
+def _sequences_kept(loaded, path) -> None:
+    """``--temporal conv`` needs a modality kept as a sequence: refuse it in one line."""
+    if not any(loaded.train[k].ndim == 3 for k in loaded.train.names):
+        raise ValueError(
+            f"--temporal conv: {path} has no sequence modality (an array of shape (n, T, d)) "
+            "to convolve over; every modality is a vector: drop --temporal"
+        )
+
+
 def _data(args) -> None:
     from mmtheory.datasets import load_htad, load_iemocap, load_mfeat, load_npz
     from mmtheory.studies.realdata import PAPER_PROTOCOL, paper_sizes, run_real, temporal_learner
@@ -542,6 +552,8 @@ def _data(args) -> None:
                 f"{args.path}: key 'y' holds float targets (regression); --temporal conv "
                 "trains classifiers: use --temporal mean, or give integer class ids"
             )
+        if conv:
+            _sequences_kept(loaded, args.path)
         report = run_data(
             loaded,
             out,
@@ -570,6 +582,8 @@ def _data(args) -> None:
         )
     elif args.dataset == "iemocap":
         loaded = load_iemocap(args.path, args.layout, target=args.target, pool=pool)
+        if conv:
+            _sequences_kept(loaded, args.path)
         learner = temporal_learner(PAPER_PROTOCOL) if conv else PAPER_PROTOCOL
         report = run_real(
             loaded,
@@ -582,6 +596,8 @@ def _data(args) -> None:
         )
     else:
         loaded = load_npz(args.path, pool=pool) if args.dataset == "npz" else load_mfeat()
+        if conv:
+            _sequences_kept(loaded, args.path)
         if loaded.train.n_classes is None:
             raise ValueError(
                 f"{args.path}: key 'y' holds float targets (regression); --protocol paper "
@@ -742,6 +758,27 @@ def _message(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` if it holds nothing but record-store lock files."""
+    try:
+        entries = list(folder.iterdir())
+        if all(e.name.startswith(".") and e.name.endswith(".lock") for e in entries):
+            for e in entries:
+                e.unlink()
+            folder.rmdir()
+    except OSError:
+        pass
+
+
+def _exists(path) -> bool:
+    """Whether ``path`` exists; a path the system cannot even look up counts as existing
+    (so nothing is ever removed on its account; prepare_output_dir reports it)."""
+    try:
+        return Path(path).exists()
+    except (OSError, ValueError):
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     command = "mmtheory"
     handler: logging.Handler | None = None
@@ -751,13 +788,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = _log_to_stderr()
         from mmtheory.errors import ExecutorError
 
+        out = getattr(args, "out", None)
+        if out is None and args.command == "data":
+            out = f"runs/{args.dataset}"
+        fresh = out is not None and not _exists(out)
         try:
-            out = getattr(args, "out", None)
-            if out is not None and not getattr(args, "dry_run", False):
-                from mmtheory.core.io import prepare_output_dir
+            try:
+                if out is not None and not getattr(args, "dry_run", False):
+                    from mmtheory.core.io import prepare_output_dir
 
-                prepare_output_dir(out)  # before any work: a bad --out fails in a second
-            _VERBS[args.command](args)
+                    prepare_output_dir(out)  # before any work: a bad --out fails in a second
+                _VERBS[args.command](args)
+            except BaseException:
+                # a refused input leaves no empty folder behind (only one this call made;
+                # nothing in it but the lock files its own record stores took)
+                if fresh:
+                    _remove_if_empty(Path(out))
+                raise
         except (
             ValueError,
             TypeError,

@@ -439,7 +439,11 @@ def run_data(
     with (
         RecordStore(out) as store,
         tqdm(
-            desc=f"{loaded.name}: protocol", unit="cell", disable=not progress, leave=False
+            desc=f"{loaded.name}: protocol",
+            unit="cell",
+            disable=not progress,
+            leave=False,
+            delay=1.0,
         ) as bar,
     ):
 

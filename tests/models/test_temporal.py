@@ -348,3 +348,27 @@ def test_a_spec_runs_the_conv_encoder_on_the_sequence_world(tmp_path):
     assert set(table.learner) == {"late_fusion-conv"} and len(table) == 3
     assert table[["test_risk", "eta"]].notna().all().all()
     assert table.steps.eq(5).all()  # the world's parameters are columns
+
+
+def test_conv_needs_a_sequence_and_a_refusal_leaves_no_folder(tmp_path, capsys):
+    """--temporal conv on a file whose modalities are all vectors is refused in one line
+    (it would train conv encoders over one time step), and the output folder the command
+    had created is gone again."""
+    path = tmp_path / "vectors.npz"
+    a = _temporal_arrays(n=60)
+    np.savez(path, x_static=a["x_static"], x_other=a["x_static"][:, :2], y=a["y"])
+    out = tmp_path / "never"
+    argv = ["data", "npz", "--path", str(path), "--temporal", "conv", "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no sequence modality" in err[0]
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()  # a folder that was there before stays
+    assert main([*argv[:-1], str(kept)]) == 2 and kept.is_dir()
+
+
+def test_a_refusal_after_the_record_store_opened_leaves_no_folder(tmp_path):
+    out = tmp_path / "o"
+    assert main(["data", "mfeat", "--sizes", "5000", "--out", str(out)]) == 2
+    assert not out.exists()
