@@ -12,11 +12,13 @@ paired difference r(S+X) - r(S). Pairs whose true difference is within 3 standar
 are ties and are not scored. A claim is right when its sign equals the true sign.
 
 Run from the repository root: ``python benchmarks/diagnose_accuracy.py`` (a few minutes on
-one core); it rewrites ``benchmarks/diagnose_accuracy.md``.
+one core); it rewrites ``benchmarks/diagnose_accuracy.md`` (with ``DIAGNOSE_SPLITS=J`` in
+the environment, ``diagnose_accuracy-J.md``: the protocol with J splits instead of 8).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +40,7 @@ N_FULL = 800
 FRACTIONS = (0.25, 0.5)
 REPS = 6
 TRUTH_DRAWS = 40
-PROTOCOL = Protocol(n_splits=8)
+PROTOCOL = Protocol(n_splits=int(os.environ.get("DIAGNOSE_SPLITS", "8")))
 
 WORLDS = {
     # a strong and a weak, noisy modality plus a pure-noise one
@@ -101,6 +103,21 @@ def true_risks(world, sizes, seed: int = 10_000) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def truth_changes(risks: pd.DataFrame) -> dict:
+    """(m, S, S+X) -> the true expected change r(S+X) - r(S) (mean over the draws) and its
+    standard error."""
+    out = {}
+    for m, g in risks.groupby("m"):
+        piv = g.pivot(index="draw", columns="subset", values="risk")
+        for big in piv.columns:
+            for small in piv.columns:
+                nb, ns = set(label_names(big)), set(label_names(small))
+                if ns < nb and len(nb) == len(ns) + 1:
+                    d = (piv[big] - piv[small]).to_numpy()
+                    out[(m, small, big)] = (float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))))
+    return out
+
+
 def truth_signs(risks: pd.DataFrame) -> dict:
     """(m, S, S+X) -> +1 / -1 (adding hurts / helps) or 0 (a tie within 3 SE)."""
     out = {}
@@ -123,7 +140,8 @@ def main() -> None:
         world = LinearWorld(**params, seed=1)
         m_nows = [int(round(0.75 * f * N_FULL)) for f in FRACTIONS]
         sizes = sorted({m * k for m in m_nows for k in (1, 2, 5, 10)})
-        truth = truth_signs(true_risks(world, sizes))
+        risks = true_risks(world, sizes)
+        truth, change = truth_signs(risks), truth_changes(risks)
         for f in FRACTIONS:
             for rep in range(REPS):
                 data = world.sample(int(f * N_FULL), seed=rep + 1 + int(100 * f))
@@ -141,6 +159,11 @@ def main() -> None:
                             "verdict": r["verdict"],
                             "point_sign": int(np.sign(r["change"])),
                             "truth": truth.get((int(r["m"]), r["to"], r["with"])),
+                            "ci_low": r["ci_low"],
+                            "ci_high": r["ci_high"],
+                            "true_change": change.get((int(r["m"]), r["to"], r["with"]), (np.nan,))[
+                                0
+                            ],
                         }
                     )
     df = pd.DataFrame(claims)
@@ -197,9 +220,30 @@ def write(df: pd.DataFrame, seconds: float) -> None:
     ]
     for (w, fac), g in scored.groupby(["world", "factor"]):
         lines.append(f"| {w} | {fac:g} | {_rate(g)} |")
-    out = ROOT / "benchmarks" / "diagnose_accuracy.md"
+    cov = df[df.true_change.notna()].assign(
+        covered=lambda t: (t.ci_low <= t.true_change) & (t.true_change <= t.ci_high)
+    )
+    lines += [
+        "",
+        "Coverage: how often the stated 95% interval of the change contains the true expected "
+        f"change (every pair, ties included; the truth's own standard error over {TRUTH_DRAWS} "
+        "draws is ignored; binomial intervals, optimistic as above):",
+        "",
+        "| data seen | measured (m_now) | extrapolated 2x | 5x | 10x |",
+        "|---|---|---|---|---|",
+    ]
+    for f in FRACTIONS:
+        cells = []
+        for fac in (1, 2, 5, 10):
+            g = cov[(cov.fraction == f) & (cov.factor == fac)]
+            k, n = int(g.covered.sum()), len(g)
+            lo, hi = binomial_interval(k, n)
+            cells.append(f"{k}/{n} = {k / n:.0%} [{lo:.0%}, {hi:.0%}]")
+        lines.append(f"| {f:g} of N | " + " | ".join(cells) + " |")
+    stem = "diagnose_accuracy" + ("" if PROTOCOL.n_splits == 8 else f"-{PROTOCOL.n_splits}")
+    out = ROOT / "benchmarks" / f"{stem}.md"
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    df.to_csv(ROOT / "benchmarks" / "diagnose_accuracy.csv", index=False)
+    df.to_csv(ROOT / "benchmarks" / f"{stem}.csv", index=False)
     print(out.read_text(encoding="utf-8"))
 
 

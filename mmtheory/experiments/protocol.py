@@ -89,12 +89,16 @@ class Protocol:
 
 @dataclass
 class ProtocolRun:
-    """The per-run table, the splits used (train, test row indices) and the task."""
+    """The per-run table, the splits used (train, test row indices) and the task;
+    ``cells_read_back`` of the (split, m) cells came from the record store, and
+    ``cell_seconds`` is the wall time every cell took when it was computed."""
 
     results: pd.DataFrame
     splits: list[tuple[np.ndarray, np.ndarray]] = field(repr=False)
     task: str
     metric: str
+    cells_read_back: int = 0
+    cell_seconds: float = 0.0
 
 
 def as_arrays(data: MultiModalData) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -437,14 +441,19 @@ def run_protocol(
     columns = _columns(classes)
     rows_out = []
     total, done = len(splits) * len(sizes), 0
+    read_back, cell_seconds = 0, 0.0
     for s, (tr, te) in enumerate(splits):
         for m in sorted(int(v) for v in sizes):
             done += 1
             if store is not None:
                 ids = cell_run_ids(tag, s, m, subs)
-                held = [_held_row(store.get(i), columns) for i in ids]
+                records = [store.get(i) for i in ids]
+                held = [_held_row(r, columns) for r in records]
                 if all(h is not None for h in held):
                     rows_out += [h for h in held if h is not None]
+                    read_back += 1
+                    first_record = records[0] or {}
+                    cell_seconds += float(first_record.get("cell_wall_s", 0.0))
                     if progress is not None:
                         progress(done, total, f"split {s + 1}, m = {m}: read back")
                     continue
@@ -486,6 +495,7 @@ def run_protocol(
                         scores = {"test_mse": float((r**2).sum(axis=1).mean())}
                         risk = scores["test_mse"]
                     rows_out.append(_row(s, m, sub, lam, fit.converged, scores, risk, baseline))
+            cell_seconds += time.perf_counter() - t0
             if store is not None:
                 store.append(
                     [
@@ -496,7 +506,7 @@ def run_protocol(
             if progress is not None:
                 progress(done, total, f"split {s + 1}, m = {m}: {len(subs)} subsets")
     metric = "error" if classes else "mse"
-    return ProtocolRun(pd.DataFrame(rows_out), splits, task, metric)
+    return ProtocolRun(pd.DataFrame(rows_out), splits, task, metric, read_back, cell_seconds)
 
 
 def _convex_cell(x, y, rows, subs, p: Protocol, s: int, m: int, classes) -> list:

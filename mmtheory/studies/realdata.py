@@ -468,7 +468,13 @@ def run_data(
         f"{data.n} rows ({run.task}), views "
         + ", ".join(f"{k} ({d})" for k, d in data.dims.items())
         + f". Protocol: {_describe(p, learner)}. Sizes {sorted(run.results.m.unique().tolist())}. "
-        f"Wall time {time.perf_counter() - t0:.0f} s.",
+        f"Wall time {time.perf_counter() - t0:.0f} s"
+        + (
+            f" (the cells took {run.cell_seconds:.0f} s when computed; {run.cells_read_back} "
+            "of them were read back from records.jsonl)."
+            if run.cells_read_back
+            else "."
+        ),
         "",
     ]
     lines += _provenance(loaded)
