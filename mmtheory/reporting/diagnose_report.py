@@ -8,7 +8,7 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_names
 
-__all__ = ["screen_text", "best_markdown", "adding_markdown", "calibration_markdown"]
+__all__ = ["screen_text", "best_markdown", "adding_markdown", "calibration_markdown", "risk_ci"]
 
 
 def _fmt(v: float, metric: str) -> str:
@@ -19,6 +19,16 @@ def _fmt(v: float, metric: str) -> str:
 
 def _ci(lo: float, hi: float, metric: str) -> str:
     return f"[{_fmt(lo, metric)}, {_fmt(hi, metric)}]"
+
+
+def risk_ci(lo: float, hi: float, metric: str) -> str:
+    """The interval of a risk, shown inside the values a risk can take (an error rate in
+    [0, 1], a squared error >= 0): with few splits the t-interval runs past them, and the
+    part outside holds no possible value. The tables keep the unclipped bounds."""
+    lo = max(lo, 0.0)
+    if metric == "error":
+        hi = min(hi, 1.0)
+    return _ci(lo, hi, metric)
 
 
 def _headline(adding: pd.DataFrame, best_now: str) -> pd.DataFrame:
@@ -48,7 +58,7 @@ def screen_text(tables: dict[str, pd.DataFrame], name: str, meta: dict) -> str:
         f"protocol: {meta['protocol']}",
         "",
         f"Use now (m = {int(now.m)} training rows): {now.best}, {metric} "
-        f"{_fmt(now.risk, metric)} {_ci(now.ci_low, now.ci_high, metric)}",
+        f"{_fmt(now.risk, metric)} {risk_ci(now.ci_low, now.ci_high, metric)}",
     ]
     if "runner_up" in best.columns and isinstance(now.get("runner_up"), str):
         sure = "distinguishable" if now.distinguishable else "cannot tell yet which is better"
@@ -109,8 +119,8 @@ def best_markdown(best: pd.DataFrame, metric: str) -> str:
         else:
             tail = " | | | |"
         lines.append(
-            f"| {r.m} | {r.best} | {_fmt(r.risk, metric)} | {_ci(r.ci_low, r.ci_high, metric)} | "
-            + tail
+            f"| {r.m} | {r.best} | {_fmt(r.risk, metric)} | "
+            f"{risk_ci(r.ci_low, r.ci_high, metric)} | " + tail
         )
     return "\n".join(lines)
 

@@ -392,6 +392,8 @@ def _risk_by_subset(results: pd.DataFrame, metric: str, test_fraction: float) ->
     lines = [f"| subset | test {metric} | 95% CI |", "|---|---:|---|"]
     scale, unit = (100.0, "%") if metric == "error" else (1.0, "")
     for (mean, lo, hi), sub in rows:
+        # inside the values a risk can take (the table keeps the unclipped bounds)
+        lo, hi = max(lo, 0.0), (min(hi, 1.0) if metric == "error" else hi)
         ci = f"[{scale * lo:.2f}{unit}, {scale * hi:.2f}{unit}]"
         lines.append(f"| {sub} | {scale * mean:.2f}{unit} | {ci} |")
     return "\n".join(lines)

@@ -63,3 +63,14 @@ def test_cli_diagnose_missing_file_is_one_line(tmp_path, capsys):
     assert main(["diagnose", str(tmp_path / "nope.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope.npz" in err[0]
+
+
+def test_risk_intervals_are_shown_inside_the_values_a_risk_can_take():
+    """With few splits a t-interval of an error rate can run below 0 or above 100%; the
+    reports show it clipped (the tables keep the raw bounds). Gaps are never clipped."""
+    from mmtheory.reporting.diagnose_report import _ci, risk_ci
+
+    assert risk_ci(-0.215, 1.3367, "error") == _ci(0.0, 1.0, "error")
+    assert risk_ci(-0.5, 2.0, "mse") == _ci(0.0, 2.0, "mse")
+    assert risk_ci(0.1, 0.2, "error") == _ci(0.1, 0.2, "error")
+    assert "nan" in risk_ci(float("nan"), float("nan"), "error")
