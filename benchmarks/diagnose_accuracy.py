@@ -118,19 +118,10 @@ def truth_changes(risks: pd.DataFrame) -> dict:
     return out
 
 
-def truth_signs(risks: pd.DataFrame) -> dict:
-    """(m, S, S+X) -> +1 / -1 (adding hurts / helps) or 0 (a tie within 3 SE)."""
-    out = {}
-    for m, g in risks.groupby("m"):
-        piv = g.pivot(index="draw", columns="subset", values="risk")
-        for big in piv.columns:
-            for small in piv.columns:
-                nb, ns = set(label_names(big)), set(label_names(small))
-                if ns < nb and len(nb) == len(ns) + 1:
-                    d = (piv[big] - piv[small]).to_numpy()
-                    se = d.std(ddof=1) / np.sqrt(len(d))
-                    out[(m, small, big)] = 0 if abs(d.mean()) < 3 * se else int(np.sign(d.mean()))
-    return out
+def truth_signs(changes: dict) -> dict:
+    """(m, S, S+X) -> +1 / -1 (adding hurts / helps) or 0 (a tie within 3 SE), from
+    :func:`truth_changes`."""
+    return {k: 0 if abs(d) < 3 * se else int(np.sign(d)) for k, (d, se) in changes.items()}
 
 
 def main() -> None:
@@ -140,8 +131,8 @@ def main() -> None:
         world = LinearWorld(**params, seed=1)
         m_nows = [int(round(0.75 * f * N_FULL)) for f in FRACTIONS]
         sizes = sorted({m * k for m in m_nows for k in (1, 2, 5, 10)})
-        risks = true_risks(world, sizes)
-        truth, change = truth_signs(risks), truth_changes(risks)
+        change = truth_changes(true_risks(world, sizes))
+        truth = truth_signs(change)
         for f in FRACTIONS:
             for rep in range(REPS):
                 data = world.sample(int(f * N_FULL), seed=rep + 1 + int(100 * f))

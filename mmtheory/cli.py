@@ -526,12 +526,10 @@ def _data(args) -> None:
             "--temporal applies to sequence data (npz, IEMOCAP mult); mfeat holds vectors"
         )
     conv = pool != "mean"
-    out = args.out or f"runs/{args.dataset}"
-    from mmtheory.core.io import prepare_output_dir
+    out = args.out  # main set the default and prepared the directory
     from mmtheory.core.validation import check_int
 
     check_int(args.seeds, "--seeds", low=1, high=100_000)
-    prepare_output_dir(out)
     # the real-data protocol is the default everywhere; a convolutional temporal encoder
     # is trained by Adam inside it (experiments/neural_protocol.py)
     protocol = args.protocol or "splits"
@@ -788,9 +786,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = _log_to_stderr()
         from mmtheory.errors import ExecutorError
 
+        if args.command == "data" and args.out is None:
+            args.out = f"runs/{args.dataset}"  # the data verb's default: prepared here too
         out = getattr(args, "out", None)
-        if out is None and args.command == "data":
-            out = f"runs/{args.dataset}"
         fresh = out is not None and not _exists(out)
         try:
             try:

@@ -5,10 +5,27 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["classification_scores", "expected_calibration_error", "brier_score"]
+__all__ = [
+    "SCORES",
+    "brier_score",
+    "classification_scores",
+    "cross_entropy",
+    "expected_calibration_error",
+]
 
 #: Equal-width confidence bins of the ECE.
 ECE_BINS = 15
+#: The keys of :func:`classification_scores`, in order.
+SCORES = ("accuracy", "error", "cross_entropy", "brier", "ece")
+
+
+def cross_entropy(proba: np.ndarray, y: np.ndarray) -> np.ndarray | float:
+    """Mean -log p_y (natural log; p clipped at 1e-300) over the rows of ``proba``
+    ``(..., n, k)``: a float for one model, an array over any leading axes."""
+    y = np.asarray(y, dtype=int)
+    picked = proba[..., np.arange(len(y)), y]
+    ce = -np.log(np.clip(picked, 1e-300, None)).mean(axis=-1)
+    return float(ce) if np.ndim(ce) == 0 else ce
 
 
 def brier_score(proba: np.ndarray, y: np.ndarray) -> float:
@@ -35,11 +52,5 @@ def classification_scores(proba: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """accuracy, error, cross_entropy (natural log), brier and ece of ``proba`` on ``y``."""
     y = np.asarray(y, dtype=int)
     acc = float((proba.argmax(axis=1) == y).mean())
-    ce = float(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-300, None)).mean())
-    return {
-        "accuracy": acc,
-        "error": 1.0 - acc,
-        "cross_entropy": ce,
-        "brier": brier_score(proba, y),
-        "ece": expected_calibration_error(proba, y),
-    }
+    values = (acc, 1.0 - acc, float(cross_entropy(proba, y)), brier_score(proba, y))
+    return dict(zip(SCORES, (*values, expected_calibration_error(proba, y)), strict=True))

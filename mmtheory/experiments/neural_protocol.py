@@ -36,7 +36,7 @@ from mmtheory.core.data import MultiModalData
 from mmtheory.core.splits import feature_scaling, inner_folds
 from mmtheory.core.subsets import Subset
 from mmtheory.engine import train_batched
-from mmtheory.estimation.calibration import classification_scores
+from mmtheory.estimation.calibration import classification_scores, cross_entropy
 from mmtheory.models import Learner, ModelPlan, init_model
 from mmtheory.models.forward import forward
 
@@ -55,10 +55,10 @@ def _standardised(
     over rows and time steps), as (1, n, ...) tensors (one group) on ``device``."""
     out = []
     for k in data.names:
-        x = data[k].detach().cpu().numpy().astype(np.float64)
-        mu, sd = feature_scaling(x[fit_rows])
-        z = torch.from_numpy((x[rows] - mu) / sd)
-        out.append(z.to(device=device, dtype=dtype)[None])
+        x = data[k].detach()
+        mu, sd = feature_scaling(x[torch.as_tensor(fit_rows)].cpu().numpy())
+        z = (x[torch.as_tensor(rows)].cpu().numpy().astype(np.float64) - mu) / sd
+        out.append(torch.from_numpy(z).to(device=device, dtype=dtype)[None])
     return out
 
 
@@ -104,12 +104,6 @@ def train_and_predict(
     return proba, res.converged[0].cpu().numpy().astype(bool)
 
 
-def _cross_entropy(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Mean cross-entropy of each of the S models, (S,)."""
-    picked = proba[:, np.arange(len(y)), y]
-    return -np.log(np.clip(picked, 1e-300, None)).mean(axis=1)
-
-
 def neural_cell(
     data: MultiModalData,
     learner: Learner,
@@ -138,7 +132,7 @@ def neural_cell(
             proba, _ = train_and_predict(
                 data, replace(learner, ridge=lam), subsets, fit_rows, val_rows, key, device=device
             )
-            loss[j] = _cross_entropy(proba, y[val_rows])
+            loss[j] = cross_entropy(proba, y[val_rows])
         loss[~np.isfinite(loss)] = np.inf  # a diverged candidate (NaN) is never chosen
         loss[-1, np.isinf(loss).all(axis=0)] = 0.0
     chosen = loss.argmin(axis=0)

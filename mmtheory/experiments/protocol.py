@@ -42,7 +42,7 @@ from mmtheory.core.subsets import Subset, all_subsets, parse_subsets
 from mmtheory.engine.convex import Fit, fit_ridge, fit_softmax, predict, predict_proba
 from mmtheory.engine.convex_batched import Basis, eigenbasis, ridge_in_basis, solve_softmax_batch
 from mmtheory.engine.device import resolve_device
-from mmtheory.estimation.calibration import classification_scores
+from mmtheory.estimation.calibration import SCORES, classification_scores, cross_entropy
 from mmtheory.experiments.neural_protocol import neural_cell
 from mmtheory.experiments.records import RecordStore
 from mmtheory.models import Learner
@@ -132,8 +132,7 @@ def _fit(X, y, rows, lam, classes, init=None) -> tuple[Fit, np.ndarray, np.ndarr
 def _val_loss(fit, mu, sd, X, y, rows, classes) -> float:
     Z = (X[rows] - mu) / sd
     if classes:
-        p = predict_proba(fit, Z)
-        return float(-np.log(np.clip(p[np.arange(len(rows)), y[rows]], 1e-300, None)).mean())
+        return float(cross_entropy(predict_proba(fit, Z), y[rows]))
     r = predict(fit, Z) - (y[rows][:, None] if y.ndim == 1 else y[rows])
     return float((r**2).sum(axis=1).mean())
 
@@ -495,11 +494,12 @@ def run_protocol(
                         scores = {"test_mse": float((r**2).sum(axis=1).mean())}
                         risk = scores["test_mse"]
                     rows_out.append(_row(s, m, sub, lam, fit.converged, scores, risk, baseline))
-            cell_seconds += time.perf_counter() - t0
+            elapsed = time.perf_counter() - t0
+            cell_seconds += elapsed
             if store is not None:
                 store.append(
                     [
-                        _cell_record(run_id, row, s, time.perf_counter() - t0)
+                        _cell_record(run_id, row, s, elapsed)
                         for run_id, row in zip(ids, rows_out[first:], strict=True)
                     ]
                 )
@@ -524,11 +524,7 @@ def _convex_cell(x, y, rows, subs, p: Protocol, s: int, m: int, classes) -> list
 
 def _columns(classes) -> list[str]:
     """The protocol table's columns, in order."""
-    scores = (
-        [f"test_{k}" for k in ("accuracy", "error", "cross_entropy", "brier", "ece")]
-        if classes
-        else ["test_mse"]
-    )
+    scores = [f"test_{k}" for k in SCORES] if classes else ["test_mse"]
     head = ["split", "m", "subset", "n_modalities", "lam", "converged"]
     return head + scores + ["risk", "baseline_risk"]
 

@@ -8,7 +8,14 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_names
 
-__all__ = ["screen_text", "best_markdown", "adding_markdown", "calibration_markdown", "risk_ci"]
+__all__ = [
+    "screen_text",
+    "best_markdown",
+    "adding_markdown",
+    "calibration_markdown",
+    "clip_risk",
+    "risk_ci",
+]
 
 
 def _fmt(v: float, metric: str) -> str:
@@ -21,14 +28,17 @@ def _ci(lo: float, hi: float, metric: str) -> str:
     return f"[{_fmt(lo, metric)}, {_fmt(hi, metric)}]"
 
 
+def clip_risk(lo: float, hi: float, metric: str) -> tuple[float, float]:
+    """A risk's interval inside the values a risk can take (an error rate in [0, 1], a
+    squared error >= 0): with few splits the t-interval runs past them, and the part
+    outside holds no possible value. Reports show it clipped; tables keep the raw bounds.
+    NaN bounds stay NaN."""
+    return max(lo, 0.0), (min(hi, 1.0) if metric == "error" else hi)
+
+
 def risk_ci(lo: float, hi: float, metric: str) -> str:
-    """The interval of a risk, shown inside the values a risk can take (an error rate in
-    [0, 1], a squared error >= 0): with few splits the t-interval runs past them, and the
-    part outside holds no possible value. The tables keep the unclipped bounds."""
-    lo = max(lo, 0.0)
-    if metric == "error":
-        hi = min(hi, 1.0)
-    return _ci(lo, hi, metric)
+    """:func:`clip_risk`'s interval, formatted."""
+    return _ci(*clip_risk(lo, hi, metric), metric)
 
 
 def _headline(adding: pd.DataFrame, best_now: str) -> pd.DataFrame:

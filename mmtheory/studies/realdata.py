@@ -39,6 +39,7 @@ from mmtheory.reporting.diagnose_report import (
     adding_markdown,
     best_markdown,
     calibration_markdown,
+    clip_risk,
 )
 from mmtheory.reporting.predictions import counts_markdown, verdict_block
 from mmtheory.reporting.tables import crossover_summary, table3_analogue, table3_markdown
@@ -392,8 +393,7 @@ def _risk_by_subset(results: pd.DataFrame, metric: str, test_fraction: float) ->
     lines = [f"| subset | test {metric} | 95% CI |", "|---|---:|---|"]
     scale, unit = (100.0, "%") if metric == "error" else (1.0, "")
     for (mean, lo, hi), sub in rows:
-        # inside the values a risk can take (the table keeps the unclipped bounds)
-        lo, hi = max(lo, 0.0), (min(hi, 1.0) if metric == "error" else hi)
+        lo, hi = clip_risk(lo, hi, metric)
         ci = f"[{scale * lo:.2f}{unit}, {scale * hi:.2f}{unit}]"
         lines.append(f"| {sub} | {scale * mean:.2f}{unit} | {ci} |")
     return "\n".join(lines)

@@ -492,7 +492,7 @@ def test_networks_never_choose_a_diverged_candidate_and_need_rows_to_select(monk
 
     data = _sequences(n=160)
     rows, test_rows = np.arange(60), np.arange(60, 100)
-    real = neural._cross_entropy
+    real = neural.cross_entropy
     calls = []
 
     def weak_diverges(proba, y):
@@ -500,7 +500,7 @@ def test_networks_never_choose_a_diverged_candidate_and_need_rows_to_select(monk
         out = real(proba, y)
         return np.full_like(out, np.nan) if len(calls) == 1 else out  # 1e-3 diverged
 
-    monkeypatch.setattr(neural, "_cross_entropy", weak_diverges)
+    monkeypatch.setattr(neural, "cross_entropy", weak_diverges)
     cells = neural.neural_cell(
         data, CONV, [mmtheory.core.subsets.parse_subset("motion", data.names)], rows,
         test_rows, lambdas=(1e-3, 1e-1), folds=3, seed=0, key=(0, 60),
