@@ -267,6 +267,28 @@ class LinearLatentWorld(World):
             h.update(np.ascontiguousarray(self._T[k]).tobytes())
         return h.hexdigest()
 
+    def latent_linear_maps(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(T, B)`` when every sample is exactly linear in its latent: x = T z (all
+        modalities stacked, (d, r); no feature noise) and y = B z ((p, r); regression, no
+        label noise), so that least squares needs only the latent's moments
+        (:meth:`~mmtheory.engine.GramFactors.from_latent`); else None. Subclasses that
+        draw, build features or targets another way get None, unless the class that
+        defines ``_features`` declares it equal to z T_k^T (``_features_are_linear = True``
+        in its own body: a subclass overriding it again is not taken for linear)."""
+        cls = type(self)
+        owner = next(c for c in cls.__mro__ if "_features" in c.__dict__)
+        linear = owner is LinearLatentWorld or owner.__dict__.get("_features_are_linear", False)
+        if (
+            self.task != "regression"
+            or self.shared_draw_key() is None
+            or not linear
+            or cls.targets_from_latent is not LinearLatentWorld.targets_from_latent
+            or any(self._noise[k] > 0 for k in self.names)
+            or self._label_noise > 0
+        ):
+            return None
+        return np.concatenate([self._T[k] for k in self.names]), self._B.copy()
+
     def _features(self, z: np.ndarray, name: str) -> np.ndarray:
         """Noise-free features of modality ``name``: z T_k^T (subclasses may use structure)."""
         return z @ self._T[name].T
@@ -396,8 +418,8 @@ class LinearLatentWorld(World):
         if self.task == "classification":
             return self.classification_bayes()[0]
         if "_bayes_exact" not in self.__dict__:
-            sigma, sxy, syy = self.second_moments()
-            self.__dict__["_bayes_exact"] = float(np.trace(syy)) - _pinv_quad(sigma, sxy)
+            _, _, syy = self.second_moments()
+            self.__dict__["_bayes_exact"] = float(np.trace(syy)) - self._explained(None)
         return self.__dict__["_bayes_exact"]
 
     @property
@@ -504,22 +526,44 @@ class LinearLatentWorld(World):
         keep = np.concatenate([np.full(self.dims[k], k in sub, dtype=float) for k in self.names])
         return np.diag(keep)
 
+    def _sigma_eigh(self, subset: object | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(cols, V_k, w_k)``: the columns of ``subset`` (all when None) and the kept
+        eigenpairs of Sigma_MM (the pinvh cut-off), computed once per subset: the exact
+        oracles (eta_inf, the Bayes risk, the best predictors) all solve with Sigma_MM."""
+        sub = self.subset(self.names if subset is None else subset)
+        key = ("_sigma_eigh", tuple(sub))
+        if key not in self.__dict__:
+            sl = self.feature_slices()
+            cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
+            sigma, _, _ = self.second_moments()
+            S = sigma[np.ix_(cols, cols)]
+            w, V = np.linalg.eigh(S)
+            keep = w > max(S.shape) * np.finfo(float).eps * max(float(w.max()), 0.0) * 10
+            self.__dict__[key] = (cols, V[:, keep], w[keep])
+        return self.__dict__[key]
+
+    def _explained(self, subset: object | None) -> float:
+        """trace(Sigma_yM Sigma_MM^+ Sigma_My): the target variance the best linear
+        predictor on ``subset`` explains."""
+        cols, V, w = self._sigma_eigh(subset)
+        _, sxy, _ = self.second_moments()
+        P = V.T @ sxy[cols]
+        return float(np.sum(P**2 / w[:, None]))
+
     def eta_inf(self, subset: object) -> float:
         """Large-sample eta(M): the Schur-complement excess risk of the best predictor on M."""
         self._require_oracles("eta_inf")
-        sub = self.subset(subset)
-        sl = self.feature_slices()
-        cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
-        sigma, sxy, syy = self.second_moments()
-        explained = _pinv_quad(sigma[np.ix_(cols, cols)], sxy[cols])
-        return float(np.trace(syy)) - explained - self.bayes_risk()
+        _, _, syy = self.second_moments()
+        return float(np.trace(syy)) - self._explained(subset) - self.bayes_risk()
 
     def best_linear(self, subset: object | None = None) -> np.ndarray:
-        """(d, p): the population least-squares predictor on ``subset`` (zero rows elsewhere)."""
+        """(d, p): the population least-squares predictor on ``subset`` (zero rows elsewhere):
+        Sigma_MM^+ Sigma_My (minimum norm)."""
         sigma, sxy, _ = self.second_moments()
-        P = np.eye(sigma.shape[0]) if subset is None else self.mask_matrix(subset)
-        S = P @ sigma @ P
-        return np.linalg.pinv(S, hermitian=True) @ (P @ sxy)
+        cols, V, w = self._sigma_eigh(subset)
+        W = np.zeros((sigma.shape[0], sxy.shape[1]))
+        W[cols] = V @ ((V.T @ sxy[cols]) / w[:, None])
+        return W
 
     # ------------------------------------------------------------ g*, h*
     def g_star(self, x: np.ndarray) -> np.ndarray:

@@ -81,6 +81,8 @@ class OverlapWorld(LinearLatentWorld):
         self._B = B
         self._label_noise = 0.0
 
+    _features_are_linear = True  # column selection: z T_k^T with 0/1 T_k
+
     def _features(self, z: np.ndarray, name: str) -> np.ndarray:
         if self.mix:
             return super()._features(z, name)

@@ -13,9 +13,10 @@ Cases (each trains the same models, from the same initial parameters, for the sa
   ``torch.linalg.lstsq`` with the rank-revealing ``gelsd`` driver on zero-filled designs
   (CUDA: batched eigendecompositions, since its only driver assumes full rank). Drawing
   and test risk are outside every timing.
-- ``table4-grid``: the same grid end to end through ``sweep``: ``batched`` = the series
-  sharing features across worlds (``SharedWork``), ``loop`` = one independent sweep per
-  world (the old path); CPU seconds of both are recorded.
+- ``table4-grid``: the same grid end to end through ``sweep``: ``batched`` = the closed
+  form from the latent's moments, shared across worlds (0.7.0); ``old`` = features formed
+  and shared across worlds (0.6.1); ``loop`` = features formed, one independent sweep per
+  world (0.6.0); CPU seconds of each are recorded.
 
 Fairness: every path gets the same data, initial parameters and number of threads (torch
 and numpy's BLAS pinned to ``threads``), a warm-up, and its answers are checked against
@@ -49,6 +50,7 @@ from mmtheory.bench.agreement import agreement_markdown, device_agreement
 from mmtheory.bench.cases import (
     COMPUTE_SIZES,
     SMALL_SIZES,
+    TABLE4_ROUTE_RTOL,
     closed_form_case,
     mlp_case,
     table4_grid_case,
@@ -237,8 +239,10 @@ def _markdown(df: pd.DataFrame) -> str:
     for r in grid.itertuples():
         lines += [
             "",
-            f"table4-grid: batched = the new path (features shared across worlds), loop = the "
-            f"old path (one sweep per world), identical results; CPU s new {r.batched_cpu_s:.1f}, "
-            f"old {r.loop_cpu_s:.1f}.",
+            f"table4-grid: batched = the latent's moments shared across worlds (0.7.0), old = "
+            f"features shared across worlds (0.6.1), loop = one sweep per world (0.6.0); old "
+            f"and loop identical, batched within {TABLE4_ROUTE_RTOL:g} of each column's scale; "
+            f"CPU s batched {r.batched_cpu_s:.1f}, old {r.old_cpu_s:.1f}, "
+            f"loop {r.loop_cpu_s:.1f}.",
         ]
     return "\n".join(lines) + "\n"

@@ -100,16 +100,6 @@ def model_bytes(source, learner, m: int) -> tuple[int, int]:
     return per_model, per_group
 
 
-class _Draw:
-    """A training sample as the closed form reads it: ``draw[k]`` and ``draw.y``."""
-
-    def __init__(self, blocks: dict[str, torch.Tensor], y: torch.Tensor) -> None:
-        self.blocks, self.y = blocks, y
-
-    def __getitem__(self, k: str) -> torch.Tensor:
-        return self.blocks[k]
-
-
 class Runner:
     """Trains runs of one source and turns them into records.
 
@@ -326,18 +316,19 @@ class Runner:
             subs = list(dict.fromkeys(str(r.subset) for r in seed_runs))
             sub_obj = {str(r.subset): r.subset for r in seed_runs}
             cols = [torch.cat([sl[k] for k in sub_obj[s]]) for s in subs]
-            data, factors = self._closed_form_data(seed, sizes, cols, learner.ridge)
+            X, y, factors, target_map = self._closed_form_data(seed, sizes, cols, learner.ridge)
             # the oracle's training risk on each prefix comes with the fits, from the same
             # Gram matrix and X^T Y (worlds with exact oracles)
             w_star = self._theory_constants([])[0] if src.oracle is not None else None
             path = least_squares_path(
-                [data[k] for k in src.names],
-                data.y,
+                X,
+                y,
                 sizes,
                 cols,
                 ridge=learner.ridge,
                 factors=factors,
                 probe=w_star,
+                target_map=target_map,
             )
             fits = path.fits
             plan = ModelPlan(
@@ -379,19 +370,23 @@ class Runner:
             self._flush(records)
 
     def _closed_form_data(self, seed: int, sizes: list[int], cols: list, ridge: float):
-        """The training sample of ``seed`` in float64 on the device, and the Gram factors
-        to fit it with (None: built by the fit). With shared work and a world that shares
-        its draws (``shared_draw_key``), the latent, features and factors of this seed come
-        from the first world that drew them; only this world's targets are computed."""
+        """What the closed form fits for ``seed``: ``(X blocks, y, factors, target_map)``.
+
+        A world whose samples are exactly linear in their latent (``latent_maps``) gives
+        ``(None, None, factors of its latent's moments, B)``: no features or targets are
+        formed. Otherwise the training sample's blocks and targets in float64 on the
+        device, with factors None (built by the fit) or, with shared work and a world that
+        shares its draws (``shared_draw_key``), the features and factors of the first world
+        that drew this seed; only this world's targets are computed. The latent route is
+        taken with or without shared work, so a world's numbers never depend on it."""
         src, n = self.source, sizes[-1]
         # float64 always: near the interpolation threshold a float32 Gram matrix silently
         # regularises (p = 700, m = 705: mean risk 5.4 against 105 exact)
         f64 = torch.float64
-        draw_key = src.draw_key() if self.shared is not None else None
-        if draw_key is None:
-            return src.train(seed, n).to(device=self.device, dtype=f64), None
+        maps = src.latent_maps()
+        draw_key = src.draw_key() if (self.shared is not None or maps is not None) else None
         key = (
-            "closed_form",
+            "closed_form" if maps is None else "latent",
             draw_key,
             seed,
             tuple(sizes),
@@ -399,7 +394,21 @@ class Runner:
             ridge,
             str(self.device),
         )
-        held = self.shared.draw(key)
+        held = self.shared.draw(key) if self.shared is not None else None
+        if maps is not None:
+            target_map = torch.from_numpy(maps[1]).to(device=self.device, dtype=f64)
+            if held is None:
+                z = torch.from_numpy(src.train_latent(seed, n)).to(device=self.device, dtype=f64)
+                T = torch.from_numpy(maps[0]).to(device=self.device, dtype=f64)
+                held = GramFactors.from_latent(
+                    z, T, sizes, cols, ridge=ridge, keep=self.shared is not None
+                )
+                if self.shared is not None:
+                    self.shared.hold(key, held, 3 * held.nbytes())
+            return None, None, held, target_map
+        if draw_key is None:
+            data = src.train(seed, n).to(device=self.device, dtype=f64)
+            return [data[k] for k in src.names], data.y, None, None
         if held is None:
             z = src.train_latent(seed, n)
             data = src.train_from_latent(z, seed).to(device=self.device, dtype=f64)
@@ -407,14 +416,13 @@ class Runner:
             factors = GramFactors(
                 [blocks[k] for k in src.names], sizes, cols, ridge=ridge, keep=True
             )
-            held = (z, blocks, factors)
             nbytes = z.nbytes + sum(b.numel() * 8 for b in blocks.values())
             # the eigendecompositions are memoised as the first fit computes them
-            self.shared.hold(key, held, nbytes + 3 * factors.nbytes())
-            return _Draw(blocks, data.y), factors
+            self.shared.hold(key, (z, blocks, factors), nbytes + 3 * factors.nbytes())
+            return [blocks[k] for k in src.names], data.y, factors, None
         z, blocks, factors = held
         y = torch.from_numpy(src.train_targets(z, seed)).to(device=self.device, dtype=f64)
-        return _Draw(blocks, y), factors
+        return [blocks[k] for k in src.names], y, factors, None
 
     def _theory_columns(self, oracle_train: list[float], sizes, subsets) -> dict:
         """Columns the bound checks need, for worlds with exact oracles (regression, any

@@ -75,6 +75,12 @@ class WorldSource:
         fn = getattr(self.world, "shared_draw_key", None)
         return fn() if fn is not None and self.task == "regression" else None
 
+    def latent_maps(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The world's ``latent_linear_maps()`` ((T, B): training samples exactly linear in
+        their latent, x = T z, y = B z) for regression worlds that offer them, else None."""
+        fn = getattr(self.world, "latent_linear_maps", None)
+        return fn() if fn is not None and self.task == "regression" else None
+
     def train_latent(self, seed: int, n: int) -> np.ndarray:
         """The latent of ``train(seed, n)`` (worlds with a ``draw_key``)."""
         return self.world.sample_latent(n, seed=seed)
@@ -126,6 +132,10 @@ class DataSource:
 
     def draw_key(self) -> None:
         """Real data shares no draws across sources."""
+        return None
+
+    def latent_maps(self) -> None:
+        """Real data has no latent."""
         return None
 
     @property

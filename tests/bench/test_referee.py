@@ -198,3 +198,30 @@ def test_pin_threads_pins_torch_and_blas():
             pin_threads(0)
     finally:
         pin_threads(before)
+
+
+def test_table4_grid_paths_agree_and_a_perturbed_table_is_caught():
+    """The end-to-end grid's three paths (latent moments shared, features shared, one sweep
+    per world) agree before their times count; a risk moved by 1e-8 of its scale (far
+    above rounding, far below a visible change) is refused by the same check."""
+    import pandas as pd
+
+    row = cases.table4_grid_case(
+        torch.device("cpu"), seeds=1, overlaps=(1.0, 0.5), m=300, dim=5, repeats=1
+    )
+    assert row["batched_s"] > 0 and row["old_s"] > 0 and row["loop_s"] > 0
+    table = pd.DataFrame({"risk": [100.0, 3.0], "subset": ["m1", "m1+m2"]})
+    cases._assert_routes_agree(table, table.assign(risk=[100.0 + 1e-12, 3.0]), "same")
+    with pytest.raises(PathDisagrees, match="risk"):
+        cases._assert_routes_agree(table, table.assign(risk=[100.0, 3.0 + 1e-6]), "moved")
+    with pytest.raises(PathDisagrees, match="subset"):
+        cases._assert_routes_agree(table, table.assign(subset=["m1", "m2"]), "relabelled")
+
+
+def test_the_features_route_forms_features():
+    """The bench's old paths really form features: their worlds offer no latent maps, the
+    same parameters otherwise."""
+    world = synthetic.table4_world(0.5, dim=4)
+    forced = cases._features_route(world)
+    assert world.latent_linear_maps() is not None and forced.latent_linear_maps() is None
+    assert forced.params() == world.params() and forced.shared_draw_key() == world.shared_draw_key()

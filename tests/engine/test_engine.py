@@ -5,7 +5,7 @@ import pytest
 import torch
 from helpers import assert_batched_equals_loop, setup_models
 
-from mmtheory.engine import fit_least_squares, least_squares_path, train_batched
+from mmtheory.engine import GramFactors, fit_least_squares, least_squares_path, train_batched
 from mmtheory.estimation import fit_linear_heads
 from mmtheory.models import Learner
 from mmtheory.models import weight as weight_slot
@@ -94,6 +94,80 @@ def test_closed_form_equals_numpy_lstsq():
             resid = Y[:m] - Z @ coef
             assert fit.train_loss == pytest.approx((resid**2).sum() / m, rel=1e-8, abs=1e-10)
             assert torch.allclose(fit.W, blocks[i][j].W, atol=1e-10)
+
+
+def _latent_case(T, B, n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, T.shape[1])) + 0.7  # non-zero means: the intercept's row
+    return torch.from_numpy(z), torch.from_numpy(T), torch.from_numpy(B)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_fits_from_the_latents_moments_equal_fits_from_the_features(mixed):
+    """x = T z, y = B z: the Gram matrices, fits, training risks and probe risks from the
+    latent's moments (no features formed) equal those from the features, within float64
+    rounding scaled by the problem (the data's Gram entries reach n * |x|^2). T is either a
+    0/1 selection with a modality sharing columns (rank-deficient, as Table 4's overlap
+    worlds) or a dense mix."""
+    rng = np.random.default_rng(1)
+    r, p = 6, 2
+    if mixed:
+        T = rng.standard_normal((9, r))
+    else:
+        T = np.zeros((9, r))
+        for row, col in enumerate([0, 1, 2, 0, 3, 4, 0, 1, 5]):  # columns shared across blocks
+            T[row, col] = 1.0
+    B = rng.standard_normal((p, r))
+    z, Tt, Bt = _latent_case(T, B)
+    X, Y = z @ Tt.T, z @ Bt.T
+    blocks = [X[:, :3], X[:, 3:6], X[:, 6:]]
+    sizes, cols = (
+        [7, 40, 300],
+        [torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2, 3, 4, 5]), torch.arange(9)],
+    )
+    latent = GramFactors.from_latent(z, Tt, sizes, cols)
+    direct = GramFactors(blocks, sizes, cols)
+    w_star = torch.from_numpy(rng.standard_normal((9, p)))
+    got = least_squares_path(None, None, sizes, cols, factors=latent, target_map=Bt, probe=w_star)
+    want = least_squares_path(blocks, Y, sizes, cols, factors=direct, probe=w_star)
+    eps = np.finfo(float).eps
+    for i, m in enumerate(sizes):
+        scale = float(direct.grams[i].abs().max())
+        assert float((latent.grams[i] - direct.grams[i]).abs().max()) <= 50 * r * eps * scale
+        y_scale = float((Y[:m] ** 2).sum(1).mean())
+        assert abs(got.probe_risk[i] - want.probe_risk[i]) <= 1e-9 * y_scale
+        for j in range(len(cols)):
+            a, b = got.fits[i][j], want.fits[i][j]
+            assert a.rank == b.rank
+            assert abs(a.train_loss - b.train_loss) <= 1e-9 * y_scale
+            tol = 1e-7 * max(1.0, float(b.W.abs().max()))
+            assert torch.allclose(a.W, b.W, atol=tol) and torch.allclose(a.b, b.b, atol=tol)
+
+
+def test_latent_moments_are_not_the_features_of_another_map():
+    """Negative control: the latent route with a wrong map (T perturbed by 1e-3) disagrees
+    with the features' fits far beyond the tolerance above."""
+    rng = np.random.default_rng(2)
+    T, B = rng.standard_normal((5, 4)), rng.standard_normal((1, 4))
+    z, Tt, Bt = _latent_case(T, B)
+    Y = z @ Bt.T
+    sizes, cols = [50, 300], [torch.arange(5)]
+    wrong = GramFactors.from_latent(z, Tt * (1 + 1e-3), sizes, cols)
+    got = least_squares_path(None, None, sizes, cols, factors=wrong, target_map=Bt)
+    want = least_squares_path(z @ Tt.T, Y, sizes, cols)
+    assert not torch.allclose(got.fits[-1][0].W, want.fits[-1][0].W, atol=1e-5)
+
+
+def test_latent_factors_refuse_targets_and_data_factors_refuse_a_map():
+    z, Tt, Bt = _latent_case(np.eye(3), np.ones((1, 3)))
+    cols = [torch.arange(3)]
+    latent = GramFactors.from_latent(z, Tt, [300], cols)
+    with pytest.raises(ValueError, match="target_map"):
+        least_squares_path(None, z @ Bt.T, [300], cols, factors=latent)
+    with pytest.raises(ValueError, match="target_map"):
+        least_squares_path(z @ Tt.T, z @ Bt.T, [300], cols, target_map=Bt)
+    with pytest.raises(ValueError, match="shape"):
+        GramFactors.from_latent(z, Tt[:, :2], [300], cols)
 
 
 def test_probe_risk_equals_the_direct_residuals():

@@ -3,8 +3,10 @@ that differ only in their target (the same numbers, bit for bit), record files r
 
 import tomllib
 
+import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import synthetic
 from mmtheory.engine import closed_form
@@ -14,10 +16,10 @@ from mmtheory.experiments.records import RecordStore
 OVERLAPS = (1.0, 0.5, 0.0)
 
 
-def _grid(shared, out=None):
+def _grid(shared, out=None, noise=0.0):
     tables = [
         sweep(
-            synthetic.table4_world(w, dim=5),
+            synthetic.OverlapWorld(4, 5, w, noise=noise),
             "linear",
             "cumulative",
             m=[30, 60],
@@ -33,24 +35,36 @@ def _grid(shared, out=None):
 
 
 def _count_factorisations(monkeypatch):
+    """Calls building Gram factors, from features (``__init__``) or from a latent."""
     calls = []
-    real = closed_form.GramFactors.__init__
+    real, real_latent = closed_form.GramFactors.__init__, closed_form.GramFactors.from_latent
 
     def counted(self, *args, **kw):
-        calls.append(1)
+        calls.append("features")
         real(self, *args, **kw)
 
+    def counted_latent(*args, **kw):
+        calls.append("latent")
+        return real_latent(*args, **kw)
+
     monkeypatch.setattr(closed_form.GramFactors, "__init__", counted)
+    monkeypatch.setattr(closed_form.GramFactors, "from_latent", staticmethod(counted_latent))
     return calls
 
 
-def test_shared_features_give_bit_identical_results_and_factor_once_per_seed(monkeypatch):
+@pytest.mark.parametrize(
+    "noise, route",
+    [(0.0, "latent"), (0.3, "features")],  # noise-free: the latent's moments; noisy: features
+)
+def test_shared_draws_give_bit_identical_results_and_factor_once_per_seed(
+    monkeypatch, noise, route
+):
     calls = _count_factorisations(monkeypatch)
-    old = _grid(None)
-    assert len(calls) == len(OVERLAPS) * 2  # every (world, seed) drew and factored
+    old = _grid(None, noise=noise)
+    assert calls == [route] * (len(OVERLAPS) * 2)  # every (world, seed) drew and factored
     calls.clear()
-    new = _grid(SharedWork())
-    assert len(calls) == 2  # once per seed, for all three worlds
+    new = _grid(SharedWork(), noise=noise)
+    assert calls == [route] * 2  # once per seed, for all three worlds
     pd.testing.assert_frame_equal(old, new, check_exact=True)
 
 
@@ -177,3 +191,41 @@ def test_the_read_counter_sees_a_store_per_world(tmp_path, monkeypatch):
             out=tmp_path,
         )
     assert reads == ["records.jsonl"] * 3
+
+
+def _worlds_with_and_without_latent_maps():
+    offer = [
+        synthetic.table4_world(0.5, dim=4),
+        synthetic.OverlapWorld(3, 4, 0.3, mix=True),
+        synthetic.LinearWorld((3, 5), latent_dim=2, noise=0.0, label_noise=0.0, output_dim=2),
+    ]
+    refuse = [
+        synthetic.OverlapWorld(3, 4, 0.3, noise=0.1),  # feature noise
+        synthetic.LinearWorld((3, 5), latent_dim=2, noise=0.0, label_noise=0.2),  # label noise
+        synthetic.LinearWorld((3, 5), latent_dim=2, noise=0.0, task="classification"),
+    ]
+    return offer, refuse
+
+
+def test_latent_maps_are_offered_exactly_when_samples_are_linear_in_the_latent():
+    """The promise ``latent_linear_maps`` makes (x = T z, y = B z for every sample), checked
+    on the worlds that offer it; worlds with noise, or classification, must refuse."""
+    offer, refuse = _worlds_with_and_without_latent_maps()
+    for world in offer:
+        T, B = world.latent_linear_maps()
+        z = world.sample_latent(40, seed=5)
+        data = world.sample(40, seed=5)
+        x = torch.cat([torch.as_tensor(data[k]) for k in world.names], dim=1).numpy()
+        np.testing.assert_allclose(x, z @ T.T, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(np.asarray(data.y).reshape(40, -1), z @ B.T, atol=1e-12)
+    for world in refuse:
+        assert world.latent_linear_maps() is None
+
+
+def test_a_world_with_other_features_is_not_taken_for_linear():
+    class Squared(synthetic.OverlapWorld):  # overrides _features without declaring it linear
+        def _features(self, z, name):
+            return super()._features(z, name) ** 2
+
+    assert Squared(4, 5, 0.5).latent_linear_maps() is None
+    assert synthetic.OverlapWorld(4, 5, 0.5).latent_linear_maps() is not None
