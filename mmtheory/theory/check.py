@@ -65,6 +65,16 @@ def _valid(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+def _cells(t: pd.DataFrame):
+    """``t``'s rows by (m, seed), sorted as ``groupby`` sorts them: ((m, seed), {subset:
+    row}) with each cell's subsets in row order (plain lookups: ``DataFrame.loc`` per
+    pair cost most of the check)."""
+    cells: dict[tuple, dict] = {}
+    for r in t.itertuples(index=False):
+        cells.setdefault((r.m, r.seed), {})[r.subset] = r
+    return sorted(cells.items(), key=lambda kv: kv[0])
+
+
 def bounds_table(
     results: pd.DataFrame, delta: float = 0.05, radius: float | None = None
 ) -> pd.DataFrame:
@@ -88,10 +98,9 @@ def bounds_table(
         outputs = int(t.n_outputs.iloc[0]) if "n_outputs" in t.columns else 1
         span = R * X + By  # |f(x)| <= R X on the class, ||y|| <= B_y
         L, C = 2.0 * span, span**2
-        for (m, seed), g in t.groupby(["m", "seed"]):
-            runs = g.set_index("subset")
-            for n_sub, m_sub in nested_label_pairs(list(runs.index)):
-                a, b = runs.loc[m_sub], runs.loc[n_sub]
+        for (m, seed), runs in _cells(t):
+            for n_sub, m_sub in nested_label_pairs(list(runs)):
+                a, b = runs[m_sub], runs[n_sub]
                 in_class = bool(a.param_norm <= R and b.param_norm <= R)
                 rad_M = ball_complexity(R, float(a.feature_energy), int(m), outputs)
                 rad_G = ball_complexity(R, float(a.feature_energy_all), int(m), outputs)
@@ -244,11 +253,17 @@ def selection_table(
     )
     if bounds.empty:
         return pd.DataFrame(columns=SELECTION_COLUMNS)
-    res = _valid(results).set_index(["world_id", "learner", "subset", "m", "seed"])
+    res = {
+        (r.world_id, r.learner, r.subset, r.m, r.seed): r
+        for r in _valid(results).itertuples(index=False)
+    }
     rows = []
     for sl in slices(bounds.assign(test_risk=0.0)):
         t = sl.table
-        comp = t.drop_duplicates(["M", "m", "seed"]).set_index(["M", "m", "seed"])
+        comp = {
+            (r.M, r.m, r.seed): r.rademacher_M
+            for r in t.drop_duplicates(["M", "m", "seed"]).itertuples(index=False)
+        }
         for (m_sub, n_sub, m), g in t.groupby(["M", "N", "m"]):
             right, larger, picks, pred_right = 0, 0, 0, 0
             key = (sl.keys["world_id"], sl.keys["learner"])
@@ -256,15 +271,11 @@ def selection_table(
             e_n = expected.get((*key, n_sub, m)) if expected is not None else None
             for r in g.itertuples():
                 key = (sl.keys["world_id"], sl.keys["learner"])
-                rm = res.loc[(*key, m_sub, m, r.seed)]
-                rn = res.loc[(*key, n_sub, m, r.seed)]
+                rm = res[(*key, m_sub, m, r.seed)]
+                rn = res[(*key, n_sub, m, r.seed)]
                 lhat_m = float(rm.train_risk - rm.oracle_train_risk)
                 lhat_n = float(rn.train_risk - rn.oracle_train_risk)
-                rad_n = (
-                    comp.loc[(n_sub, m, r.seed), "rademacher_M"]
-                    if (n_sub, m, r.seed) in comp.index
-                    else np.nan
-                )
+                rad_n = comp.get((n_sub, m, r.seed), np.nan)
                 pick_m = bool(
                     lhat_n - lhat_m >= THM2["rademacher_M"] * r.L * (r.rademacher_M - rad_n)
                 )

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -86,15 +87,14 @@ class Slice:
     table: pd.DataFrame
     keys: dict[str, object]
     label: str
-    cells: dict[tuple[str, int], pd.DataFrame] = field(init=False)
 
-    def __post_init__(self) -> None:
+    @cached_property
+    def cells(self) -> dict[tuple[str, int], pd.DataFrame]:
+        """Per (subset, m), the rows indexed by seed (built on first use: many callers
+        need only the keys and label)."""
         if {"subset", "m", "seed"} <= set(self.table.columns):
-            self.cells = {
-                key: g.set_index("seed") for key, g in self.table.groupby(["subset", "m"])
-            }
-        else:  # a table of another kind (bounds): only keys and label are used
-            self.cells = {}
+            return {key: g.set_index("seed") for key, g in self.table.groupby(["subset", "m"])}
+        return {}  # a table of another kind (bounds): only keys and label are used
 
     @property
     def sizes(self) -> list[int]:
