@@ -185,7 +185,16 @@ def _lbfgs_heads(
         slope = torch.where(bad, -(gnorm**2), slope)
         d = d.view_as(theta)
         dout = logits(d)  # the logits move linearly along d
-        trial = torch.stack([_softmax_loss(out + t * dout, idx) for t in ts.tolist()], 1)
+        # the full step first; only the models it fails try the shorter ones (the same
+        # choice as trying every step: a full step meeting Armijo's condition is the
+        # longest such step, and it decreases the objective)
+        trial = torch.full((B, len(_STEPS)), torch.inf, dtype=zs.dtype, device=zs.device)
+        trial[:, 0] = _softmax_loss(out + _STEPS[0] * dout, idx)
+        short = torch.nonzero(~(trial[:, 0] <= f + 1e-4 * _STEPS[0] * slope))[:, 0]
+        if len(short):
+            o, do, ix = out[short], dout[short], idx[short]
+            for c, t_c in enumerate(_STEPS[1:], 1):
+                trial[short, c] = _softmax_loss(o + t_c * do, ix)
         armijo = trial <= f[:, None] + 1e-4 * ts[None] * slope[:, None]
         armijo[:, -1] = True
         first = armijo.to(torch.int8).argmax(1)  # longest step meeting Armijo's condition
