@@ -113,8 +113,8 @@ class Runner:
     extra : settings recorded in every record and hashed into run ids
     branch_eta : also measure each modality's branch (late fusion with concatenation)
     on_records : called with each batch's records once they are stored (progress)
-    shared : a :class:`~mmtheory.experiments.shared.SharedWork`: the closed form draws and
-        factors features once for worlds that differ only in their target
+    shared : a :class:`~mmtheory.experiments.shared.SharedWork`: the closed form draws the
+        latent and factors once per seed for worlds that differ only in their target
     """
 
     def __init__(

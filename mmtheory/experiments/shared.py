@@ -5,11 +5,13 @@ one output directory. Passing the same :class:`SharedWork` to each:
 
 - opens each record store once, so the record files are read once per series, not once
   per world;
-- for the closed form, draws each seed's latent and features, and computes their Gram
-  matrices and eigendecompositions, once for all worlds that differ only in their target
-  (equal ``world.shared_draw_key()``, e.g. Table 4's five overlap worlds). Each world's
-  targets come from the shared latent through ``world.targets_from_latent``, exactly as
-  ``world.sample`` computes them, so every number is bit-identical to a sweep without it.
+- for the closed form, draws each seed's latent once, and computes the Gram matrices and
+  eigendecompositions once, for all worlds that differ only in their target (equal
+  ``world.shared_draw_key()``, e.g. Table 4's five overlap worlds). Worlds whose samples
+  are linear in their latent (``latent_linear_maps``; Table 4) share the latent's moments
+  and fit from them; others share the features, and each world's targets come from the
+  shared latent through ``world.targets_from_latent``, exactly as ``world.sample``
+  computes them. Either way every number is bit-identical to a sweep without it.
 
 Held draws are bounded by ``max_bytes`` (oldest dropped first).
 """

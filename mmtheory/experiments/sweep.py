@@ -102,7 +102,7 @@ def sweep(
         (CPU; the same ``memory_budget`` everywhere)
     shared : a :class:`~mmtheory.experiments.shared.SharedWork` passed to every sweep of a
         series (a multi-world spec): record files are read once, and worlds that differ
-        only in their target draw and factor their features once per seed (same numbers);
+        only in their target draw and factor once per seed (same numbers);
         the series writes ``results.csv`` once, at its end (:func:`run_spec`), instead of
         each sweep
 

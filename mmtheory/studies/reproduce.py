@@ -82,7 +82,7 @@ def reproduce(
 
     t0 = time.perf_counter()
     tables = []
-    shared = SharedWork()  # the five worlds share features: drawn and factored once per seed
+    shared = SharedWork()  # the five worlds share the latent's moments and factors per seed
     for w in (1.0, 0.8, 0.5, 0.2, 0.0):
         world = synthetic.table4_world(w)
         tables.append(
