@@ -531,16 +531,20 @@ class LinearLatentWorld(World):
         eigenpairs of Sigma_MM (the pinvh cut-off), computed once per subset: the exact
         oracles (eta_inf, the Bayes risk, the best predictors) all solve with Sigma_MM."""
         sub = self.subset(self.names if subset is None else subset)
-        key = ("_sigma_eigh", tuple(sub))
-        if key not in self.__dict__:
+        cache = self.__dict__.setdefault("_sigma_eighs", {})
+        key = tuple(sub)
+        if key not in cache:
             sl = self.feature_slices()
             cols = np.concatenate([np.arange(sl[k].start, sl[k].stop) for k in sub])
             sigma, _, _ = self.second_moments()
             S = sigma[np.ix_(cols, cols)]
             w, V = np.linalg.eigh(S)
             keep = w > max(S.shape) * np.finfo(float).eps * max(float(w.max()), 0.0) * 10
-            self.__dict__[key] = (cols, V[:, keep], w[keep])
-        return self.__dict__[key]
+            held = (cols, V[:, keep], w[keep])
+            for a in held:
+                a.setflags(write=False)
+            cache[key] = held
+        return cache[key]
 
     def _explained(self, subset: object | None) -> float:
         """trace(Sigma_yM Sigma_MM^+ Sigma_My): the target variance the best linear

@@ -5,6 +5,7 @@ from mmtheory.engine.closed_form import (
     LeastSquaresFit,
     LeastSquaresPath,
     fit_least_squares,
+    latent_route_pays,
     least_squares_path,
 )
 from mmtheory.engine.device import cpu_threads, default_memory_budget, resolve_device
@@ -28,6 +29,7 @@ __all__ = [
     "cpu_threads",
     "default_memory_budget",
     "fit_least_squares",
+    "latent_route_pays",
     "least_squares_path",
     "log_steps",
     "resolve_device",

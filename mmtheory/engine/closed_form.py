@@ -26,6 +26,7 @@ __all__ = [
     "LeastSquaresPath",
     "LatentMoments",
     "fit_least_squares",
+    "latent_route_pays",
     "least_squares_path",
     "pinv_solve",
 ]
@@ -68,6 +69,16 @@ class LatentMoments:
 
     T: torch.Tensor
     S: list[torch.Tensor]
+    select: torch.Tensor | None = None  # T's row -> latent column, where T is a 0/1 selection
+
+    def apply_T(self, M: torch.Tensor) -> torch.Tensor:
+        """T~ M for M ((r + 1, q)): a row gather where T is a 0/1 selection (the same
+        numbers as the product, without its d r q multiplications)."""
+        if self.select is not None:
+            r = self.T.shape[1]
+            rows = torch.cat([self.select, torch.tensor([r], device=self.select.device)])
+            return M[rows]
+        return self.lift(self.T, intercept_column=True) @ M
 
     def lift(self, M: torch.Tensor, intercept_column: bool) -> torch.Tensor:
         """``M`` ((q, r)) as a map of Z~: [M, 0], with ``[0, 1]`` appended as a last row
@@ -163,6 +174,8 @@ class GramFactors:
         self = cls.__new__(cls)
         sizes = [int(s) for s in sizes]
         n = z.shape[0]
+        if not sizes:
+            raise ValueError("sizes must name at least one sample size")
         if sorted(sizes) != sizes or len(set(sizes)) != len(sizes):
             raise ValueError(f"sizes must be strictly increasing, got {sizes}")
         if sizes[-1] > n or sizes[0] < 1:
@@ -190,10 +203,9 @@ class GramFactors:
             S[r, r] += m - start
             start = m
             moments.append(S.clone())
-        self.latent = LatentMoments(T, moments)
-        Tl = self.latent.lift(T, intercept_column=True)
+        self.latent = LatentMoments(T, moments, selection_rows(T))
         for S_i in moments:
-            A = Tl @ S_i @ Tl.T
+            A = self.latent.apply_T(self.latent.apply_T(S_i).T)
             self.grams.append((A + A.T) / 2)
         return self
 
@@ -298,11 +310,31 @@ def _latent_target_moments(factors: GramFactors, B: torch.Tensor):
     """Per prefix, from the latent's moments S: X~^T Y = T~ S B~^T, y^T y = tr(B~ S B~^T)."""
     latent = factors.latent
     assert latent is not None
-    Tl = latent.lift(latent.T, intercept_column=True)
     Bl = latent.lift(B.to(factors.device, torch.float64), intercept_column=False)
     for S in latent.S:
         SB = S @ Bl.T
-        yield Tl @ SB, (Bl * SB.T).sum()
+        yield latent.apply_T(SB), (Bl * SB.T).sum()
+
+
+def selection_rows(T: torch.Tensor) -> torch.Tensor | None:
+    """Where every row of ``T`` is one 1 among zeros (features that copy latent columns,
+    as Table 4's), the latent column of each row; else None."""
+    ones = T == 1
+    if bool(((T == 0) | ones).all()) and bool((ones.sum(dim=1) == 1).all()):
+        return T.argmax(dim=1)
+    return None
+
+
+def latent_route_pays(T: np.ndarray, n: int, n_sizes: int) -> bool:
+    """Whether fitting from the latent's moments costs fewer multiplications than from the
+    features: n r^2 (the latent's Gram) plus, per size, d r (d + r) for T S T^T (nothing
+    for a 0/1 selection, a gather), against n d^2 (the features' Gram) plus n d r (forming
+    them). A deterministic function of the world and the grid, so every shard and resume
+    takes the same route."""
+    d, r = T.shape
+    select = selection_rows(torch.from_numpy(np.asarray(T, dtype=np.float64))) is not None
+    latent = n * r * r + (0 if select else n_sizes * d * r * (d + r))
+    return latent < n * d * d + n * d * r
 
 
 def least_squares_path(
@@ -339,8 +371,16 @@ def least_squares_path(
         raise ValueError("factors were built for other sizes, subsets, ridge or intercept")
     if (factors.latent is None) != (target_map is None) or (Y is None) == (target_map is None):
         raise ValueError("targets Y go with data factors, a target_map with latent factors")
+    if target_map is not None and X is not None:
+        raise ValueError("X must be None with a target_map (the latent factors replace it)")
     d, device = factors.d, factors.device
     if target_map is not None:
+        assert factors.latent is not None
+        if target_map.ndim == 1:
+            target_map = target_map[None]
+        r = factors.latent.T.shape[1]
+        if target_map.ndim != 2 or target_map.shape[1] != r:
+            raise ValueError(f"target_map must have shape (p, {r}), got {tuple(target_map.shape)}")
         p = int(target_map.shape[0])
         moments = _latent_target_moments(factors, target_map)
     else:

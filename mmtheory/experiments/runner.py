@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from mmtheory import _version
-from mmtheory.engine import GramFactors, least_squares_path, train_batched
+from mmtheory.engine import GramFactors, latent_route_pays, least_squares_path, train_batched
 from mmtheory.estimation import Estimate, Models, Sample, Truth, branch_models, eta, risk
 from mmtheory.experiments.grid import Run
 from mmtheory.experiments.results import world_columns
@@ -374,16 +374,19 @@ class Runner:
 
         A world whose samples are exactly linear in their latent (``latent_maps``) gives
         ``(None, None, factors of its latent's moments, B)``: no features or targets are
-        formed. Otherwise the training sample's blocks and targets in float64 on the
-        device, with factors None (built by the fit) or, with shared work and a world that
-        shares its draws (``shared_draw_key``), the features and factors of the first world
-        that drew this seed; only this world's targets are computed. The latent route is
-        taken with or without shared work, so a world's numbers never depend on it."""
+        formed (when that costs less: ``latent_route_pays``). Otherwise the training
+        sample's blocks and targets in float64 on the device, with factors None (built by
+        the fit) or, with shared work and a world that shares its draws
+        (``shared_draw_key``), the features and factors of the first world that drew this
+        seed; only this world's targets are computed. The route depends on the world and
+        the grid alone, not on shared work, so a world's numbers never depend on it."""
         src, n = self.source, sizes[-1]
         # float64 always: near the interpolation threshold a float32 Gram matrix silently
         # regularises (p = 700, m = 705: mean risk 5.4 against 105 exact)
         f64 = torch.float64
         maps = src.latent_maps()
+        if maps is not None and not latent_route_pays(maps[0], n, len(sizes)):
+            maps = None  # many sizes of a dense map: forming the features costs less
         draw_key = src.draw_key() if (self.shared is not None or maps is not None) else None
         key = (
             "closed_form" if maps is None else "latent",

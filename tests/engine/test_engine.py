@@ -5,7 +5,13 @@ import pytest
 import torch
 from helpers import assert_batched_equals_loop, setup_models
 
-from mmtheory.engine import GramFactors, fit_least_squares, least_squares_path, train_batched
+from mmtheory.engine import (
+    GramFactors,
+    closed_form,
+    fit_least_squares,
+    least_squares_path,
+    train_batched,
+)
 from mmtheory.estimation import fit_linear_heads
 from mmtheory.models import Learner
 from mmtheory.models import weight as weight_slot
@@ -168,6 +174,45 @@ def test_latent_factors_refuse_targets_and_data_factors_refuse_a_map():
         least_squares_path(z @ Tt.T, z @ Bt.T, [300], cols, target_map=Bt)
     with pytest.raises(ValueError, match="shape"):
         GramFactors.from_latent(z, Tt[:, :2], [300], cols)
+    with pytest.raises(ValueError, match="X must be None"):
+        least_squares_path(z @ Tt.T, None, [300], cols, factors=latent, target_map=Bt)
+    with pytest.raises(ValueError, match=r"target_map must have shape \(p, 3\)"):
+        least_squares_path(None, None, [300], cols, factors=latent, target_map=Bt[:, :2])
+    with pytest.raises(ValueError, match="at least one"):
+        GramFactors.from_latent(z, Tt, [], cols)
+    one_d = least_squares_path(None, None, [300], cols, factors=latent, target_map=Bt[0])
+    two_d = least_squares_path(None, None, [300], cols, factors=latent, target_map=Bt)
+    assert torch.equal(one_d.fits[0][0].W, two_d.fits[0][0].W)
+
+
+def test_a_selection_map_is_gathered_with_the_products_numbers():
+    """Where T copies latent columns (Table 4), the Gram and X^T y are gathered from the
+    latent's moments: bit-identical to the products T~ S T~^T and T~ S B~^T; a dense T is
+    not taken for a selection (control)."""
+    T = np.zeros((5, 4))
+    for row, col in enumerate([0, 1, 0, 2, 3]):
+        T[row, col] = 1.0
+    z, Tt, Bt = _latent_case(T, np.ones((2, 4)))
+    assert closed_form.selection_rows(Tt).tolist() == [0, 1, 0, 2, 3]
+    assert closed_form.selection_rows(Tt * 1.5) is None
+    assert closed_form.selection_rows(Tt + 1e-3) is None
+    factors = GramFactors.from_latent(z, Tt, [100, 300], [torch.arange(5)])
+    latent = factors.latent
+    Tl = latent.lift(latent.T, intercept_column=True)
+    for S, A in zip(latent.S, factors.grams, strict=True):
+        P = Tl @ S @ Tl.T
+        assert torch.equal(A, (P + P.T) / 2)
+        assert torch.equal(latent.apply_T(S), Tl @ S)
+
+
+def test_the_route_is_chosen_by_its_cost():
+    """A selection map or few sizes: the latent route; a dense map as wide as its latent
+    with many sizes of a short sample: the features (cheaper there)."""
+    select = np.eye(50)
+    dense = np.random.default_rng(0).standard_normal((50, 50))
+    assert closed_form.latent_route_pays(select, n=1000, n_sizes=40)
+    assert closed_form.latent_route_pays(dense, n=100_000, n_sizes=3)
+    assert not closed_form.latent_route_pays(dense, n=1000, n_sizes=40)
 
 
 def test_probe_risk_equals_the_direct_residuals():

@@ -229,3 +229,14 @@ def test_a_world_with_other_features_is_not_taken_for_linear():
 
     assert Squared(4, 5, 0.5).latent_linear_maps() is None
     assert synthetic.OverlapWorld(4, 5, 0.5).latent_linear_maps() is not None
+
+
+def test_a_world_stays_inspectable_after_its_oracles_ran():
+    """The oracles' memo must not break ``dir`` (a tuple key in ``__dict__`` did) and its
+    arrays are read-only, as the second moments are."""
+    world = synthetic.LinearWorld()
+    sweep(world, "linear", "all", m=[20], seeds=1, device="cpu", progress=False)
+    assert "eta_inf" in dir(world)
+    _, V, _ = world._sigma_eigh(None)
+    with pytest.raises(ValueError):
+        V[0, 0] = 1.0
