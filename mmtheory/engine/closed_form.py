@@ -91,6 +91,18 @@ class LatentMoments:
         return out
 
 
+def _check_sizes(sizes: Sequence[int], n: int) -> list[int]:
+    """``sizes`` as ints, strictly increasing, in 1..n (a ValueError naming the rule)."""
+    sizes = [int(s) for s in sizes]
+    if not sizes:
+        raise ValueError("sizes must name at least one sample size")
+    if sorted(sizes) != sizes or len(set(sizes)) != len(sizes):
+        raise ValueError(f"sizes must be strictly increasing, got {sizes}")
+    if sizes[-1] > n or sizes[0] < 1:
+        raise ValueError(f"sizes must be in 1..{n}, got {sizes}")
+    return sizes
+
+
 class GramFactors:
     """The target-free half of :func:`fit_least_squares`: the Gram matrix of the features
     (with the intercept column) on each nested prefix, and each (size, subset) block's
@@ -119,11 +131,7 @@ class GramFactors:
         blocks = [X] if isinstance(X, torch.Tensor) else list(X)
         n = blocks[0].shape[0]
         self.blocks: list[torch.Tensor] | None
-        sizes = [int(s) for s in sizes]
-        if sorted(sizes) != sizes or len(set(sizes)) != len(sizes):
-            raise ValueError(f"sizes must be strictly increasing, got {sizes}")
-        if sizes[-1] > n or sizes[0] < 1:
-            raise ValueError(f"sizes must be in 1..{n}, got {sizes}")
+        sizes = _check_sizes(sizes, n)
         self.blocks, self.sizes, self.ridge, self.intercept = blocks, sizes, ridge, intercept
         widths = [b.shape[1] for b in blocks]
         self.offs = np.concatenate([[0], np.cumsum(widths)]).tolist()
@@ -172,14 +180,8 @@ class GramFactors:
         (``least_squares_path(target_map=B)``) in place of targets. Equal to the Gram of
         the features up to rounding (exactly equal entries where T is a 0/1 selection)."""
         self = cls.__new__(cls)
-        sizes = [int(s) for s in sizes]
         n = z.shape[0]
-        if not sizes:
-            raise ValueError("sizes must name at least one sample size")
-        if sorted(sizes) != sizes or len(set(sizes)) != len(sizes):
-            raise ValueError(f"sizes must be strictly increasing, got {sizes}")
-        if sizes[-1] > n or sizes[0] < 1:
-            raise ValueError(f"sizes must be in 1..{n}, got {sizes}")
+        sizes = _check_sizes(sizes, n)
         if T.shape[1] != z.shape[1]:
             raise ValueError(f"T must have shape (d, {z.shape[1]}), got {tuple(T.shape)}")
         self.blocks, self.sizes, self.ridge, self.intercept = None, sizes, ridge, intercept
