@@ -392,7 +392,8 @@ class LinearLatentWorld(World):
             )
         quad = np.sum((sigma @ W) * W, axis=(1, 2))
         cross = np.sum(W * sxy, axis=(1, 2))
-        risk = quad - 2 * cross + np.trace(syy)
+        # a risk is >= 0; the cancellation can leave -1e-16 where it is exactly 0
+        risk = np.maximum(quad - 2 * cross + np.trace(syy), 0.0)
         if bias is not None:
             # zero means: E|W^T x + b - y|^2 = risk(W) + |b|^2
             b = np.asarray(
