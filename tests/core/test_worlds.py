@@ -292,3 +292,15 @@ def test_bayes_risk_labels_say_what_the_number_is():
     assert synthetic.LinearWorld((4, 4)).bayes_risk_method == "exact"
     assert synthetic.NonlinearWorld(noise=0.2).bayes_risk_method == "lower_bound"
     assert synthetic.NonlinearWorld().bayes_risk_method == "monte_carlo"
+
+
+def test_the_exact_risk_is_never_negative_and_otherwise_unchanged():
+    """Where the best predictor fits exactly (overlap 1, all modalities) the risk is 0, not
+    the cancellation's -1e-16; a predictor with a positive risk keeps its exact value
+    (control: tr Sigma_yy for W = 0)."""
+    world = synthetic.table4_world(1.0, dim=5)
+    W = world.best_linear()
+    assert world.risk_linear(W) == 0.0
+    assert (world.risk_linear(np.stack([W, W])) >= 0).all()
+    _, _, syy = world.second_moments()
+    assert world.risk_linear(np.zeros_like(W)) == float(np.trace(syy))
