@@ -71,14 +71,21 @@ class LatentMoments:
     S: list[torch.Tensor]
     select: torch.Tensor | None = None  # T's row -> latent column, where T is a 0/1 selection
 
+    def __post_init__(self) -> None:
+        # T~, built once: the rows of Z~ each feature (and the intercept) copies where T is
+        # a selection, else the lifted map
+        r = self.T.shape[1]
+        if self.select is not None:
+            self._rows = torch.cat([self.select, torch.tensor([r], device=self.select.device)])
+        else:
+            self._T_lifted = self.lift(self.T, intercept_column=True)
+
     def apply_T(self, M: torch.Tensor) -> torch.Tensor:
         """T~ M for M ((r + 1, q)): a row gather where T is a 0/1 selection (the same
         numbers as the product, without its d r q multiplications)."""
         if self.select is not None:
-            r = self.T.shape[1]
-            rows = torch.cat([self.select, torch.tensor([r], device=self.select.device)])
-            return M[rows]
-        return self.lift(self.T, intercept_column=True) @ M
+            return M[self._rows]
+        return self._T_lifted @ M
 
     def lift(self, M: torch.Tensor, intercept_column: bool) -> torch.Tensor:
         """``M`` ((q, r)) as a map of Z~: [M, 0], with ``[0, 1]`` appended as a last row
