@@ -59,13 +59,50 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _f1_columns(risk_est: Estimate, g: int, s: int) -> dict:
-    f1 = risk_est.extras["f1"]
-    return {
-        "test_macro_f1": float(f1["macro"][g, s]),
-        "test_weighted_f1": float(f1["weighted"][g, s]),
-        "test_f1_per_class": " ".join(f"{v:.4f}" for v in f1["per_class"][g, s]),
+def _measured(risk_est: Estimate, eta_est: Estimate, g: int) -> list[dict]:
+    """The measured record columns of group ``g``'s models, one dict per model s (each
+    estimate's row converted once, not one array index per value)."""
+    S = risk_est.value.shape[1]
+    acc = risk_est.extras.get("accuracy")
+    none = [None] * S
+    cols = {
+        "test_risk": risk_est.value[g].tolist(),
+        "test_risk_se": risk_est.se[g].tolist(),
+        "risk_method": [risk_est.method] * S,
+        "eta": eta_est.value[g].tolist(),
+        "eta_se": eta_est.se[g].tolist(),
+        "eta_method": [eta_est.method] * S,
+        "eta_bias_correction": eta_est.extras["bias_correction"][g].tolist()
+        if "bias_correction" in eta_est.extras
+        else [0.0] * S,
+        "test_accuracy": acc.value[g].tolist() if acc is not None else none,
+        "test_accuracy_se": acc.se[g].tolist() if acc is not None else none,
     }
+    if "f1" in risk_est.extras:
+        f1 = risk_est.extras["f1"]
+        cols["test_macro_f1"] = f1["macro"][g].tolist()
+        cols["test_weighted_f1"] = f1["weighted"][g].tolist()
+        per_class = f1["per_class"][g]
+        cols["test_f1_per_class"] = [" ".join(f"{v:.4f}" for v in row) for row in per_class]
+    return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
+
+
+def _fit_norms(fits) -> tuple[list[list[float]], list[list[float]]]:
+    """``(||W||, ||(W, b)||)`` of every fit of a path, ``[i][j]`` as ``fits`` (the norm of
+    the whole affine map, intercept included: the class of the bound checks is a ball in
+    (W, b)); one batched reduction instead of a few tensor operations per fit."""
+    flat = [f for row in fits for f in row]
+    if not flat:
+        return [], []
+    W = torch.stack([f.W for f in flat])
+    b = torch.stack([f.b for f in flat])
+    weight = torch.linalg.vector_norm(W, dim=(1, 2)).tolist()
+    param = torch.sqrt(W.pow(2).sum((1, 2)) + b.pow(2).sum(1)).tolist()
+    S = len(fits[0])
+    return (
+        [weight[i : i + S] for i in range(0, len(flat), S)],
+        [param[i : i + S] for i in range(0, len(flat), S)],
+    )
 
 
 def _diagnostic(values: torch.Tensor):
@@ -185,12 +222,9 @@ class Runner:
     def _record(
         self,
         run: Run,
+        measured: dict,
         *,
         train_risk,
-        risk_est: Estimate,
-        eta_est: Estimate,
-        g,
-        s,
         converged=True,
         diverged=False,
         grad_norm=0.0,
@@ -198,49 +232,25 @@ class Runner:
         dtype="float64",
         extra_columns=None,
     ) -> dict:
-        src = self.source
-        acc = risk_est.extras.get("accuracy")
+        """One run's record: ``measured`` (one model's columns, :func:`_measured`), the
+        run's own fields, and the fields every record of this learner shares (built once,
+        :meth:`_shared_fields`; records are read, never modified in place)."""
         rec = {
-            "world": src.name,
-            "learner": run.learner.label,
-            "learner_kind": run.learner.kind,
-            "solver": run.learner.solver,
             "subset": str(run.subset),
             "n_modalities": len(run.subset),
             "m": run.m,
             "seed": run.seed,
             "train_risk": float(train_risk),
-            "test_risk": float(risk_est.value[g, s]),
-            "test_risk_se": float(risk_est.se[g, s]),
-            "risk_method": risk_est.method,
-            "eta": float(eta_est.value[g, s]),
-            "eta_se": float(eta_est.se[g, s]),
-            "eta_method": eta_est.method,
-            "eta_bias_correction": float(eta_est.extras["bias_correction"][g, s])
-            if "bias_correction" in eta_est.extras
-            else 0.0,
-            "bayes_risk": self.bayes,
-            "bayes_risk_se": src.bayes_risk_se,
-            "bayes_risk_method": src.bayes_risk_method,
+            **measured,
             "converged": bool(converged),
             "diverged": bool(diverged),
             "grad_norm": float(grad_norm),
             "run_id": run.run_id,
-            "test_accuracy": float(acc.value[g, s]) if acc is not None else None,
-            "test_accuracy_se": float(acc.se[g, s]) if acc is not None else None,
-            **(_f1_columns(risk_est, g, s) if "f1" in risk_est.extras else {}),
-            **self._world_columns,
-            "world_id": src.world_id,
-            "world_identity": src.identity,
-            "learner_settings": dict(self._learner_settings(run.learner)),
-            "device": str(self.device),
-            "dtype": dtype,
             "wall_s": wall,
-            "versions": self.versions,
-            **self.extra,
+            **self._shared_fields(run.learner, dtype),
         }
         rec["null_risk"] = self._null_risk(run.seed)
-        if src.oracle is not None:  # the exact large-sample eta of the subset
+        if self.source.oracle is not None:  # the exact large-sample eta of the subset
             rec["eta_inf"] = self._eta_inf(run.subset)
         rec.update(extra_columns or {})
         if diverged:  # measured on a stand-in (the initialisation): nothing to report
@@ -250,6 +260,35 @@ class Runner:
                 ):
                     rec[key] = None
         return rec
+
+    def _shared_fields(self, learner: Learner, dtype: str) -> dict:
+        """The record fields that are the same for every run of ``learner`` on this
+        source (world, learner settings, device, versions, estimation sizes): one dict per
+        (learner, dtype), merged into each record (the settings and versions dicts are
+        shared by the records, not copied)."""
+        key = ("shared", id(learner), dtype)
+        held = self._cache.get(key)
+        if held is None:
+            src = self.source
+            held = {
+                "world": src.name,
+                "learner": learner.label,
+                "learner_kind": learner.kind,
+                "solver": learner.solver,
+                "bayes_risk": self.bayes,
+                "bayes_risk_se": src.bayes_risk_se,
+                "bayes_risk_method": src.bayes_risk_method,
+                **self._world_columns,
+                "world_id": src.world_id,
+                "world_identity": src.identity,
+                "learner_settings": self._learner_settings(learner),
+                "device": str(self.device),
+                "dtype": dtype,
+                "versions": self.versions,
+                **self.extra,
+            }
+            self._cache[key] = held
+        return held
 
     def _learner_settings(self, learner: Learner) -> dict:
         """``learner.settings()``, computed once per learner (records copy it)."""
@@ -341,29 +380,19 @@ class Runner:
             for run in seed_runs:
                 if run.run_id in pending:
                     by_m.setdefault(run.m, []).append(run)
+            weight_norm, param_norm = _fit_norms(fits)
             for i, m in enumerate(sizes):
                 if m not in by_m:  # fitted (the fit covers the grid), nothing to measure
                     continue
                 row = fits[i]
                 risk_est, eta_est = self._estimate_linear(plan, row, seed)
+                measured = _measured(risk_est, eta_est, 0)
                 wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
-                for run in by_m.get(m, []):
+                for run in by_m[m]:
                     j = position[str(run.subset)]
-                    rec = self._record(
-                        run,
-                        train_risk=row[j].train_loss,
-                        risk_est=risk_est,
-                        eta_est=eta_est,
-                        g=0,
-                        s=j,
-                        wall=wall,
-                    )
-                    rec["weight_norm"] = float(row[j].W.norm())
-                    # the norm of the whole affine map, intercept included (the class of the
-                    # bound checks is a ball in (W, b))
-                    rec["param_norm"] = float(
-                        torch.sqrt(row[j].W.pow(2).sum() + row[j].b.pow(2).sum())
-                    )
+                    rec = self._record(run, measured[j], train_risk=row[j].train_loss, wall=wall)
+                    rec["weight_norm"] = weight_norm[i][j]
+                    rec["param_norm"] = param_norm[i][j]
                     rec.update(theory.get((m, str(run.subset)), {}))
                     records.append(rec)
             self.release_samples()
@@ -628,6 +657,7 @@ class Runner:
             eta_est = eta(mg, truth, src.eta_method)
             snaps = {n: {k: v[one] for k, v in p.items()} for n, p in snapshots.items()}
             more = self._more_etas(mg, snaps, truth)
+            measured = _measured(risk_est, eta_est, 0)
             for s, run in cells:
                 columns = {col: fn(0, s) for col, fn in more.items()}
                 for name, values in res.diagnostics.items():
@@ -635,11 +665,8 @@ class Runner:
                 records.append(
                     self._record(
                         run,
+                        measured[s],
                         train_risk=res.train_loss[g, s].item(),
-                        risk_est=risk_est,
-                        eta_est=eta_est,
-                        g=0,
-                        s=s,
                         converged=bool(res.converged[g, s]) and not bool(bad[g, s]),
                         diverged=bool(bad[g, s]),
                         grad_norm=float(res.grad_norm[g, s]),
