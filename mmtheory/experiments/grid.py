@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _quote  # json's own (C) string encoder
 
 from mmtheory import _version
 from mmtheory.core.subsets import Subset
@@ -68,15 +70,50 @@ def _run_id(identity: str, settings: dict, subset: str, m: int, seed: int, extra
 
 def plan_runs(identity: str, learners, subsets, sizes, seeds, extra: dict) -> list[Run]:
     """Every run of the grid, learners outermost, seeds innermost."""
-    settings = [lrn.settings() for lrn in learners]
     labels = [str(sub) for sub in subsets]
-    return [
-        Run(lrn, sub, m, seed, _run_id(identity, st, label, m, seed, extra))
-        for lrn, st in zip(learners, settings)
-        for sub, label in zip(subsets, labels)
-        for m in sizes
-        for seed in seeds
-    ]
+    runs = []
+    for lrn in learners:
+        ids = _RunIds(identity, lrn.settings(), extra)
+        for sub, label in zip(subsets, labels):
+            for m in sizes:
+                runs.extend(Run(lrn, sub, m, seed, ids(label, m, seed)) for seed in seeds)
+    return runs
+
+
+class _RunIds:
+    """:func:`_run_id` of one world, learner and ``extra``, for many (subset, m, seed):
+    the key's JSON text is formed once with placeholders, and each run fills in its
+    three values as ``json.dumps`` writes them (a string, two ints), so the text, and the
+    id, are the same; anything unusual (a placeholder that occurs twice, a value that is
+    not a plain int or str) goes through :func:`_run_id` itself."""
+
+    _SLOTS = ("subset", "m", "seed")
+
+    def __init__(self, identity: str, settings: dict, extra: dict) -> None:
+        self.args = (identity, settings, extra)
+        marks = {k: f"@mmtheory-run-id:{k}@" for k in self._SLOTS}
+        text = json.dumps(
+            {
+                "world": identity,
+                "learner": settings,
+                **{k: marks[k] for k in self._SLOTS},
+                "code": _version.__version__,
+                **extra,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        parts = re.split('"@mmtheory-run-id:(subset|m|seed)@"', text)
+        self.parts = parts if sorted(parts[1::2]) == sorted(self._SLOTS) else None
+
+    def __call__(self, subset: str, m: int, seed: int) -> str:
+        parts = self.parts
+        if parts is None or type(subset) is not str or type(m) is not int or type(seed) is not int:
+            identity, settings, extra = self.args
+            return _run_id(identity, settings, subset, m, seed, extra)
+        values = {"subset": _quote(subset), "m": int.__repr__(m), "seed": int.__repr__(seed)}
+        text = parts[0] + "".join(values[k] + rest for k, rest in zip(parts[1::2], parts[2::2]))
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
 def check_sizes(m: int | Sequence[int], max_train: int | None) -> list[int]:
