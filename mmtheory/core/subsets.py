@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import numbers
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "SEPARATOR",
@@ -46,6 +46,7 @@ class Subset:
 
     names: tuple[str, ...]
     universe: tuple[str, ...]
+    _label: str = field(init=False, repr=False, compare=False)  # str(self), formed once
 
     def __post_init__(self) -> None:
         if not self.names:
@@ -60,9 +61,10 @@ class Subset:
         if len(ordered) != len(self.names):
             raise ValueError(f"subset lists a modality twice: {list(self.names)}")
         object.__setattr__(self, "names", ordered)
+        object.__setattr__(self, "_label", join_label(ordered))
 
     def __str__(self) -> str:
-        return join_label(self.names)
+        return self._label
 
     def __len__(self) -> int:
         return len(self.names)

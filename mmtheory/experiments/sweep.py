@@ -174,9 +174,10 @@ def sweep(
                     runner.iterative(lrn, todo, grid)
                 if store is not None and shared is None and lrn is not busy[-1]:
                     _write_results(store, runs, out)  # a view of the finished learners
-        records = {r["run_id"]: r for r in runner.new_records}
         if store is not None:
             records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
+        else:
+            records = {r["run_id"]: r for r in runner.new_records}
         table = results_table([records[r.run_id] for r in runs if r.run_id in records])
         # a series (``shared``) writes its tables once, at its end (run_spec)
         if store is not None and shared is None and busy:
@@ -231,12 +232,14 @@ def stale_runs(store: RecordStore, identity: str, runs: list[Run]) -> list[dict]
     """Finished records of this grid's cells computed with other learner settings,
     estimation sizes or another mmtheory version (kept on disk, not reused)."""
     wanted = {r.run_id for r in runs}
+    others = [rec for rec in store.records_of(identity) if rec["run_id"] not in wanted]
+    if not others:  # a fresh or current store: no cells to compare
+        return []
     cells = {(r.learner.label, str(r.subset), r.m, r.seed) for r in runs}
     return [
         rec
-        for rec in store.records_of(identity)
-        if rec["run_id"] not in wanted
-        and (rec.get("learner"), rec.get("subset"), rec.get("m"), rec.get("seed")) in cells
+        for rec in others
+        if (rec.get("learner"), rec.get("subset"), rec.get("m"), rec.get("seed")) in cells
     ]
 
 
