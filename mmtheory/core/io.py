@@ -118,7 +118,7 @@ def csv_text(df: pd.DataFrame) -> str | None:
     joined directly unless a string holds a comma, a quote or a line break; then they go
     through the ``csv`` writer pandas itself uses, which quotes them."""
     names = list(df.columns)
-    if isinstance(df.columns, pd.MultiIndex) or len(names) < 2:
+    if isinstance(df.columns, pd.MultiIndex) or len(names) < 2 or len(set(names)) < len(names):
         return None
     if not all(type(c) is str for c in names):
         return None
@@ -159,6 +159,7 @@ def _column_texts(col: pd.Series) -> list[str] | None:
     ):
         values = col.to_numpy()
         if dtype.kind == "f":
+            values = values.astype(np.float64, copy=False)  # native byte order
             keys = values.view(np.int64)  # bit patterns: -0.0 and NaN apart from 0.0
             distinct, inverse = np.unique(keys, return_inverse=True)
             floats = distinct.view(np.float64)

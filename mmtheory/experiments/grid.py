@@ -84,8 +84,9 @@ class _RunIds:
     """:func:`_run_id` of one world, learner and ``extra``, for many (subset, m, seed):
     the key's JSON text is formed once with placeholders, and each run fills in its
     three values as ``json.dumps`` writes them (a string, two ints), so the text, and the
-    id, are the same; anything unusual (a placeholder that occurs twice, a value that is
-    not a plain int or str) goes through :func:`_run_id` itself."""
+    id, are the same; anything unusual (a placeholder that occurs twice, ``extra``
+    setting one of the three, a value that is not a plain int or str, another version)
+    goes through :func:`_run_id` itself."""
 
     _SLOTS = ("subset", "m", "seed")
 
@@ -104,11 +105,14 @@ class _RunIds:
             default=str,
         )
         parts = re.split('"@mmtheory-run-id:(subset|m|seed)@"', text)
-        self.parts = parts if sorted(parts[1::2]) == sorted(self._SLOTS) else None
+        ok = sorted(parts[1::2]) == sorted(self._SLOTS) and not set(self._SLOTS) & set(extra)
+        self.parts = parts if ok else None
+        self.version = _version.__version__
 
     def __call__(self, subset: str, m: int, seed: int) -> str:
         parts = self.parts
-        if parts is None or type(subset) is not str or type(m) is not int or type(seed) is not int:
+        plain = type(subset) is str and type(m) is int and type(seed) is int
+        if parts is None or not plain or self.version != _version.__version__:
             identity, settings, extra = self.args
             return _run_id(identity, settings, subset, m, seed, extra)
         values = {"subset": _quote(subset), "m": int.__repr__(m), "seed": int.__repr__(seed)}

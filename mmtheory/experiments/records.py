@@ -244,7 +244,9 @@ def record_lines(records: list[dict]) -> str:
     floats, ints or strings is encoded by the functions ``json`` itself applies to them
     (``float.__repr__`` with its NaN and infinity spellings, ``int.__repr__``, its C string
     encoder); anything else goes through ``json.dumps`` value by value, which renders a
-    nested value exactly as it renders it inside its record."""
+    nested value exactly as it renders it inside its record. A value shared by records
+    is encoded once: an object whose text changes from call to call (a stateful
+    ``default``) is written the same in each of them."""
     out = []
     start = 0
     while start < len(records):  # runs of records with the same keys
@@ -259,7 +261,8 @@ def record_lines(records: list[dict]) -> str:
 
 def _same_keys(group: list[dict]) -> str:
     names = list(group[0])
-    if not names or not all(type(k) is str for k in names):  # {}; json's key conversions
+    plain = all(type(k) is str for k in names) and all(type(r) is dict for r in group)
+    if not names or not plain:  # {}; json's key conversions; dict subclasses
         return "".join(json.dumps(r, sort_keys=True, default=_jsonable) + "\n" for r in group)
     names.sort()
     columns: list = []  # a str: the same text in every record; a list: one text per record

@@ -87,6 +87,11 @@ def _measured(risk_est: Estimate, eta_est: Estimate, g: int) -> list[dict]:
     return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
+#: torch's grain size (``at::internal::GRAIN_SIZE``): a reduction of at most this many
+#: elements runs in one thread, so a batched sum over such fits adds in the same order.
+_ONE_THREAD = 32768
+
+
 def _fit_norms(fits) -> tuple[list[list[float]], list[list[float]]]:
     """``(||W||, ||(W, b)||)`` of every fit of a path, ``[i][j]`` as ``fits`` (the norm of
     the whole affine map, intercept included: the class of the bound checks is a ball in
@@ -94,10 +99,14 @@ def _fit_norms(fits) -> tuple[list[list[float]], list[list[float]]]:
     flat = [f for row in fits for f in row]
     if not flat:
         return [], []
-    W = torch.stack([f.W for f in flat])
-    b = torch.stack([f.b for f in flat])
-    weight = torch.linalg.vector_norm(W, dim=(1, 2)).tolist()
-    param = torch.sqrt(W.pow(2).sum((1, 2)) + b.pow(2).sum(1)).tolist()
+    if flat[0].W.numel() <= _ONE_THREAD:  # each fit's sum in one thread's order, as alone
+        W = torch.stack([f.W for f in flat])
+        b = torch.stack([f.b for f in flat])
+        weight = torch.linalg.vector_norm(W, dim=(1, 2)).tolist()
+        param = torch.sqrt(W.pow(2).sum((1, 2)) + b.pow(2).sum(1)).tolist()
+    else:  # large fits: torch splits one sum across threads; the batch would split it otherwise
+        weight = [float(f.W.norm()) for f in flat]
+        param = [float(torch.sqrt(f.W.pow(2).sum() + f.b.pow(2).sum())) for f in flat]
     S = len(fits[0])
     return (
         [weight[i : i + S] for i in range(0, len(flat), S)],

@@ -78,6 +78,7 @@ def test_frames_it_does_not_cover_go_to_pandas(tmp_path):
     """Objects other than strings, nullable dtypes, float32 and one column: None, and the
     file is still pandas's."""
     cases = [
+        pd.DataFrame([[1, 2], [3, 4]], columns=["a", "a"]),  # duplicate names
         pd.DataFrame({"a": [1.5, None, np.float64(0.1)], "b": [1, 2, 3]}, dtype=object),
         pd.DataFrame({"a": pd.array([1, None, 3], dtype="Int64"), "b": [1, 2, 3]}),
         pd.DataFrame({"a": np.array([0.1, 0.2], dtype=np.float32), "b": [1, 2]}),
@@ -95,3 +96,9 @@ def test_negative_control_a_changed_value_changes_the_text():
     changed.loc[1, "a"] = np.nextafter(0.2, 1.0)
     assert csv_text(changed) != df.to_csv(index=False)
     assert csv_text(changed) == changed.to_csv(index=False)
+
+
+def test_big_endian_columns_are_read_as_numbers():
+    """A review found big-endian float64 (np.fromfile(..., '>f8')) written as nonsense."""
+    df = pd.DataFrame({"a": np.array([1.5, -0.0, 0.1], ">f8"), "b": np.array([1, 2, 3], ">i8")})
+    assert csv_text(df) == df.to_csv(index=False) == "a,b\n1.5,1\n-0.0,2\n0.1,3\n"

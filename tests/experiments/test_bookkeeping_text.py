@@ -132,3 +132,58 @@ def test_plan_runs_ids_match_run_id_for_a_grid():
     assert len(runs) == 2 * 7 * 2 * 2 == len({r.run_id for r in runs})
     for r in runs:
         assert r.run_id == run_id(world.identity(), r.learner, r.subset, r.m, r.seed, extra)
+
+
+def test_run_ids_when_extra_sets_a_slot_or_the_version_changes(monkeypatch):
+    """A review found a wrong id where extra set m to the placeholder text; and the
+    version is read when the id is formed, as run_id reads it."""
+    from mmtheory import _version
+    from mmtheory.experiments.grid import _run_id, _RunIds
+    from mmtheory.models import Learner
+
+    settings_ = Learner(kind="linear").settings()
+    for extra in ({"m": "@mmtheory-run-id:m@"}, {"seed": 7}, {"subset": "x"}):
+        ids = _RunIds("w", settings_, extra)
+        assert ids("a+b", 10, 0) == _run_id("w", settings_, "a+b", 10, 0, extra)
+    ids = _RunIds("w", settings_, {})
+    monkeypatch.setattr(_version, "__version__", "9.9.9")
+    assert ids("a+b", 10, 0) == _run_id("w", settings_, "a+b", 10, 0, {})
+
+
+def test_record_lines_of_dict_subclasses_are_json_dumps():
+    class Items(dict):
+        def items(self):
+            return [(k, "overridden") for k in self]
+
+    records = [Items(a=1), Items(a=2)]
+    assert record_lines(records) == _stdlib(records)
+
+
+def test_fit_norms_equal_each_fit_alone_for_small_and_large_fits():
+    """The batched norms add each fit's squares in the order a fit alone does: batched up
+    to torch's grain size, one fit at a time beyond it (a review saw one ulp of
+    param_norm at d = 40,000 when batched)."""
+    import torch
+
+    from mmtheory.engine.closed_form import LeastSquaresFit
+    from mmtheory.experiments.runner import _fit_norms
+
+    gen = torch.Generator().manual_seed(0)
+    for d in (8, 40_000):
+        fits = [
+            [
+                LeastSquaresFit(
+                    torch.randn(d, 1, generator=gen, dtype=torch.float64),
+                    torch.randn(1, generator=gen, dtype=torch.float64),
+                    0.0,
+                    d,
+                )
+                for _ in range(3)
+            ]
+            for _ in range(2)
+        ]
+        weight, param = _fit_norms(fits)
+        for i, row in enumerate(fits):
+            for j, f in enumerate(row):
+                assert weight[i][j] == float(f.W.norm())
+                assert param[i][j] == float(torch.sqrt(f.W.pow(2).sum() + f.b.pow(2).sum()))
