@@ -52,20 +52,22 @@ def run_id(identity: str, learner: Learner, subset: Subset, m: int, seed: int, e
 def _run_id(identity: str, settings: dict, subset: str, m: int, seed: int, extra: dict) -> str:
     """:func:`run_id` from the learner's settings, computed once per learner by callers
     that hash many runs (``Learner.settings`` costs more than the hash)."""
-    key = json.dumps(
-        {
-            "world": identity,
-            "learner": settings,
-            "subset": subset,
-            "m": m,
-            "seed": seed,
-            "code": _version.__version__,  # read at call time
-            **extra,
-        },
-        sort_keys=True,
-        default=str,
-    )
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+    text = _key_text(identity, settings, subset, m, seed, extra)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def _key_text(identity: str, settings: dict, subset, m, seed, extra: dict) -> str:
+    """The JSON text a run id hashes (the version read at call time)."""
+    key = {
+        "world": identity,
+        "learner": settings,
+        "subset": subset,
+        "m": m,
+        "seed": seed,
+        "code": _version.__version__,
+        **extra,
+    }
+    return json.dumps(key, sort_keys=True, default=str)
 
 
 def plan_runs(identity: str, learners, subsets, sizes, seeds, extra: dict) -> list[Run]:
@@ -93,17 +95,7 @@ class _RunIds:
     def __init__(self, identity: str, settings: dict, extra: dict) -> None:
         self.args = (identity, settings, extra)
         marks = {k: f"@mmtheory-run-id:{k}@" for k in self._SLOTS}
-        text = json.dumps(
-            {
-                "world": identity,
-                "learner": settings,
-                **{k: marks[k] for k in self._SLOTS},
-                "code": _version.__version__,
-                **extra,
-            },
-            sort_keys=True,
-            default=str,
-        )
+        text = _key_text(identity, settings, marks["subset"], marks["m"], marks["seed"], extra)
         parts = re.split('"@mmtheory-run-id:(subset|m|seed)@"', text)
         ok = sorted(parts[1::2]) == sorted(self._SLOTS) and not set(self._SLOTS) & set(extra)
         self.parts = parts if ok else None

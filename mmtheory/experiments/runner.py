@@ -188,7 +188,6 @@ class Runner:
         self.new_records: list[dict] = []
         # the same in every record of this runner: computed once, not once per run
         self._world_columns = world_columns(source.params)
-        self._settings: dict[int, dict] = {}
 
     # ---------------------------------------------------------------- samples
     def _sample(self, kind: str, seed: int):
@@ -290,7 +289,7 @@ class Runner:
                 **self._world_columns,
                 "world_id": src.world_id,
                 "world_identity": src.identity,
-                "learner_settings": self._learner_settings(learner),
+                "learner_settings": learner.settings(),
                 "device": str(self.device),
                 "dtype": dtype,
                 "versions": self.versions,
@@ -298,13 +297,6 @@ class Runner:
             }
             self._cache[key] = held
         return held
-
-    def _learner_settings(self, learner: Learner) -> dict:
-        """``learner.settings()``, computed once per learner (records copy it)."""
-        key = id(learner)
-        if key not in self._settings:
-            self._settings[key] = learner.settings()
-        return self._settings[key]
 
     def _null_risk(self, seed: int) -> float:
         """Risk of the best constant predictor (the empty modality set): exact from the
