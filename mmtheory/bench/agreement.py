@@ -56,7 +56,9 @@ def device_agreement(
     difference over every run and column:
 
     - ``rerun``: the same sweep twice on ``device`` (bit-identical means 0);
-    - ``chunked``: one model per chunk (a 1-byte memory budget) against one batch;
+    - ``chunked``: one model per chunk (a 1-byte memory budget) against one batch, and
+      ``chunked float64`` the same in float64 (where rounding cannot hide a difference:
+      chunking changes the GEMMs' shapes, whose float32 rounding training amplifies);
     - ``float32 vs cpu`` and ``float64 vs cpu``: ``device`` against the CPU, same dtype;
     - ``float32 vs float64``: on ``device``, what float32 itself costs.
     """
@@ -87,6 +89,7 @@ def device_agreement(
             "float32 vs cpu": (a, on("cpu", "float32")),
         }
         a64 = on(dev, "float64")
+        pairs["chunked float64"] = (a64, on(dev, "float64", memory_budget=1.0))
         pairs["float64 vs cpu"] = (a64, on("cpu", "float64"))
         pairs["float32 vs float64"] = (a, a64)
         for what, (x, y) in pairs.items():

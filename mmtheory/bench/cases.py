@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from mmtheory.bench.memory import PeakMemory, max_defined, sync
 from mmtheory.core.subsets import all_subsets
 from mmtheory.engine import fit_least_squares, train_batched
+from mmtheory.engine.capture import eager_steps
 from mmtheory.models import Learner, ModelPlan, forward, init_model
 from mmtheory.models.forward import per_modality_layers
 from mmtheory.models.params import ENCODER
@@ -169,11 +170,13 @@ def _batched_losses(learner, plan, xs, y, inits, dtype):
 
 
 def _old_losses(learner, names, subs, xs, y, inits, dtype):
-    """The batched engine as it was before grouping (one GEMM per modality and layer,
-    :func:`~mmtheory.models.forward.per_modality_layers`): losses (G * S,), (wall, CPU) seconds."""
+    """The batched engine as it was before issue 18's item 3: one GEMM per modality and
+    layer (:func:`~mmtheory.models.forward.per_modality_layers`) and every op of every step
+    launched (:func:`~mmtheory.engine.capture.eager_steps`; on the CPU nothing is captured
+    anyway): losses (G * S,), (wall, CPU) seconds."""
     dims = tuple(x.shape[-1] for x in xs)
     plan = ModelPlan(tuple(names), dims, tuple(subs), int(y.max()) + 1)
-    with per_modality_layers():
+    with per_modality_layers(), eager_steps():
         return _batched_losses(learner, plan, xs, y, inits, dtype)
 
 

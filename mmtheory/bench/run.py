@@ -188,7 +188,8 @@ def _sizes_table(sizes: list[dict]) -> pd.DataFrame:
 def _sizes_markdown(df: pd.DataFrame) -> str:
     lines = [
         "Per sample size (each row's times from the same run; old = the batched engine "
-        "before grouping, one GEMM per modality and layer; float64 check: the allowed "
+        "before grouping and capture, one GEMM per modality and layer, every op of every "
+        "step launched; float64 check: the allowed "
         "relative difference and each path's):",
         "",
         "| case | m | models | batched s | old s | loop s | vmap s | x old | x loop | x vmap "

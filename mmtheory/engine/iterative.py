@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 
 from mmtheory.core.seeding import torch_generator
+from mmtheory.engine.capture import CapturedSteps, capture_wanted
 from mmtheory.engine.recording import Record, Recorder, Trajectory
 from mmtheory.models.learner import Learner
 from mmtheory.models.methods import StepContext
@@ -67,7 +68,11 @@ def _per_model_grad_norm(params: Params, plan: ModelPlan) -> torch.Tensor:
 
 class Batches:
     """Minibatch rows per step: one permutation per group and epoch, drawn from the group's
-    key (the same order in the batched engine and the per-model loop)."""
+    key (the same order in the batched engine and the per-model loop).
+
+    ``take`` gathers the next step's rows. For a captured step (:mod:`mmtheory.engine.capture`)
+    ``pin`` fixes one device buffer of row indices: ``gather`` reads the rows it names and
+    ``advance`` fills it with the next step's, so the same order is drawn either way."""
 
     def __init__(self, m: int, batch_size: int | None, keys, G: int, device) -> None:
         self.m, self.device = m, device
@@ -81,10 +86,10 @@ class Batches:
         self.pos = m
         self.order = torch.empty(0, dtype=torch.long)
         self.arange_g = torch.arange(G, device=device)[:, None]
+        self.rows: torch.Tensor | None = None
 
-    def take(self, xs, y):
-        if self.bs is None:
-            return xs, y
+    def _next_rows(self) -> torch.Tensor:
+        assert self.bs is not None
         if self.pos + self.bs > self.m:  # new epoch
             self.order = torch.stack(
                 [torch.randperm(self.m, generator=gen) for gen in self.gens]
@@ -92,7 +97,32 @@ class Batches:
             self.pos = 0
         idx = self.order[:, self.pos : self.pos + self.bs]
         self.pos += self.bs
+        return idx
+
+    def take(self, xs, y):
+        if self.bs is None:
+            return xs, y
+        return self._select(xs, y, self._next_rows())
+
+    def _select(self, xs, y, idx):
         return [x[self.arange_g, idx] for x in xs], y[self.arange_g, idx]
+
+    def pin(self) -> None:
+        """From now on ``gather`` reads the rows of one fixed buffer, filled by ``advance``."""
+        if self.bs is not None:
+            G = len(self.arange_g)
+            self.rows = torch.empty(G, self.bs, dtype=torch.long, device=self.device)
+
+    def advance(self) -> None:
+        """Fill the pinned buffer with the next step's rows (what ``take`` would use)."""
+        if self.rows is not None:
+            self.rows.copy_(self._next_rows())
+
+    def gather(self, xs, y):
+        """The rows named by the pinned buffer (all rows in full-batch training)."""
+        if self.rows is None:
+            return xs, y
+        return self._select(xs, y, self.rows)
 
 
 def step_context(
@@ -167,7 +197,8 @@ def train_batched(
     ctx.state = method.start(ctx)
     params, snapshots = method.prepare(ctx, params, xs, y, batches)
     leaves = list(params.values())
-    opt = make_optimizer(learner, leaves)
+    capture = capture_wanted(learner, device, recording=record is not None)
+    opt = make_optimizer(learner, leaves, capturable=capture)
 
     def full_losses() -> tuple[torch.Tensor, torch.Tensor]:
         obj, losses = method.objective(learner, params, xs, y, plan, task)
@@ -178,20 +209,34 @@ def train_batched(
         recorder.take(params, xs, y, task)  # step 0: the initialisation
     checkpoint = max(1, int(learner.steps * 0.9))
     loss_at_checkpoint = torch.full((G, plan.S), float("nan"))
-    for step in range(learner.steps):
-        ctx.step = step
+
+    def eager_step() -> torch.Tensor:
         bx, by = batches.take(xs, y)
         opt.zero_grad(set_to_none=True)
         losses = method.backward(ctx, params, bx, by)
         ctx.clip(params)
         opt.step()
+        return losses
+
+    def graph_step() -> torch.Tensor:  # the same step, its rows from the pinned buffer
+        losses = method.backward(ctx, params, *batches.gather(xs, y))
+        ctx.clip(params)
+        opt.step()
+        return losses
+
+    stepper = CapturedSteps(eager_step, graph_step, batches, opt, device) if capture else None
+    for step in range(learner.steps):
+        ctx.step = step
+        losses = stepper.step() if stepper is not None else eager_step()
         if recorder is not None and recorder.wants(step + 1):
             recorder.take(params, xs, y, task)
         if step + 1 == checkpoint and batches.bs is not None:
             with torch.no_grad():
                 loss_at_checkpoint = full_losses()[1]
         elif step + 1 == checkpoint:
-            loss_at_checkpoint = losses
+            loss_at_checkpoint = losses.clone()  # a captured step's losses are overwritten
+    if stepper is not None:
+        stepper.close()
     opt.zero_grad(set_to_none=True)
     params = method.finish(ctx, params)
     leaves = list(params.values())

@@ -64,6 +64,7 @@ __all__ = [
     "per_model",
     "per_modality_layers",
     "scatter_blocks",
+    "scatter_instances",
     "sliding_windows",
 ]
 
@@ -194,7 +195,7 @@ def forward(
         out = bh[:, :, None].expand(G, S, m, bh.shape[-1]).clone()
         summed = torch.zeros(G, S, m, lat, dtype=bh.dtype, device=bh.device)
         if isinstance(latents, GroupedLatents) and latents:  # one scatter for every instance
-            summed.index_add_(1, latents.owner, latents.h)
+            scatter_instances(summed, latents, latents.h)
         else:
             for _, idx, h in latents:
                 summed.index_add_(1, idx, h)
@@ -228,9 +229,28 @@ def concat_head(params: Params, latents: Latents, plan: ModelPlan, G: int, m: in
     out = bh[:, :, None].expand(G, plan.S, m, bh.shape[-1]).clone()
     if isinstance(latents, GroupedLatents) and latents:  # one GEMM over every instance
         Wh = torch.cat([params[weight(HEAD, 0, plan.names[k])] for k, _, _ in latents], 1)
-        return out.index_add_(1, latents.owner, per_model(latents.h, Wh))
+        return scatter_instances(out, latents, per_model(latents.h, Wh))
     for k, idx, h in latents:
         out.index_add_(1, idx, per_model(h, params[weight(HEAD, 0, plan.names[k])]))
+    return out
+
+
+def scatter_instances(
+    out: torch.Tensor, latents: GroupedLatents, values: torch.Tensor, *, serial: bool | None = None
+) -> torch.Tensor:
+    """``out.index_add_(1, latents.owner, values)``: each encoder instance's values (G, E,
+    ...) added into its model's row of ``out`` (G, S, ...), in instance order. On the CPU
+    one call (a serial loop). On CUDA one call per modality: within it no two instances
+    share a model, so no two atomic adds race and each model's sum is formed in modality
+    order, as on the CPU; a single call would add a model's instances in whatever order
+    the threads run (rounding that changes from run to run). ``serial`` (default: on the
+    CPU) picks the single call."""
+    if serial if serial is not None else out.device.type == "cpu":
+        return out.index_add_(1, latents.owner, values)
+    start = 0
+    for _, idx, h in latents:
+        out.index_add_(1, idx, values[:, start : start + h.shape[1]])
+        start += h.shape[1]
     return out
 
 

@@ -29,20 +29,34 @@ CLIP_EPS = 1e-6
 
 
 def make_optimizer(
-    learner: Learner, leaves: list[torch.Tensor], *, batched: bool = True
+    learner: Learner,
+    leaves: list[torch.Tensor],
+    *,
+    batched: bool = True,
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
     """The learner's solver over ``leaves``: ``adam``, ``gd``/``sgd`` (torch SGD, with
     ``momentum``) or ``rmsprop`` (torch defaults, with ``momentum``).
 
     ``batched`` uses the fused or multi-tensor kernels (one pass over all stacked
     parameters); the per-model reference loop uses the plain per-parameter loops.
+    ``capturable`` (CUDA only): the step may be captured in a CUDA graph, its step count
+    kept on the device (Adam and RMSprop's ``capturable``; SGD needs nothing). The fused
+    Adam kernel reads its step count from the device either way, so the update is the
+    same arithmetic.
     """
     lr, solver = learner.lr, learner.solver
     if solver == "adam":
-        return torch.optim.Adam(leaves, lr=lr, fused=True if batched else None)
+        return torch.optim.Adam(
+            leaves, lr=lr, fused=True if batched else None, capturable=capturable
+        )
     if solver == "rmsprop":
         return torch.optim.RMSprop(
-            leaves, lr=lr, momentum=learner.momentum, foreach=True if batched else None
+            leaves,
+            lr=lr,
+            momentum=learner.momentum,
+            foreach=True if batched else None,
+            capturable=capturable,
         )
     if solver in ("gd", "sgd"):
         return torch.optim.SGD(

@@ -9,7 +9,12 @@ import synthetic
 from mmtheory.core.subsets import all_subsets
 from mmtheory.engine import train_batched
 from mmtheory.models import Learner, ModelPlan, init_model
-from mmtheory.models.forward import GroupedLatents, late_latents, per_modality_layers
+from mmtheory.models.forward import (
+    GroupedLatents,
+    late_latents,
+    per_modality_layers,
+    scatter_instances,
+)
 
 LEARNERS = {
     "mlp": Learner("late_fusion", encoder="mlp", solver="adam", steps=12, latent_dim=3, hidden=5),
@@ -86,3 +91,30 @@ def test_grouped_layers_name_a_modality_whose_data_do_not_fit():
         late_latents(learner, params.params, [xs[0], five, xs[2]], plan)
     with pytest.raises(ValueError, match="modality 'm1'.*does not fit"):  # equal dims
         late_latents(learner, params.params, [five, five, five], plan)
+
+
+def test_the_per_modality_scatter_adds_in_the_serial_order():
+    """The CUDA scatter (one ``index_add`` per modality, no racing atomic adds) forms each
+    model's sum in the CPU's serial order: bit for bit the single call's. Negative
+    control: a different order of the same addends is caught at rounding level."""
+    learner = LEARNERS["mlp"]
+    _, _, _, plan, inits, xs, y = _setup(learner, (4, 3, 5))
+    params = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
+    latents = late_latents(learner, params.params, xs, plan)
+    values = (
+        latents.h * 1e3
+        + torch.linspace(0, 1, latents.h.shape[1], dtype=torch.float64)[None, :, None, None]
+        * torch.pi
+    )
+    base = torch.full((*values.shape[:1], plan.S, *values.shape[2:]), 1 / 3, dtype=torch.float64)
+    serial = scatter_instances(base.clone(), latents, values, serial=True)
+    split = scatter_instances(base.clone(), latents, values, serial=False)
+    assert torch.equal(serial, split)
+    starts = [0]
+    for _, _, h in latents:
+        starts.append(starts[-1] + h.shape[1])
+    reversed_order = base.clone()
+    for (_, idx, h), start in reversed(list(zip(latents, starts))):
+        reversed_order.index_add_(1, idx, values[:, start : start + h.shape[1]])
+    assert not torch.equal(serial, reversed_order)
+    torch.testing.assert_close(serial, reversed_order, rtol=1e-12, atol=1e-10)  # rounding only

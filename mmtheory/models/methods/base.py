@@ -183,6 +183,9 @@ class Method:
     classification_only: ClassVar[bool] = False
     late_concat_only: ClassVar[bool] = True
     has_linear_head: ClassVar[bool] = True
+    #: one training step is the same GPU work every step (no per-step Python decisions,
+    #: host reads or fresh random draws), so the engine may capture it in a CUDA graph
+    capturable: ClassVar[bool] = False
     claims: ClassVar[tuple[Claim, ...]] = ()
     #: the learner settings of the original training recipe (``solver``, ``momentum``,
     #: ``clip_norm``); empty when the original's recipe is unknown or is the common one

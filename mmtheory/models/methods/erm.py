@@ -15,3 +15,4 @@ class ERM(Method):
 
     name = "erm"
     late_concat_only = False
+    capturable = True
