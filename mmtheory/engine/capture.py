@@ -88,6 +88,10 @@ class CapturedSteps:
     def step(self) -> torch.Tensor:
         """One training step; returns its losses (a captured step's are overwritten by
         the next: clone them to keep them)."""
+        with torch.cuda.device(self.device):  # streams and the capture on the data's GPU
+            return self._step()
+
+    def _step(self) -> torch.Tensor:
         if self.graph is not None:
             self.batches.advance()
             self.graph.replay()

@@ -356,7 +356,11 @@ def test_real_process_gives_one_line_no_traceback(tmp_path, text, message):
 
 
 def test_sigint_during_start_up_is_one_line_and_exit_130(tmp_path):
-    spec = _write_spec(tmp_path, _toml(BASE))
+    # a sweep of many seconds (20,000 Adam steps), so that the signal lands inside the
+    # command even when a loaded machine delays it: with BASE's closed form the sweep was
+    # often done, and the signal came during interpreter shutdown or not at all
+    doc = {**BASE, "learner": {"kind": "late_fusion", "encoder": "mlp", "steps": 20_000}}
+    spec = _write_spec(tmp_path, _toml(doc))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mmtheory", "sweep", str(spec), "--out", str(tmp_path / "o")],
