@@ -11,12 +11,13 @@ from mmtheory.models import ModelPlan, forward, init_model
 from mmtheory.reference import train_loop
 
 
-def setup_models(task, learner, G=2, m=25):
+def setup_models(task, learner, G=2, m=25, dims=None):
+    dims = dims or (4, 3, 5)
     if task == "classification":
-        world = synthetic.NonlinearWorld((4, 3, 5), latent_dim=2, n_classes=3)
+        world = synthetic.NonlinearWorld(dims, latent_dim=2, n_classes=3)
         out_dim = 3
     else:
-        world = synthetic.LinearWorld((4, 3, 5), latent_dim=2, output_dim=2)
+        world = synthetic.LinearWorld(dims, latent_dim=2, output_dim=2)
         out_dim = 2
     subs = all_subsets(world.names)
     datas = [world.sample(m, seed=g) for g in range(G)]

@@ -225,18 +225,20 @@ def train_batched(
         return losses
 
     stepper = CapturedSteps(eager_step, graph_step, batches, opt, device) if capture else None
-    for step in range(learner.steps):
-        ctx.step = step
-        losses = stepper.step() if stepper is not None else eager_step()
-        if recorder is not None and recorder.wants(step + 1):
-            recorder.take(params, xs, y, task)
-        if step + 1 == checkpoint and batches.bs is not None:
-            with torch.no_grad():
-                loss_at_checkpoint = full_losses()[1]
-        elif step + 1 == checkpoint:
-            loss_at_checkpoint = losses.clone()  # a captured step's losses are overwritten
-    if stepper is not None:
-        stepper.close()
+    try:
+        for step in range(learner.steps):
+            ctx.step = step
+            losses = stepper.step() if stepper is not None else eager_step()
+            if recorder is not None and recorder.wants(step + 1):
+                recorder.take(params, xs, y, task)
+            if step + 1 == checkpoint and batches.bs is not None:
+                with torch.no_grad():
+                    loss_at_checkpoint = full_losses()[1]
+            elif step + 1 == checkpoint:
+                loss_at_checkpoint = losses.clone()  # a captured step's losses are overwritten
+    finally:
+        if stepper is not None:
+            stepper.close()  # the graph and its memory pool, also when a step raised
     opt.zero_grad(set_to_none=True)
     params = method.finish(ctx, params)
     leaves = list(params.values())

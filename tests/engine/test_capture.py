@@ -2,7 +2,7 @@
 pinned row buffer walks the eager engine's minibatch order. (The captured training itself
 needs CUDA: ``tests/engine/test_gpu.py``.)"""
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -10,7 +10,8 @@ import torch
 from mmtheory.engine import Batches
 from mmtheory.engine.capture import WARMUP, capture_wanted, eager_steps
 from mmtheory.models import Learner
-from mmtheory.models.methods import make_method
+from mmtheory.models.methods import REGISTRY, make_method
+from mmtheory.models.methods.erm import ERM
 
 CUDA = torch.device("cuda")
 LEARNER = Learner("late_fusion", encoder="mlp", solver="adam", steps=100, latent_dim=3)
@@ -56,7 +57,24 @@ def test_capture_is_for_cuda_plain_erm_without_recording():
     assert capture_wanted(LEARNER, CUDA, recording=False)
 
 
-@pytest.mark.parametrize("name", ["ogm_ge", "gblend", "i2m2", "bogc", "mimo", "xmodal"])
+@pytest.mark.parametrize("name", sorted(set(REGISTRY) - {"erm"}))
 def test_methods_with_per_step_decisions_run_eagerly(name):
     learner = replace(LEARNER, method=make_method(name))
     assert not capture_wanted(learner, CUDA, recording=False)
+
+
+def test_a_subclass_of_erm_must_declare_itself_capturable():
+    """A subclass that changes the step (here: a fresh draw each step) inherits nothing."""
+
+    @dataclass(frozen=True)
+    class NoisyERM(ERM):
+        name = ""  # not registered (the registry keeps ERM under "erm")
+
+        def backward(self, ctx, params, xs, y):
+            losses = super().backward(ctx, params, xs, y)
+            for t in params.values():
+                t.grad.add_(torch.randn_like(t.grad))
+            return losses
+
+    assert not capture_wanted(replace(LEARNER, method=NoisyERM()), CUDA, recording=False)
+    assert REGISTRY["erm"] is ERM

@@ -184,7 +184,8 @@ class Method:
     late_concat_only: ClassVar[bool] = True
     has_linear_head: ClassVar[bool] = True
     #: one training step is the same GPU work every step (no per-step Python decisions,
-    #: host reads or fresh random draws), so the engine may capture it in a CUDA graph
+    #: host reads or fresh random draws), so the engine may capture it in a CUDA graph;
+    #: read from the class's own body (a subclass that changes the step must say it again)
     capturable: ClassVar[bool] = False
     claims: ClassVar[tuple[Claim, ...]] = ()
     #: the learner settings of the original training recipe (``solver``, ``momentum``,
