@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
@@ -60,8 +61,6 @@ def _setup(K: int, m: int, seeds: int, device):
 
 
 def _call(way: str, steps: int, plan, inits, xs, y):
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         for cm in WAYS[way]():
             stack.enter_context(cm)

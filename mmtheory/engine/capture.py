@@ -102,15 +102,15 @@ class CapturedSteps:
     def step(self) -> torch.Tensor:
         """One training step; returns its losses (a captured step's are overwritten by
         the next: clone them to keep them)."""
-        with torch.cuda.device(self.device):  # streams and the capture on the data's GPU
-            return self._step()
-
-    def _step(self) -> torch.Tensor:
-        if self.graph is not None:
+        if self.graph is not None:  # the hot path: a replay runs on the graph's own GPU
             self.batches.advance()
             self.graph.replay()
             assert self.losses is not None
             return self.losses
+        with torch.cuda.device(self.device):  # warm-up and capture on the data's GPU
+            return self._warm_up_or_capture()
+
+    def _warm_up_or_capture(self) -> torch.Tensor:
         if self.done < WARMUP:
             with torch.cuda.stream(self.side), warnings.catch_warnings():
                 # the optimiser is built capturable and says so when stepped eagerly

@@ -106,6 +106,12 @@ def _train(learner, task, device, dtype=torch.float64, dims=None):
     return train_batched(learner, plan, xs, y, inits, task=task, dtype=dtype)
 
 
+def _eager(learner, task="classification", dtype=torch.float64, dims=None):
+    """The same training with every op of every step launched (no CUDA graph)."""
+    with eager_steps():
+        return _train(learner, task, "cuda", dtype, dims)
+
+
 def _difference(x: torch.Tensor, y: torch.Tensor) -> float:
     """Largest absolute difference; a NaN in both is equal, a NaN in one is infinite."""
     if not torch.equal(x.isnan(), y.isnan()):
@@ -132,18 +138,14 @@ def test_a_captured_training_equals_the_eager_one(learner, task, dtype):
     """The replayed kernels are the eager step's: the same numbers, bit for bit."""
     assert capture_wanted(learner, torch.device("cuda"), recording=False)
     captured = _train(learner, task, "cuda", dtype)
-    with eager_steps():
-        eager = _train(learner, task, "cuda", dtype)
-    assert _same_training(captured, eager) == 0.0
+    assert _same_training(captured, _eager(learner, task, dtype)) == 0.0
 
 
 def test_the_equal_dims_branch_is_captured_too():
     """Equal dims and member counts: layer 1 is one ``bmm`` over every modality."""
     learner = CAPTURED[1]
     captured = _train(learner, "classification", "cuda", dims=(4, 4, 4))
-    with eager_steps():
-        eager = _train(learner, "classification", "cuda", dims=(4, 4, 4))
-    assert _same_training(captured, eager) == 0.0
+    assert _same_training(captured, _eager(learner, dims=(4, 4, 4))) == 0.0
 
 
 def test_a_pinned_buffer_that_is_not_refilled_is_caught(monkeypatch):
@@ -162,9 +164,7 @@ def test_a_pinned_buffer_that_is_not_refilled_is_caught(monkeypatch):
     monkeypatch.setattr(Batches, "advance", once)
     broken = _train(learner, "classification", "cuda")
     monkeypatch.undo()
-    with eager_steps():
-        eager = _train(learner, "classification", "cuda")
-    assert _same_training(broken, eager) > 1e-3
+    assert _same_training(broken, _eager(learner)) > 1e-3
 
 
 def test_a_captured_step_that_is_not_run_is_caught(monkeypatch):
@@ -182,9 +182,7 @@ def test_a_captured_step_that_is_not_run_is_caught(monkeypatch):
     monkeypatch.setattr(torch.cuda.CUDAGraph, "replay", skip_first)
     broken = _train(learner, "classification", "cuda")
     monkeypatch.undo()
-    with eager_steps():
-        eager = _train(learner, "classification", "cuda")
-    assert calls and _same_training(broken, eager) > 1e-6
+    assert calls and _same_training(broken, _eager(learner)) > 1e-6
 
 
 def test_repeated_trainings_do_not_hold_more_gpu_memory():
