@@ -1,0 +1,179 @@
+"""The batched softmax solver (mmtheory.engine.convex_batched): each problem's answer is
+its own, the stopping rule is true when checked from scratch, the answer is the optimum
+(against scipy's L-BFGS-B run far past it, with a negative control), and a degenerate
+coordinate that overflows float32 takes the float64 direction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import log_softmax
+
+from mmtheory.engine import convex_batched as cb
+
+
+def _problems(seed: int, shapes, k: int = 4):
+    """Padded batch of softmax problems with (rows, columns) ``shapes``."""
+    rng = np.random.default_rng(seed)
+    n = max(s[0] for s in shapes)
+    r = max(s[1] for s in shapes)
+    P = len(shapes)
+    F = np.zeros((P, n, r))
+    Y = np.zeros((P, n, k))
+    w = np.zeros((P, n))
+    for p, (nj, rj) in enumerate(shapes):
+        X = rng.normal(size=(nj, rj)) * rng.uniform(0.2, 3.0, size=rj)
+        X -= X.mean(0)
+        W = rng.normal(size=(rj, k))
+        y = (X @ W + rng.gumbel(size=(nj, k))).argmax(1)
+        F[p, :nj, :rj] = X
+        Y[p, np.arange(nj), y] = 1.0
+        w[p, :nj] = 1.0 / nj
+    return F, Y, w
+
+
+def _gradient(F, Y, w, lam, B, b):
+    """The objective's gradient of one problem, from scratch in float64 (scipy)."""
+    out = F @ B + b
+    R = (np.exp(log_softmax(out, axis=1)) - Y) * w[:, None]
+    return np.concatenate([(F.T @ R + lam * B).ravel(), R.sum(0)])
+
+
+SHAPES = [(30, 12), (25, 20), (40, 5), (18, 17), (40, 20), (12, 3)]
+LAMS = np.array([1e-3, 1e-2, 1e-4, 1.0, 1e-3, 0.1])
+
+
+def test_each_problem_alone_gets_its_answer_in_the_batch_bit_for_bit():
+    """Problems stop at different iterations (the working arrays are compacted as they
+    do); nothing one problem computes depends on another."""
+    F, Y, w = _problems(0, SHAPES)
+    batch = cb.solve_softmax_batch(F, Y, w, LAMS)
+    assert len(set(batch.iterations.tolist())) > 2  # they do stop at different times
+    for p in range(len(SHAPES)):
+        alone = cb.solve_softmax_batch(F[p : p + 1], Y[p : p + 1], w[p : p + 1], LAMS[p : p + 1])
+        assert np.array_equal(alone.B[0], batch.B[p])
+        assert np.array_equal(alone.b[0], batch.b[p])
+        assert alone.iterations[0] == batch.iterations[p]
+
+
+def test_the_reported_gradient_norm_is_the_true_one_and_meets_tol():
+    F, Y, w = _problems(1, SHAPES)
+    res = cb.solve_softmax_batch(F, Y, w, LAMS)
+    assert res.converged.all()
+    for p, (nj, rj) in enumerate(SHAPES):
+        g = _gradient(F[p, :nj, :rj], Y[p, :nj], w[p, :nj], LAMS[p], res.B[p, :rj], res.b[p])
+        assert np.linalg.norm(g) <= cb.GTOL
+        # float64 gradient formed in another order: equal to rounding
+        assert np.linalg.norm(g) == pytest.approx(res.grad_norm[p], rel=1e-6, abs=1e-12)
+
+
+def _reference(F, Y, w, lam):
+    """scipy's L-BFGS-B far past the batched tolerance (gtol 1e-12, no ftol stop)."""
+    n, r = F.shape
+    k = Y.shape[1]
+
+    def fg(theta):
+        B, b = theta[: r * k].reshape(r, k), theta[r * k :]
+        out = F @ B + b
+        ls = log_softmax(out, axis=1)
+        f = -(Y * ls).sum(1) @ w + 0.5 * lam * (B * B).sum()
+        return f, _gradient(F, Y, w, lam, B, b)
+
+    res = minimize(
+        fg,
+        np.zeros(r * k + k),
+        jac=True,
+        method="L-BFGS-B",
+        options={"gtol": 1e-12, "ftol": 0.0, "maxiter": 20000, "maxcor": 30},
+    )
+    return res.x[: r * k].reshape(r, k)
+
+
+def _distance_bound(g_norm: float, lam: float) -> float:
+    """Two points whose gradients are at most ``g_norm`` lie within 2 g_norm / lam of each
+    other in W (the objective is lam-strongly convex in W; the bias is unpenalised but
+    sums to zero over classes from a zero start, and the test problems' bias Hessian is
+    far from singular, so the bound is used with a factor 10 of headroom)."""
+    return 10 * 2 * g_norm / lam
+
+
+@pytest.mark.parametrize("maxiter, agrees", [(cb.MAXITER, True), (3, False)])
+def test_the_answer_is_the_optimum_and_a_stopped_early_one_is_not(maxiter, agrees):
+    F, Y, w = _problems(2, SHAPES[:3])
+    res = cb.solve_softmax_batch(F, Y, w, LAMS[:3], maxiter=maxiter)
+    assert bool(res.converged.all()) is agrees
+    close = []
+    for p, (nj, rj) in enumerate(SHAPES[:3]):
+        B_ref = _reference(F[p, :nj, :rj], Y[p, :nj], w[p, :nj], LAMS[p])
+        gap = np.linalg.norm(res.B[p, :rj] - B_ref)
+        close.append(gap <= _distance_bound(cb.GTOL, LAMS[p]))
+    assert all(close) is agrees
+
+
+def test_padding_rows_and_columns_change_nothing_but_rounding():
+    F, Y, w = _problems(3, [(20, 6)])
+    Fp = np.zeros((1, 35, 11))
+    Fp[:, :20, :6] = F
+    Yp = np.zeros((1, 35, 4))
+    Yp[:, :20] = Y
+    wp = np.zeros((1, 35))
+    wp[:, :20] = w
+    lam = np.array([1e-2])
+    a = cb.solve_softmax_batch(F, Y, w, lam)
+    b = cb.solve_softmax_batch(Fp, Yp, wp, lam)
+    assert np.all(b.B[0, 6:] == 0.0)  # a zero feature's coefficient never moves
+    assert np.linalg.norm(a.B[0] - b.B[0, :6]) <= _distance_bound(cb.GTOL, 1e-2)
+
+
+def test_the_float32_direction_overflows_where_float64_does_not():
+    """The reason for the float64 fallback: a coordinate whose Jacobi entry sits at
+    1 / JACOBI_FLOOR, scaled by a large gamma, leaves float32's range."""
+    rng = np.random.default_rng(5)
+    S = rng.normal(size=(2, 1, 6)).astype(np.float32)
+    Yl = (S * 1e-12).astype(np.float32)  # tiny curvature: gamma = s'y / y'Hy is large
+    rho = 1.0 / (S * Yl).sum(-1).astype(np.float64)
+    ha = np.full((1, 6), 1.0 / cb.JACOBI_FLOOR, dtype=np.float32)
+    g = rng.normal(size=(1, 6)) * 1e28  # float32 holds it; times 1e12 it does not
+    with np.errstate(over="ignore", invalid="ignore"):
+        d32 = cb._two_loop(g.astype(np.float32), S, Yl, rho, [0, 1], ha)
+    d64 = cb._two_loop(g.copy(), S, Yl, rho, [0, 1], ha.astype(np.float64))
+    assert not np.isfinite(d32).all()
+    assert np.isfinite(d64).all()
+
+
+def test_a_problem_whose_float32_direction_overflows_takes_the_float64_one(monkeypatch):
+    """The solver finds the non-finite float32 direction and forms that problem's
+    direction (and only that problem's) in float64; it still converges."""
+    F, Y, w = _problems(4, SHAPES[:3])
+    real = cb._two_loop
+    wide = []
+
+    def overflow_problem_1(q, *args):  # while all three are in the batch
+        d = real(q, *args)
+        if q.dtype == np.float32 and len(q) == 3:
+            d[1, 0] = np.inf
+        elif q.dtype == np.float64:
+            wide.append(len(q))
+        return d
+
+    monkeypatch.setattr(cb, "_two_loop", overflow_problem_1)
+    res = cb.solve_softmax_batch(F, Y, w, LAMS[:3])
+    assert wide and set(wide) == {1}
+    assert res.converged.all()
+    nj, rj = SHAPES[1]
+    g = _gradient(F[1, :nj, :rj], Y[1, :nj], w[1, :nj], LAMS[1], res.B[1, :rj], res.b[1])
+    assert np.linalg.norm(g) <= cb.GTOL
+
+
+def test_features_too_large_for_float32_squares_keep_an_honest_report():
+    """A feature at 1e20 (its square leaves float32's range): the preconditioner is formed
+    in float64, no warning is raised, and the reported gradient norm is the true one."""
+    F, Y, w = _problems(6, [(30, 8), (30, 8)])
+    F[0, :, 2] *= 1e20
+    res = cb.solve_softmax_batch(F, Y, w, np.array([1e-2, 1e-2]))
+    for p in range(2):
+        g = _gradient(F[p], Y[p], w[p], 1e-2, res.B[p], res.b[p])
+        assert np.linalg.norm(g) == pytest.approx(res.grad_norm[p], rel=1e-6)
+        assert res.converged[p] == (res.grad_norm[p] <= cb.GTOL)
+    assert res.converged[1]
