@@ -117,6 +117,11 @@ def _softmax_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(-1)
 
 
+def _softmax_loss_t(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """:func:`_softmax_loss` of class-major logits ``out`` (B, C, n), labels ``idx`` (B, 1, n)."""
+    return (torch.logsumexp(out, 1) - out.gather(1, idx).squeeze(1)).mean(-1)
+
+
 #: Step lengths the L-BFGS line search tries, longest first (0: stay, so never worse).
 _STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
 
@@ -133,20 +138,28 @@ def _lbfgs_heads(
     search takes the longest of ``_STEPS`` meeting Armijo's condition, else the best
     (0 included), so no model's objective ever increases. A model stops once its gradient
     norm is below ``tol`` (it is then left alone, so nothing couples the models); the loop
-    ends when all have. Returns theta and the final gradient norms (B,)."""
+    ends when all have. Returns theta and the final gradient norms (B,).
+
+    Internally class-major: logits (B, C, n) and parameters (B, C, q + 1). With few
+    classes, the softmax over a short last axis and products with a few output columns
+    are several times slower on the CPU than over the rows (measured: softmax 21x, the
+    two products 2.4x and 4.6x, for 21 models x 3,000 rows x 6 classes)."""
     B, n, q = zs.shape
     C = theta.shape[-1]
-    onehot = torch.zeros(B, n, C, dtype=zs.dtype, device=zs.device).scatter_(-1, idx, 1.0)
+    zt = zs.transpose(1, 2).contiguous()  # (B, q, n)
+    it = idx.transpose(1, 2)  # (B, 1, n)
+    onehot = torch.zeros(B, C, n, dtype=zs.dtype, device=zs.device).scatter_(1, it, 1.0)
 
-    def logits(th: torch.Tensor) -> torch.Tensor:
-        return zs @ th[:, :q] + th[:, q:]
+    def logits(th: torch.Tensor) -> torch.Tensor:  # th (B, C, q + 1) -> (B, C, n)
+        return th[:, :, :q] @ zt + th[:, :, q:]
 
     def gradient(out: torch.Tensor) -> torch.Tensor:
-        r = (torch.softmax(out, -1) - onehot) / n
-        return torch.cat([zs.transpose(1, 2) @ r, r.sum(1, keepdim=True)], 1)
+        r = (torch.softmax(out, 1) - onehot) / n
+        return torch.cat([r @ zs, r.sum(2, keepdim=True)], 2)
 
+    theta = theta.transpose(1, 2).contiguous()
     out = logits(theta)
-    f = _softmax_loss(out, idx)
+    f = _softmax_loss_t(out, it)
     g = gradient(out)
     S: list[torch.Tensor] = []
     Y: list[torch.Tensor] = []
@@ -189,12 +202,12 @@ def _lbfgs_heads(
         # choice as trying every step: a full step meeting Armijo's condition is the
         # longest such step, and it decreases the objective)
         trial = torch.full((B, len(_STEPS)), torch.inf, dtype=zs.dtype, device=zs.device)
-        trial[:, 0] = _softmax_loss(out + _STEPS[0] * dout, idx)
+        trial[:, 0] = _softmax_loss_t(out + _STEPS[0] * dout, it)
         short = torch.nonzero(~(trial[:, 0] <= f + 1e-4 * _STEPS[0] * slope))[:, 0]
         if len(short):
-            o, do, ix = out[short], dout[short], idx[short]
+            o, do, ix = out[short], dout[short], it[short]
             for c, t_c in enumerate(_STEPS[1:], 1):
-                trial[short, c] = _softmax_loss(o + t_c * do, ix)
+                trial[short, c] = _softmax_loss_t(o + t_c * do, ix)
         armijo = trial <= f[:, None] + 1e-4 * ts[None] * slope[:, None]
         armijo[:, -1] = True
         first = armijo.to(torch.int8).argmax(1)  # longest step meeting Armijo's condition
@@ -204,7 +217,7 @@ def _lbfgs_heads(
         step = t[:, None, None] * d
         theta = theta + step
         out = out + t[:, None, None] * dout
-        f_new = _softmax_loss(out, idx)
+        f_new = _softmax_loss_t(out, it)
         g_new = gradient(out)
         S.append(step.flatten(1))
         Y.append((g_new - g).flatten(1))
@@ -212,7 +225,7 @@ def _lbfgs_heads(
             S.pop(0)
             Y.pop(0)
         f, g = f_new, g_new
-    return theta, g.flatten(1).norm(dim=1)
+    return theta.transpose(1, 2).contiguous(), g.flatten(1).norm(dim=1)
 
 
 def fit_softmax_heads(
