@@ -469,13 +469,17 @@ class LinearLatentWorld(World):
             return torch.softmax(mu, -1).numpy()
         sobol = qmc.Sobol(d=L.shape[1], scramble=True, seed=BAYES_SEED)
         noise = torch.from_numpy(special.ndtri(sobol.random(n_inner)) @ L.T)
+        # class-major (C, rows, inner): the softmax's max and sum over the few classes are
+        # elementwise over whole planes (over a short last axis they were most of the time)
+        mu_t, noise_t = mu.T.contiguous(), noise.T.contiguous()
         out = []
         for i in range(0, len(mu), 512):
-            u = mu[i : i + 512, None, :] + noise[None]
-            u = u - u.amax(-1, keepdim=True)
-            e = u.exp()
-            out.append((e / e.sum(-1, keepdim=True)).mean(1))
-        return torch.cat(out).numpy()
+            u = mu_t[:, i : i + 512, None] + noise_t[:, None, :]
+            u -= u.amax(0)
+            u.exp_()
+            u /= u.sum(0)
+            out.append(u.mean(2))
+        return torch.cat(out, 1).T.numpy()
 
     def classification_bayes(self) -> tuple[float, float, str]:
         """(Bayes cross-entropy, its standard error, method) of a classification world.
