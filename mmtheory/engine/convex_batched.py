@@ -21,13 +21,19 @@ s^T y / y^T H0 y. (Böhning's fixed bound diag(ev / 2 + lam) was tried and neede
 iterations on mfeat: confident rows have far less curvature than the bound.) Line search:
 the longest step of ``STEPS`` meeting Armijo's condition, else the best (0 included), so no
 objective ever increases; the logits move linearly along a direction, so trying steps costs
-no pass over F. A problem stops when its gradient 2-norm is at most ``tol`` (default
+no pass over F. Each step's change of the objective is formed from the logits' move (the
+penalty's exactly; the cross-entropy's, where it is below ``PRECISE_BELOW``, as
+log1p(sum_c p_c expm1(move_c)) per row), not as a difference of two objective values: near
+the optimum at a strong penalty the last steps lower the objective by less than its float64
+rounding, and plain differences stalled two of mfeat's quick problems at 1.02e-7. A
+problem stops when its gradient 2-norm, formed again from its parameters (the tracked
+logits can drift from F theta by rounding), is at most ``tol`` (default
 :data:`mmtheory.engine.convex.GTOL`; the 2-norm bounds the max-norm that the reference
 L-BFGS-B checks, so the criterion is at least as strict); stopped problems leave the batch,
 so nothing couples the problems (tested bit for bit: a problem solved alone gets the answer
 it gets in a batch).
 
-**Precision.** The objective, gradient, logits, line search and stopping rule are float64.
+**Precision.** The gradient, logits, line search and stopping rule are float64.
 Only the direction's ingredients are float32: the Jacobi diagonal (F^2 times the softmax
 variances: one product with F's squares) and the two-loop recursion over the curvature
 pairs, which are stored in float32. Any descent direction keeps the method correct and
@@ -35,9 +41,10 @@ the stopping rule exact; float32 halves the memory the recursion reads and makes
 diagonal's product about 3x cheaper. A problem whose float32 direction is not finite (a
 degenerate coordinate: a Jacobi entry at 1 / ``JACOBI_FLOOR`` times a large scaling) gets
 its direction in float64 that iteration; features beyond ``JACOBI32_MAX`` get the diagonal
-in float64. On mfeat's protocol (the 42 batches of ``reproduce --quick``): 23.6 s of CPU
-instead of 39.4 s for 0.7.1's all-float64 solver, with the same number of iterations (within
-0.05%) and every problem converged.
+in float64. On mfeat's protocol (the 42 batches of ``reproduce --quick``, one thread):
+23.5 s of CPU instead of 39.4 s for 0.7.1's all-float64 solver, with the same number of
+iterations (within 0.05%) and every problem converged
+(``benchmarks/softmax_solver.py``).
 
 **Ridge:** exact in the eigenbasis, B_i = (F_i^T Y / n) / (ev_i + lam).
 
@@ -70,6 +77,8 @@ EV_CUT = 1e-12
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
 #: L-BFGS memory.
 MEMORY = 20
+#: Objective changes below which the line search forms them again with relative precision.
+PRECISE_BELOW = 1e-9
 #: Largest feature magnitude for which the Jacobi preconditioner is formed in float32.
 JACOBI32_MAX = 1e15
 #: Share of the working arrays that stopped problems may hold before they are dropped.
@@ -156,10 +165,32 @@ def _dots(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a.reshape(P, 1, -1) @ b.reshape(P, -1, 1))[:, 0, 0]
 
 
-def _ce(out: np.ndarray, lse: np.ndarray, wy: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Weighted mean cross-entropy per problem of logits ``out`` (P, n, k) with row
-    log-sum-exps ``lse`` (P, n); ``wy`` is the one-hot targets times the row weights."""
-    return _dots(lse, w) - _dots(out, wy)
+def _ce_change(
+    lse: np.ndarray, prob: np.ndarray, new_lse: np.ndarray, move: np.ndarray, wy, w
+) -> np.ndarray:
+    """Change per problem of the weighted mean cross-entropy when logits with row
+    log-sum-exps ``lse`` (P, n) and softmax ``prob`` (P, n, k) move by ``move`` to logits
+    with row log-sum-exps ``new_lse``; ``wy`` is the one-hot targets times the row weights.
+
+    Near an optimum the change is far below the rounding of the cross-entropy itself
+    (1e-16 of a loss near log k), so where the plain difference is below ``PRECISE_BELOW``
+    each row's change of log-sum-exp is formed again as log1p(sum_c p_c expm1(move_c)),
+    which keeps relative precision (the plain difference kept where that form would lose
+    it: every logit falling, the sum near -1, or an overflow)."""
+    change = _dots(new_lse - lse, w) - _dots(move, wy)
+    near = np.flatnonzero(np.abs(change) <= PRECISE_BELOW)
+    if len(near):
+        p, mv, k = prob[near], move[near], prob.shape[-1]
+        with np.errstate(over="ignore", invalid="ignore"):
+            e = np.expm1(mv)
+            e *= p
+            s = e[..., 0].copy()
+            for c in range(1, k):
+                s += e[..., c]
+            fine = np.isfinite(s) & (s > -0.5)
+            row = np.where(fine, np.log1p(np.where(fine, s, 0.0)), new_lse[near] - lse[near])
+        change[near] = _dots(row, w[near]) - _dots(mv, wy[near])
+    return change
 
 
 def _two_loop(
@@ -251,33 +282,46 @@ def solve_softmax_batch(
     order: list[int] = []  # slots, oldest pair first
     newest = np.zeros(P, dtype=bool)  # the newest pair is a step (not zeroed)
 
-    def state(out: np.ndarray, th: np.ndarray, lse: np.ndarray, prob: np.ndarray):
-        """objective, gradient and the Jacobi preconditioner (inverse Hessian diagonal,
-        float32) at logits ``out`` with their log-sum-exps and softmax."""
-        thB = th[:, :r]
-        f = _ce(out, lse, wy, wa) + 0.5 * la * _dots(thB, thB)
-        R = prob * wa[:, :, None] - wy
+    def state(th: np.ndarray, prob: np.ndarray, sel=slice(None)):
+        """gradient and the Jacobi preconditioner (inverse Hessian diagonal, float32) at
+        ``th`` whose logits have the softmax ``prob``; of the working problems ``sel``."""
+        thB, w_, la_ = th[:, :r], wa[sel], la[sel]
+        R = prob * w_[:, :, None] - wy[sel]
         g = np.empty_like(th)
-        g[:, :r] = FTa @ R
-        g[:, :r] += la[:, None, None] * thB
+        g[:, :r] = FTa[sel] @ R
+        g[:, :r] += la_[:, None, None] * thB
         g[:, r] = R.sum(1)
-        Dw = (prob * (1 - prob) * wa[:, :, None]).astype(jac)
+        Dw = (prob * (1 - prob) * w_[:, :, None]).astype(jac)
         diag = np.empty((len(th), r + 1, k), dtype=jac)
-        diag[:, :r] = F2a @ Dw
-        diag[:, :r] += la.astype(jac)[:, None, None]
+        diag[:, :r] = F2a[sel] @ Dw
+        diag[:, :r] += la_.astype(jac)[:, None, None]
         diag[:, r] = Dw.sum(1)
         np.maximum(diag, JACOBI_FLOOR, out=diag)
-        return f, g, (1.0 / diag).reshape(len(th), D)
+        return g, (1.0 / diag).reshape(len(th), D)
 
     out = Fa @ theta[:, :r] + theta[:, r:]
     lse, prob = _row_lse(out)
-    f, g, ha = state(out, theta, lse, prob)
+    g, ha = state(theta, prob)
     stalled = np.zeros(P, dtype=bool)
     ts = np.asarray(STEPS)
     it = 0
     while True:
         gnorm = np.sqrt(_dots(g, g))
         stop = live & ((gnorm <= tol) | stalled | (it >= maxiter))
+        if stop.any():
+            # the stopping problems' gradients from their parameters: the tracked logits
+            # move by steps and can drift from F theta by rounding (features of 1e20)
+            sel = np.flatnonzero(stop)
+            ex_out = Fa[sel] @ theta[sel, :r] + theta[sel, r:]
+            ex_lse, ex_prob = _row_lse(ex_out)
+            ex_g, ex_ha = state(theta[sel], ex_prob, sel)
+            gnorm[sel] = np.sqrt(_dots(ex_g, ex_g))
+            resume = (gnorm[sel] > tol) & ~stalled[sel] & (it < maxiter)
+            if resume.any():  # not there yet: go on from the exact logits
+                back = sel[resume]
+                out[back], lse[back], prob[back] = ex_out[resume], ex_lse[resume], ex_prob[resume]
+                g[back], ha[back] = ex_g[resume], ex_ha[resume]
+                stop[back] = False
         if stop.any():
             idx = rows[stop]
             out_B[idx] = theta[stop, :r]
@@ -291,7 +335,8 @@ def solve_softmax_batch(
             if (~live).sum() >= COMPACT * len(live):
                 keep = live
                 rows, live, newest, stalled = rows[keep], live[keep], newest[keep], stalled[keep]
-                theta, out, f, g, ha = theta[keep], out[keep], f[keep], g[keep], ha[keep]
+                theta, out, g, ha = theta[keep], out[keep], g[keep], ha[keep]
+                lse, prob = lse[keep], prob[keep]
                 Fa, FTa, F2a = Fa[keep], FTa[keep], F2a[keep]
                 wy, wa, la = wy[keep], wa[keep], la[keep]
                 S, Yl, rho = S[:, keep], Yl[:, keep], rho[:, keep]
@@ -315,29 +360,34 @@ def solve_softmax_batch(
             slope = _dots(g, d)
         dout = Fa @ d[:, :r] + d[:, r:]  # the logits move linearly along d: F d_B + d_b
         dB, thB = d[:, :r], theta[:, :r]
-        dB2, tB, B2 = _dots(dB, dB), _dots(thB, dB), _dots(thB, thB)
-        # the full step first; only the problems it fails try the shorter ones (the same
-        # choice as trying every step for every problem: a full step meeting Armijo's
-        # condition is the longest such step, and it decreases the objective)
-        trial = np.full((Pa, len(STEPS)), np.inf)
-        o1 = out + STEPS[0] * dout
+        dB2, tB = _dots(dB, dB), _dots(thB, dB)
+        # the objective's change at each tried step (the penalty's exactly, the
+        # cross-entropy's from the logits' move: precise where f itself only rounds); the
+        # full step first, and only the problems it fails try the shorter ones (the same
+        # choice as trying every step: a full step meeting Armijo's condition is the
+        # longest such step, and it decreases the objective)
+        change = np.full((Pa, len(STEPS)), np.inf)
+        change[:, -1] = 0.0  # STEPS[-1] = 0: stay
+        move = STEPS[0] * dout
+        o1 = out + move
         lse1, prob1 = _row_lse(o1)
-        trial[:, 0] = _ce(o1, lse1, wy, wa) + 0.5 * la * (
-            B2 + 2 * STEPS[0] * tB + STEPS[0] ** 2 * dB2
+        change[:, 0] = _ce_change(lse, prob, lse1, move, wy, wa) + 0.5 * la * (
+            2 * STEPS[0] * tB + STEPS[0] ** 2 * dB2
         )
-        short = np.flatnonzero(~(trial[:, 0] <= f + 1e-4 * STEPS[0] * slope))
+        short = np.flatnonzero(~(change[:, 0] <= 1e-4 * STEPS[0] * slope))
         if len(short):
             o, do, ws, wys, ls = out[short], dout[short], wa[short], wy[short], la[short]
-            for c, t in enumerate(STEPS[1:], 1):
-                ot = o + t * do
-                trial[short, c] = _ce(ot, _row_lse(ot)[0], wys, ws) + 0.5 * ls * (
-                    B2[short] + 2 * t * tB[short] + t * t * dB2[short]
+            ls0, ps0 = lse[short], prob[short]
+            for c, t in enumerate(STEPS[1:-1], 1):
+                mv = t * do
+                change[short, c] = _ce_change(ls0, ps0, _row_lse(o + mv)[0], mv, wys, ws) + (
+                    0.5 * ls * (2 * t * tB[short] + t * t * dB2[short])
                 )
-        armijo = trial <= f[:, None] + 1e-4 * ts[None] * slope[:, None]
+        armijo = change <= 1e-4 * ts[None] * slope[:, None]
         armijo[:, -1] = True
         first = armijo.argmax(1)  # the longest step meeting Armijo's condition
-        best = trial.argmin(1)
-        pick = np.where(trial[np.arange(Pa), first] <= f, first, best)
+        best = change.argmin(1)
+        pick = np.where(change[np.arange(Pa), first] <= 0, first, best)
         t = ts[pick]
         step = t[:, None, None] * d
         theta = theta + step
@@ -346,9 +396,9 @@ def solve_softmax_batch(
         if len(redo):
             o1[redo] = out[redo] + t[redo, None, None] * dout[redo]
             lse1[redo], prob1[redo] = _row_lse(o1[redo])
-        out = o1
+        out, lse, prob = o1, lse1, prob1
         g_old = g
-        f, g, ha = state(out, theta, lse1, prob1)
+        g, ha = state(theta, prob)
         it += 1
         # the new pair; no step: forget that problem's pairs (next: a preconditioned
         # gradient step); no step from an empty memory: stalled (stops, converged only

@@ -168,12 +168,34 @@ def test_a_problem_whose_float32_direction_overflows_takes_the_float64_one(monke
 
 def test_features_too_large_for_float32_squares_keep_an_honest_report():
     """A feature at 1e20 (its square leaves float32's range): the preconditioner is formed
-    in float64, no warning is raised, and the reported gradient norm is the true one."""
+    in float64 and no warning is raised. That problem cannot be solved to 1e-7 in float64
+    (its gradient alone rounds at 1e20 * 1e-16): it reports not converged, with a gradient
+    norm that scipy's own computation also finds far above tol (they agree to 5%, the
+    conditioning of a gradient at this scale). The other problem of the batch converges
+    and reports its true gradient norm."""
     F, Y, w = _problems(6, [(30, 8), (30, 8)])
     F[0, :, 2] *= 1e20
-    res = cb.solve_softmax_batch(F, Y, w, np.array([1e-2, 1e-2]))
-    for p in range(2):
-        g = _gradient(F[p], Y[p], w[p], 1e-2, res.B[p], res.b[p])
-        assert np.linalg.norm(g) == pytest.approx(res.grad_norm[p], rel=1e-6)
-        assert res.converged[p] == (res.grad_norm[p] <= cb.GTOL)
-    assert res.converged[1]
+    res = cb.solve_softmax_batch(F, Y, w, np.array([1e-2, 1e-2]), maxiter=300)
+    g = [np.linalg.norm(_gradient(F[p], Y[p], w[p], 1e-2, res.B[p], res.b[p])) for p in (0, 1)]
+    assert not res.converged[0]
+    assert g[0] > 1e3 * cb.GTOL and res.grad_norm[0] == pytest.approx(g[0], rel=0.05)
+    assert res.converged[1] and res.grad_norm[1] == pytest.approx(g[1], rel=1e-6)
+
+
+def test_the_line_search_resolves_changes_below_the_objectives_rounding(monkeypatch):
+    """At a strong penalty the last steps lower the objective (near log k) by less than
+    its float64 rounding; formed from the logits' move with relative precision, the
+    changes still decide the line search, and every problem reaches tol = 1e-10. Control:
+    with plain differences only (PRECISE_BELOW = 0) problems stall above tol (measured:
+    gradient norms up to 1.1e-8), as two of mfeat's quick batches at lam = 10 did at tol
+    1e-7 (1.02e-7) before this change."""
+    F, Y, w = _problems(7, SHAPES)
+    lam = np.full(len(SHAPES), 10.0)
+    res = cb.solve_softmax_batch(F, Y, w, lam, tol=1e-10)
+    assert res.converged.all()
+    for p, (nj, rj) in enumerate(SHAPES):
+        g = _gradient(F[p, :nj, :rj], Y[p, :nj], w[p, :nj], 10.0, res.B[p, :rj], res.b[p])
+        assert np.linalg.norm(g) <= 1e-10
+    monkeypatch.setattr(cb, "PRECISE_BELOW", 0.0)
+    plain = cb.solve_softmax_batch(F, Y, w, lam, tol=1e-10)
+    assert not plain.converged.all()
