@@ -75,6 +75,10 @@ __all__ = [
 EV_CUT = 1e-12
 #: Step lengths the line search tries, longest first (0: stay, so never worse).
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
+#: Steps tried, longest first, when none of ``STEPS`` lowers the objective (a direction far
+#: too long: a warm start in the softmax's saturated region, where the Jacobi diagonal is
+#: tiny and its inverse huge).
+SHORT_STEPS = tuple(10.0**-j for j in range(3, 13))
 #: L-BFGS memory.
 MEMORY = 20
 #: Objective changes below which the line search forms them again with relative precision.
@@ -389,6 +393,20 @@ def solve_softmax_batch(
         best = change.argmin(1)
         pick = np.where(change[np.arange(Pa), first] <= 0, first, best)
         t = ts[pick]
+        stuck = np.flatnonzero(t == 0)
+        if len(stuck):  # no step of STEPS lowers the objective: ever shorter ones
+            o, do, ws, wys, ls = out[stuck], dout[stuck], wa[stuck], wy[stuck], la[stuck]
+            ls0, ps0, open_ = lse[stuck], prob[stuck], np.ones(len(stuck), dtype=bool)
+            for tt in SHORT_STEPS:
+                mv = tt * do
+                ch = _ce_change(ls0, ps0, _row_lse(o + mv)[0], mv, wys, ws) + 0.5 * ls * (
+                    2 * tt * tB[stuck] + tt * tt * dB2[stuck]
+                )
+                took = open_ & (ch <= 1e-4 * tt * slope[stuck])
+                t[stuck[took]] = tt
+                open_ &= ~took
+                if not open_.any():
+                    break
         step = t[:, None, None] * d
         theta = theta + step
         # the new logits: the full step's where it was taken (already with their softmax)

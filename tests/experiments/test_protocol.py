@@ -402,8 +402,11 @@ def test_cli_temporal_conv_runs_under_the_protocol(tmp_path):
 def test_a_feature_constant_on_a_fold_does_not_break_the_fits(monkeypatch):
     """mfeat, split 3, m = 40: a pixel feature is constant on one inner fold's fitting rows
     (standard deviation 5.6e-17, rounding noise). Scaled by that noise, its validation rows
-    reached ~1e16 and 32 of the 63 final fits stalled far from the optimum (gradient norms
-    1 to 5). Now every fit converges; control: without the rounding rule they stall again."""
+    reached ~1e16: up to 0.7.1, 32 of the 63 final fits then stalled far from the optimum
+    (gradient norms 1 to 5); since 0.8.0 the solver's shorter steps get them to converge,
+    but the inner CV's validation losses are dominated by those rows and the chosen penalty
+    moves. With the rounding rule every fit converges; control: without it the penalty
+    changes in more than 10 of the 63 subsets (31 measured)."""
     import mmtheory.core.splits as splits_mod
     from mmtheory.core.splits import shuffle_splits, training_prefix
     from mmtheory.core.subsets import all_subsets
@@ -420,8 +423,8 @@ def test_a_feature_constant_on_a_fold_does_not_break_the_fits(monkeypatch):
     fits = select_and_fit(x, y, rows, subs, **kw)
     assert all(fit.converged for _, fit, _, _ in fits)
     monkeypatch.setattr(splits_mod, "CONSTANT_RTOL", 0.0)
-    fits = select_and_fit(x, y, rows, subs, **kw)
-    assert sum(not fit.converged for _, fit, _, _ in fits) > 10
+    noisy = select_and_fit(x, y, rows, subs, **kw)
+    assert sum(a[0] != b[0] for a, b in zip(fits, noisy)) > 10
 
 
 def _one_cell(data, rows, test_rows, monkeypatch, learner=CONV):
