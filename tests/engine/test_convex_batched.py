@@ -57,6 +57,19 @@ def test_each_problem_alone_gets_its_answer_in_the_batch_bit_for_bit():
         assert alone.iterations[0] == batch.iterations[p]
 
 
+def test_a_companion_with_huge_features_changes_nothing_bit_for_bit():
+    """Nothing is decided for the batch as a whole: a companion whose feature is 1e15 (its
+    squares scaled into float32's range on their own) leaves a well-scaled problem's answer
+    bit for bit as it is alone (review: a batch-wide float32/float64 switch did not)."""
+    F, Y, w = _problems(8, [(40, 6), (40, 6)], k=3)
+    F[1, :, 0] *= 1e15
+    lam = np.array([1e-2, 1e-2])
+    alone = cb.solve_softmax_batch(F[:1], Y[:1], w[:1], lam[:1])
+    batch = cb.solve_softmax_batch(F, Y, w, lam, maxiter=50)
+    assert np.array_equal(alone.B[0], batch.B[0]) and np.array_equal(alone.b[0], batch.b[0])
+    assert alone.iterations[0] == batch.iterations[0]
+
+
 def test_the_reported_gradient_norm_is_the_true_one_and_meets_tol():
     F, Y, w = _problems(1, SHAPES)
     res = cb.solve_softmax_batch(F, Y, w, LAMS)
@@ -167,12 +180,12 @@ def test_a_problem_whose_float32_direction_overflows_takes_the_float64_one(monke
 
 
 def test_features_too_large_for_float32_squares_keep_an_honest_report():
-    """A feature at 1e20 (its square leaves float32's range): the preconditioner is formed
-    in float64 and no warning is raised. That problem cannot be solved to 1e-7 in float64
-    (its gradient alone rounds at 1e20 * 1e-16): it reports not converged, with a gradient
-    norm that scipy's own computation also finds far above tol (they agree within a factor
-    1.5, 6% measured: the conditioning of a gradient at this scale). The other problem of
-    the batch converges and reports its true gradient norm."""
+    """A feature at 1e20 (its square leaves float32's range): the squares are scaled into
+    float32's range per problem and no warning is raised. That problem cannot be solved to
+    1e-7 in float64 (its gradient alone rounds at 1e20 * 1e-16): it reports not converged,
+    with a gradient norm that scipy's own computation also finds far above tol (they agree
+    within a factor 1.5, 6% measured: the conditioning of a gradient at this scale). The
+    other problem of the batch converges and reports its true gradient norm."""
     F, Y, w = _problems(6, [(30, 8), (30, 8)])
     F[0, :, 2] *= 1e20
     res = cb.solve_softmax_batch(F, Y, w, np.array([1e-2, 1e-2]), maxiter=300)
