@@ -77,9 +77,10 @@ __all__ = [
 EV_CUT = 1e-12
 #: Step lengths the line search tries, longest first (0: stay, so never worse).
 STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
-#: Steps tried, longest first, when none of ``STEPS`` lowers the objective (a direction far
-#: too long: a warm start in the softmax's saturated region, where the Jacobi diagonal is
-#: tiny and its inverse huge).
+#: Steps tried, longest first, when none of ``STEPS`` lowers the objective from an empty
+#: curvature memory (a direction far too long: a warm start in the softmax's saturated
+#: region, where the Jacobi diagonal is tiny and its inverse huge). With a memory, the
+#: memory is forgotten first (the next direction is the preconditioned gradient).
 SHORT_STEPS = tuple(10.0**-j for j in range(3, 13))
 #: L-BFGS memory.
 MEMORY = 20
@@ -397,8 +398,10 @@ def solve_softmax_batch(
         best = change.argmin(1)
         pick = np.where(change[np.arange(Pa), first] <= 0, first, best)
         t = ts[pick]
-        stuck = np.flatnonzero(t == 0)
-        if len(stuck):  # no step of STEPS lowers the objective: ever shorter ones
+        # no step of STEPS lowers the objective and there is no curvature memory to forget
+        # (which would be tried first): ever shorter steps before the problem stalls
+        stuck = np.flatnonzero((t == 0) & ~newest)
+        if len(stuck):
             o, do, ws, wys, ls = out[stuck], dout[stuck], wa[stuck], wy[stuck], la[stuck]
             ls0, ps0, open_ = lse[stuck], prob[stuck], np.ones(len(stuck), dtype=bool)
             for tt in SHORT_STEPS:
