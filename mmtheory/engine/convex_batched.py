@@ -44,8 +44,8 @@ its direction in float64 that iteration. Each problem's squared features are sca
 power of two (its own largest square, rounded up) before the float32 product and scaled
 back in float64, so no feature scale leaves float32's range and no problem's arithmetic
 depends on its batch. On mfeat's protocol (the 42 batches of ``reproduce --quick``, one thread):
-23.5 s of CPU instead of 39.4 s for 0.7.1's all-float64 solver, with the same number of
-iterations (within 0.05%) and every problem converged
+26 s of CPU instead of 42 s for 0.7.1's all-float64 solver, with the same number of
+iterations (within 0.01%) and every problem converged
 (``benchmarks/softmax_solver.py``).
 
 **Ridge:** exact in the eigenbasis, B_i = (F_i^T Y / n) / (ev_i + lam).
