@@ -21,6 +21,7 @@ import torch
 
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
 from mmtheory.engine import cpu_threads, resolve_device
+from mmtheory.engine.threads import numpy_blas_threads
 from mmtheory.experiments.shared import SharedWork
 from mmtheory.experiments.sweep import sweep
 from mmtheory.plotting.figures import write_figures
@@ -111,10 +112,14 @@ def reproduce(
     # fraction of the CPU time of two, which mostly wait for each other (the crossover's
     # m = 132 and m = 1,320 chunks took 6x the CPU seconds with 2 threads on 2 shared
     # cores; engine.device.cpu_threads). Table 4's large Gram matrices keep every thread.
+    # numpy's BLAS too: the real-data solver, the oracles and the checks are numpy, and
+    # OpenBLAS's second thread spins (measured: the crossover world's Bayes risk 2.1 s of
+    # CPU with two threads, 1.2 s with one; the quick mfeat solver 11% more CPU).
     n_threads = torch.get_num_threads()
     with ExitStack() as threads:
         if dev.type == "cpu":
             threads.enter_context(cpu_threads(1))
+            threads.enter_context(numpy_blas_threads(1))
         t0 = time.perf_counter()
         world = synthetic.iemocap_like()
         total = cfg.get("total", CROSSOVER_TOTAL)
