@@ -33,6 +33,13 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from mmtheory.studies.reproduce import (  # noqa: E402
+    CROSSOVER_TOTAL,
+    crossover_learner,
+    crossover_sizes,
+    reproduce_settings,
+)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,10 +69,13 @@ def _solver_batches():
         batches.append((F, Y, w, lam, kw))
         return real(F, Y, w, lam, **kw)
 
+    cfg = reproduce_settings(quick=True)
     protocol.solve_softmax_batch = spy
     try:
         protocol.run_protocol(
-            pooled(load_mfeat()), sizes=[40, 200], protocol=protocol.Protocol(n_splits=3)
+            pooled(load_mfeat()),
+            sizes=cfg["mfeat_sizes"],
+            protocol=protocol.Protocol(n_splits=cfg["mfeat_splits"]),
         )
     finally:
         protocol.solve_softmax_batch = real
@@ -84,15 +94,14 @@ def _refit_inputs():
         inputs.append((z, y, C, kw))
         return real(z, y, C, **kw)
 
+    cfg = reproduce_settings(quick=True)
+    n = cfg["n_eval"]
     eta.fit_softmax_heads = spy
-    learner = {
-        "kind": "late_fusion", "encoder": "linear", "latent_dim": 32, "solver": "adam",
-        "lr": 0.01, "steps": 200, "batch_size": 2048,
-    }  # fmt: skip
     try:
         mt.sweep(
-            synthetic.iemocap_like(), learner, "all", m=[13, 132, 1320, 13200], seeds=3,
-            device="cpu", n_test=3000, n_refit=3000, n_eval=3000, progress=False,
+            synthetic.iemocap_like(), crossover_learner(cfg["steps"]), "all",
+            m=crossover_sizes(cfg["ratios"], CROSSOVER_TOTAL), seeds=cfg["cx_seeds"],
+            device="cpu", n_test=n, n_refit=n, n_eval=n, progress=False,
         )  # fmt: skip
     finally:
         eta.fit_softmax_heads = real

@@ -112,13 +112,9 @@ def ls_excess_factor(n: int, q: torch.Tensor) -> torch.Tensor:
     return torch.where(denom > 0, (1 + 1 / n) * (n - 2) / denom.clamp_min(1), float("nan"))
 
 
-def _softmax_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy per model of logits ``out`` (B, n, C) at labels ``idx`` (B, n, 1)."""
-    return (torch.logsumexp(out, -1) - out.gather(-1, idx).squeeze(-1)).mean(-1)
-
-
 def _softmax_loss_t(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """:func:`_softmax_loss` of class-major logits ``out`` (B, C, n), labels ``idx`` (B, 1, n)."""
+    """Mean cross-entropy per model of class-major logits ``out`` (B, C, n) at labels ``idx``
+    (B, 1, n) (:func:`mmtheory.models.losses.loss_per_model`, classes on axis 1)."""
     return (torch.logsumexp(out, 1) - out.gather(1, idx).squeeze(1)).mean(-1)
 
 

@@ -31,12 +31,19 @@ from mmtheory.studies.reproduce_parts import bounds_part, correlation_part
 from mmtheory.theory.check import check, selection_table
 from synthetic.presets import IEMOCAP_TRAIN_SIZE
 
-__all__ = ["CROSSOVER_TOTAL", "reproduce"]
+__all__ = [
+    "CROSSOVER_TOTAL",
+    "crossover_learner",
+    "crossover_sizes",
+    "reproduce",
+    "reproduce_settings",
+]
 
 CROSSOVER_TOTAL = IEMOCAP_TRAIN_SIZE
 
 
-def _settings(quick: bool) -> dict:
+def reproduce_settings(quick: bool) -> dict:
+    """The grid of ``reproduce`` (``quick``: the reduced one)."""
     if quick:
         return {
             "t4_seeds": 2,
@@ -63,6 +70,24 @@ def _settings(quick: bool) -> dict:
     }
 
 
+def crossover_learner(steps: int) -> dict:
+    """The crossover's learner (Fig. 2a): late fusion of 32-d linear latents, Adam."""
+    return {
+        "kind": "late_fusion",
+        "encoder": "linear",
+        "latent_dim": 32,
+        "solver": "adam",
+        "lr": 0.01,
+        "steps": steps,
+        "batch_size": 2048,
+    }
+
+
+def crossover_sizes(ratios, total: int) -> list[int]:
+    """The crossover's training sizes: ``ratios`` of ``total`` rows, at least 12."""
+    return sorted({max(12, round(r * total)) for r in ratios})
+
+
 def reproduce(
     out: str = "runs/reproduce",
     quick: bool = False,
@@ -76,7 +101,7 @@ def reproduce(
 
     t_start = time.perf_counter()
     dev = resolve_device(device)
-    cfg = {**_settings(quick), **(settings or {})}
+    cfg = {**reproduce_settings(quick), **(settings or {})}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -123,16 +148,8 @@ def reproduce(
         t0 = time.perf_counter()
         world = synthetic.iemocap_like()
         total = cfg.get("total", CROSSOVER_TOTAL)
-        ms = sorted({max(12, round(r * total)) for r in cfg["ratios"]})
-        learner = {
-            "kind": "late_fusion",
-            "encoder": "linear",
-            "latent_dim": 32,
-            "solver": "adam",
-            "lr": 0.01,
-            "steps": cfg["steps"],
-            "batch_size": 2048,
-        }
+        ms = crossover_sizes(cfg["ratios"], total)
+        learner = crossover_learner(cfg["steps"])
         cx = sweep(
             world,
             learner,

@@ -3,7 +3,8 @@ problem that 150 Adam steps (the refit before 0.5) only approached."""
 
 import torch
 
-from mmtheory.estimation.eta import _softmax_loss, fit_softmax_heads
+from mmtheory.estimation.eta import fit_softmax_heads
+from mmtheory.models.losses import loss_per_model
 
 
 def _problem(seed=0, G=2, S=3, n=600, q=6, C=3, signal=1.0):
@@ -17,9 +18,7 @@ def _problem(seed=0, G=2, S=3, n=600, q=6, C=3, signal=1.0):
 
 
 def _objective(z, y, W, b):
-    G, S, n, _ = z.shape
-    out = (z @ W + b[:, :, None]).flatten(0, 1)
-    return _softmax_loss(out, y[:, None, :, None].expand(G, S, n, 1).flatten(0, 1)).view(G, S)
+    return loss_per_model(z @ W + b[:, :, None], y, "classification")
 
 
 def test_lbfgs_refit_is_at_least_as_good_as_the_adam_refit_and_converged():
