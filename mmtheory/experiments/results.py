@@ -7,9 +7,11 @@ measured columns (sorted), then run metadata (:data:`META_COLUMNS`).
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from mmtheory.core.world import world_id_of
+from mmtheory.experiments.records import RecordBatch
 
 __all__ = [
     "EXTRA_COLUMNS",
@@ -92,9 +94,14 @@ def f1_table(records: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=F1_COLUMNS)
 
 
-def results_table(records: list[dict]) -> pd.DataFrame:
-    """The tidy results table from run records (contract columns first)."""
-    df = pd.DataFrame.from_records(records)
+def results_table(records: list[dict] | RecordBatch) -> pd.DataFrame:
+    """The tidy results table from run records (contract columns first): a list of
+    records, or a :class:`~mmtheory.experiments.records.RecordBatch` of them (the same
+    table, built a column at a time)."""
+    if isinstance(records, RecordBatch):
+        df = _frame(records)
+    else:
+        df = pd.DataFrame.from_records(records)
     if "world_id" not in df.columns and "world_identity" in df.columns:
         df["world_id"] = df["world_identity"].map(world_id_of)
     df = df.drop(columns=[c for c in _RECORD_ONLY if c in df.columns])
@@ -105,3 +112,34 @@ def results_table(records: list[dict]) -> pd.DataFrame:
     if "test_accuracy" in df.columns and df["test_accuracy"].isna().all():
         df = df.drop(columns=[c for c in df.columns if c.startswith("test_accuracy") or "f1" in c])
     return df
+
+
+def _frame(batch: RecordBatch) -> pd.DataFrame:
+    """``pd.DataFrame.from_records(batch.records())`` from the batch's columns (a shared
+    value repeated), without a dict per record; the fields only records keep are left
+    out, but ``world_identity`` where ``world_id`` must come from it."""
+    skip = set(_RECORD_ONLY)
+    if "world_id" not in batch.keys():
+        skip.discard("world_identity")
+    data = {name: _array(values) for name, values in batch.columns.items() if name not in skip}
+    for name, value in batch.shared.items():
+        if name not in skip:
+            kind = _NUMPY.get(type(value))
+            data[name] = np.full(batch.n, value, kind) if kind else [value] * batch.n
+    return pd.DataFrame(data)
+
+
+#: Python types whose columns pandas makes these numpy arrays (no missing values).
+_NUMPY = {float: np.float64, int: np.int64, bool: np.bool_}
+
+
+def _array(values: list):
+    """A column as pandas would store it, made directly where that is plain: exact
+    floats, ints (within int64) or bools; anything else as the list, for pandas to infer."""
+    kinds = set(map(type, values))
+    kind = _NUMPY.get(kinds.pop()) if len(kinds) == 1 else None
+    if kind is None:
+        return values
+    if kind is np.int64 and not -(2**63) <= min(values) <= max(values) < 2**63:
+        return values
+    return np.array(values, dtype=kind)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from mmtheory import _version
 from mmtheory.engine import GramFactors, latent_route_pays, least_squares_path, train_batched
 from mmtheory.estimation import Estimate, Models, Sample, Truth, branch_models, eta, risk
 from mmtheory.experiments.grid import Run
+from mmtheory.experiments.records import RecordBatch
 from mmtheory.experiments.results import world_columns
 from mmtheory.experiments.sources import stack_groups
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params
@@ -59,31 +61,59 @@ def _versions() -> dict[str, str]:
     }
 
 
-def _measured(risk_est: Estimate, eta_est: Estimate, g: int) -> list[dict]:
-    """The measured record columns of group ``g``'s models, one dict per model s (each
-    estimate's row converted once, not one array index per value)."""
-    S = risk_est.value.shape[1]
-    acc = risk_est.extras.get("accuracy")
-    none = [None] * S
+def _measured_columns(
+    risk_ests: list[Estimate], eta_ests: list[Estimate], g: int
+) -> dict[str, list]:
+    """The measured record columns of group ``g``'s models of each pair of estimates, one
+    value per model: the first pair's models, then the next pair's (each estimate's
+    numbers converted in one pass, not one array index per value)."""
+    sizes = [r.value.shape[1] for r in risk_ests]
+    total = sum(sizes)
+
+    def values(ests: list, get=lambda e: e.value) -> list:  # an array over models, per pair
+        return np.concatenate([np.asarray(get(e))[g] for e in ests]).tolist()
+
+    def each(per_pair: list) -> list:  # one value per pair, for each of its models
+        if all(v == per_pair[0] and type(v) is type(per_pair[0]) for v in per_pair):
+            return [per_pair[0]] * total
+        return [v for v, S in zip(per_pair, sizes, strict=True) for _ in range(S)]
+
+    def optional(ests: list, key: str, get, missing) -> list:  # an extra some may lack
+        if all(e.extras.get(key) is None for e in ests):
+            return [missing] * total
+        parts = [
+            np.asarray(get(e.extras[key]))[g].tolist()
+            if e.extras.get(key) is not None
+            else [missing] * S
+            for e, S in zip(ests, sizes, strict=True)
+        ]
+        return [v for part in parts for v in part]
+
     cols = {
-        "test_risk": risk_est.value[g].tolist(),
-        "test_risk_se": risk_est.se[g].tolist(),
-        "risk_method": [risk_est.method] * S,
-        "eta": eta_est.value[g].tolist(),
-        "eta_se": eta_est.se[g].tolist(),
-        "eta_method": [eta_est.method] * S,
-        "eta_bias_correction": eta_est.extras["bias_correction"][g].tolist()
-        if "bias_correction" in eta_est.extras
-        else [0.0] * S,
-        "test_accuracy": acc.value[g].tolist() if acc is not None else none,
-        "test_accuracy_se": acc.se[g].tolist() if acc is not None else none,
+        "test_risk": values(risk_ests),
+        "test_risk_se": values(risk_ests, lambda e: e.se),
+        "risk_method": each([r.method for r in risk_ests]),
+        "eta": values(eta_ests),
+        "eta_se": values(eta_ests, lambda e: e.se),
+        "eta_method": each([e.method for e in eta_ests]),
+        "eta_bias_correction": optional(eta_ests, "bias_correction", lambda x: x, 0.0),
+        "test_accuracy": optional(risk_ests, "accuracy", lambda x: x.value, None),
+        "test_accuracy_se": optional(risk_ests, "accuracy", lambda x: x.se, None),
     }
-    if "f1" in risk_est.extras:
-        f1 = risk_est.extras["f1"]
-        cols["test_macro_f1"] = f1["macro"][g].tolist()
-        cols["test_weighted_f1"] = f1["weighted"][g].tolist()
-        per_class = f1["per_class"][g]
-        cols["test_f1_per_class"] = [" ".join(f"{v:.4f}" for v in row) for row in per_class]
+    if all("f1" in r.extras for r in risk_ests):
+        cols["test_macro_f1"] = values(risk_ests, lambda e: e.extras["f1"]["macro"])
+        cols["test_weighted_f1"] = values(risk_ests, lambda e: e.extras["f1"]["weighted"])
+        cols["test_f1_per_class"] = [
+            " ".join(f"{v:.4f}" for v in row)
+            for r in risk_ests
+            for row in r.extras["f1"]["per_class"][g]
+        ]
+    return cols
+
+
+def _measured(risk_est: Estimate, eta_est: Estimate, g: int) -> list[dict]:
+    """:func:`_measured_columns` of one pair of estimates, as one dict per model s."""
+    cols = _measured_columns([risk_est], [eta_est], g)
     return [dict(zip(cols, values, strict=True)) for values in zip(*cols.values(), strict=True)]
 
 
@@ -154,7 +184,8 @@ class Runner:
     source : a :class:`~mmtheory.experiments.sources.WorldSource` or ``DataSource``
     device : torch device
     dtype : "float32" or "float64" (iterative solvers; the closed form's Gram matrix)
-    store : a :class:`~mmtheory.experiments.records.RecordStore`, or None (keep in memory)
+    store : a :class:`~mmtheory.experiments.records.RecordStore`, or None (keep the
+        records in memory, in ``new_records``)
     memory_budget : bytes one batch of models may use
     extra : settings recorded in every record and hashed into run ids
     branch_eta : also measure each modality's branch (late fusion with concatenation)
@@ -327,10 +358,14 @@ class Runner:
             self._cache[key] = float(self.source.oracle.eta_inf(subset))
         return self._cache[key]
 
-    def _flush(self, records: list[dict]) -> None:
+    def _flush(self, records: list[dict] | RecordBatch) -> None:
+        """Store a finished batch (kept in ``new_records`` when there is no store)."""
         if self.store is not None:
             self.store.append(records)
-        self.new_records.extend(records)
+        elif isinstance(records, RecordBatch):
+            self.new_records.extend(records.records())
+        else:
+            self.new_records.extend(records)
         if self.on_records is not None:
             self.on_records(records)
 
@@ -374,30 +409,117 @@ class Runner:
             plan = ModelPlan(
                 src.names, tuple(src.dims.values()), tuple(sub_obj[s] for s in subs), src.out_dim
             )
-            theory = self._theory_columns(path.probe_risk, sizes, [sub_obj[s] for s in subs])
-            records = []
-            position = {s: j for j, s in enumerate(subs)}
+            theory = self._theory_columns([sub_obj[s] for s in subs])
             by_m: dict[int, list[Run]] = {}
             for run in seed_runs:
                 if run.run_id in pending:
                     by_m.setdefault(run.m, []).append(run)
-            weight_norm, param_norm = _fit_norms(fits)
+            # each run's subset position, by the subset object's identity (plan_runs gives
+            # the runs of a subset one object) or else by its text
+            at_id = {id(sub_obj[s]): j for j, s in enumerate(subs)}
+            parts, estimates = [], []
             for i, m in enumerate(sizes):
                 if m not in by_m:  # fitted (the fit covers the grid), nothing to measure
                     continue
-                row = fits[i]
-                risk_est, eta_est = self._estimate_linear(plan, row, seed)
-                measured = _measured(risk_est, eta_est, 0)
+                estimates.append(self._estimate_linear(plan, fits[i], seed))
                 wall = (time.perf_counter() - t0) / max(1, len(seed_runs))
-                for run in by_m[m]:
-                    j = position[str(run.subset)]
-                    rec = self._record(run, measured[j], train_risk=row[j].train_loss, wall=wall)
-                    rec["weight_norm"] = weight_norm[i][j]
-                    rec["param_norm"] = param_norm[i][j]
-                    rec.update(theory.get((m, str(run.subset)), {}))
-                    records.append(rec)
+                m_runs = by_m[m]
+                js = [
+                    at_id[id(r.subset)] if id(r.subset) in at_id else subs.index(str(r.subset))
+                    for r in m_runs
+                ]
+                parts.append((i, m_runs, js, fits[i], wall))
+            measured = (
+                _measured_columns(*map(list, zip(*estimates, strict=True)), 0) if estimates else {}
+            )
             self.release_samples()
-            self._flush(records)
+            batch = self._closed_form_batch(
+                learner,
+                seed,
+                [sub_obj[s] for s in subs],
+                parts,
+                measured,
+                _fit_norms(fits),
+                path.probe_risk,
+                theory,
+            )
+            self._flush(batch)
+
+    def _closed_form_batch(
+        self,
+        learner: Learner,
+        seed: int,
+        subsets: list,
+        parts: list,
+        measured: dict[str, list],
+        norms,
+        oracle_train: list[float] | None,
+        theory: dict[str, dict] | None,
+    ) -> RecordBatch:
+        """The records of one seed's closed-form fits as columns: the fields
+        :meth:`_record` gives (the same names, values and precedence), then the fits'
+        norms, the oracle's training risk and the theory columns; one list per field, not
+        one dict per run. ``parts``, one per size: ``(size index, runs, each run's
+        position in ``subsets``, fits, wall)``; ``measured``: the measured columns of
+        every part's models, part after part; ``oracle_train`` per size index;
+        ``theory`` per subset."""
+        labels = [str(sub) for sub in subsets]
+        runs = [run for _, m_runs, *_ in parts for run in m_runs]
+        part_of = [k for k, (_, m_runs, *_) in enumerate(parts) for _ in m_runs]
+        subset_of = [j for _, _, js, *_ in parts for j in js]
+
+        def per_part(values: list) -> list:  # values[k], for each run of part k
+            return list(map(values.__getitem__, part_of))
+
+        def per_subset(values: list) -> list:  # values[j], for each run of subset j
+            return list(map(values.__getitem__, subset_of))
+
+        width = len(subsets)
+        cell_of = [k * width + j for k, j in zip(part_of, subset_of, strict=True)]
+
+        def per_model(flat: list) -> list:  # flat[k * width + j]: part k's models in a row
+            return list(map(flat.__getitem__, cell_of))
+
+        def per_cell(rows: list) -> list:  # rows[k][j], for each run of part k, subset j
+            return per_model(list(chain.from_iterable(rows)))  # a value per subset in each
+
+        columns: dict[str, list] = {
+            "subset": per_subset(labels),
+            "n_modalities": per_subset([len(sub) for sub in subsets]),
+            "m": [run.m for run in runs],
+            "seed": [run.seed for run in runs],
+            "train_risk": per_cell(
+                [[float(f.train_loss) for f in fits] for _, _, _, fits, *_ in parts]
+            ),
+        }
+        for name, values in measured.items():
+            columns[name] = per_model(values)
+        shared: dict = {"converged": True, "diverged": False, "grad_norm": 0.0}
+        columns["run_id"] = [run.run_id for run in runs]
+        columns["wall_s"] = per_part([wall for *_, wall in parts])
+
+        def put(name: str, value, per_record: bool) -> None:  # later fields win, as in update
+            (shared if per_record else columns).pop(name, None)
+            (columns if per_record else shared)[name] = value
+
+        for name, value in self._shared_fields(learner, "float64").items():
+            put(name, value, False)
+        # one object per seed: a field per record, so that batches share a line template
+        put("null_risk", [self._null_risk(seed)] * len(runs), True)
+        if self.source.oracle is not None:
+            put("eta_inf", per_subset([self._eta_inf(sub) for sub in subsets]), True)
+        for name, norm in zip(("weight_norm", "param_norm"), norms, strict=True):
+            put(name, per_cell([norm[i] for i, *_ in parts]), True)
+        if theory is not None and oracle_train is not None:
+            put("oracle_train_risk", per_part([oracle_train[i] for i, *_ in parts]), True)
+            fields = [theory[label] for label in labels]
+            for name in fields[0] if fields else ():
+                first = fields[0][name]
+                if all(f[name] is first for f in theory.values()):  # the world's alone
+                    put(name, first, False)
+                else:
+                    put(name, per_subset([f[name] for f in fields]), True)
+        return RecordBatch(shared, columns)
 
     def _closed_form_data(self, seed: int, sizes: list[int], cols: list, ridge: float):
         """What the closed form fits for ``seed``: ``(X blocks, y, factors, target_map)``.
@@ -457,22 +579,18 @@ class Runner:
         y = torch.from_numpy(src.train_targets(z, seed)).to(device=self.device, dtype=f64)
         return [blocks[k] for k in src.names], y, factors, None
 
-    def _theory_columns(self, oracle_train: list[float], sizes, subsets) -> dict:
+    def _theory_columns(self, subsets) -> dict[str, dict] | None:
         """Columns the bound checks need, for worlds with exact oracles (regression, any
-        number of outputs): the oracle's empirical risk on each training prefix
-        (``oracle_train``, from the fit), E||x_M||^2 = tr Sigma_MM and the rank of
+        number of outputs), per subset: E||x_M||^2 = tr Sigma_MM and the rank of
         Sigma_MM, the bounds ||(x_M, 1)|| <= X and ||y|| <= B_y and whether they are
         rigorous, and the a priori radius of the linear class (fixed by the world, before
-        any data: RADIUS_FACTOR times the norm of the best linear predictor). Everything
-        but the oracle's empirical risk is the world's alone and computed once per runner."""
+        any data: RADIUS_FACTOR times the norm of the best linear predictor); the world's
+        alone, computed once per runner. Each record also holds ``oracle_train_risk``,
+        the oracle's empirical risk on its training prefix (from the fit). None without
+        an oracle."""
         if self.source.oracle is None:
-            return {}
-        _, per_subset = self._theory_constants(subsets)
-        out = {}
-        for m, risk_m in zip(sizes, oracle_train, strict=True):
-            for sub in subsets:
-                out[(m, str(sub))] = {"oracle_train_risk": risk_m, **per_subset[str(sub)]}
-        return out
+            return None
+        return self._theory_constants(subsets)[1]
 
     def _theory_constants(self, subsets) -> tuple[torch.Tensor, dict[str, dict]]:
         """The world's part of :meth:`_theory_columns`: the best linear predictor on the

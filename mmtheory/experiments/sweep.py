@@ -129,7 +129,7 @@ def sweep(
     if out is not None:
         store = shared.store(out, shard) if shared is not None else RecordStore(out, shard)
     try:
-        pending = [r for r in runs if store is None or r.run_id not in store]
+        pending = _unfinished(runs, store)
         if store is not None:
             stale = stale_runs(store, source.identity, runs)
             if stale:
@@ -175,10 +175,8 @@ def sweep(
                 if store is not None and shared is None and lrn is not busy[-1]:
                     _write_results(store, runs, out)  # a view of the finished learners
         if store is not None:
-            records = {r.run_id: store.get(r.run_id) for r in runs if r.run_id in store}
-        else:
-            records = {r["run_id"]: r for r in runner.new_records}
-        table = results_table([records[r.run_id] for r in runs if r.run_id in records])
+            store.sync()  # every finished record on disk before the tables are built
+        table = _table(store, runs, runner.new_records)
         # a series (``shared``) writes its tables once, at its end (run_spec)
         if store is not None and shared is None and busy:
             _write_results(store, runs, out, table)
@@ -228,11 +226,29 @@ def check_memory(source, learners, sizes: list[int], n_subsets: int) -> None:
             )
 
 
+def _unfinished(runs: list[Run], store: RecordStore | None) -> list[Run]:
+    """The runs of ``runs`` that ``store`` holds no record of (all without a store)."""
+    if store is None:
+        return list(runs)
+    return [r for r in runs if r.run_id not in store]
+
+
+def _table(store: RecordStore | None, runs: list[Run], kept: list[dict]) -> pd.DataFrame:
+    """The results table of the finished runs of ``runs``, in their order: from the
+    store's columns when it holds them as batches (a fresh sweep), else record by record."""
+    if store is None:
+        by_id = {r["run_id"]: r for r in kept}
+        return results_table([by_id[r.run_id] for r in runs if r.run_id in by_id])
+    ids = [r.run_id for r in runs if r.run_id in store]
+    batch = store.batch_of(ids)
+    return results_table(batch if batch is not None else list(map(store.get, ids)))
+
+
 def stale_runs(store: RecordStore, identity: str, runs: list[Run]) -> list[dict]:
     """Finished records of this grid's cells computed with other learner settings,
     estimation sizes or another mmtheory version (kept on disk, not reused)."""
     wanted = {r.run_id for r in runs}
-    others = [rec for rec in store.records_of(identity) if rec["run_id"] not in wanted]
+    others = [store.get(i) for i in store.run_ids_of(identity) if i not in wanted]
     if not others:  # a fresh or current store: no cells to compare
         return []
     cells = {(r.learner.label, str(r.subset), r.m, r.seed) for r in runs}
@@ -249,8 +265,8 @@ def _write_results(
     """``results.csv`` of ``runs`` (``table`` when already built) and the long per-class F1
     table of the directory's current classification records."""
     if table is None:
-        done = [store.get(r.run_id) for r in runs if r.run_id in store]
-        table = results_table(done) if done else None
+        done = [r for r in runs if r.run_id in store]
+        table = _table(store, done, []) if done else None
     if table is not None and len(table):
         write_csv_atomic(table, Path(out) / "results.csv")
         _write_f1(store, out)
@@ -260,8 +276,8 @@ def _write_f1(store: RecordStore, out) -> None:
     """Per-class F1 of every current classification record in this directory, long."""
     current = [
         rec
-        for rec in store.records()
-        if rec.get("versions", {}).get("mmtheory") == __version__ and rec.get("test_f1_per_class")
+        for rec in store.records(having="test_f1_per_class")
+        if rec.get("versions", {}).get("mmtheory") == __version__
     ]
     if current:
         write_csv_atomic(f1_table(current), Path(out) / "f1_per_class.csv")

@@ -114,6 +114,10 @@ def test_planned_run_ids_are_run_id(identity, label, m, seed, extra):
     settings_ = Learner(kind="linear").settings()
     ids = _RunIds(identity, settings_, extra)
     assert ids(label, m, seed) == _run_id(identity, settings_, label, m, seed, extra)
+    seeds = [seed, seed + 1, 0]
+    assert ids.many(label, m, seeds) == [
+        _run_id(identity, settings_, label, m, s, extra) for s in seeds
+    ]
     if m > 0:  # negative control: another size is another id
         assert ids(label, m - 1, seed) != _run_id(identity, settings_, label, m, seed, extra)
 
@@ -145,9 +149,13 @@ def test_run_ids_when_extra_sets_a_slot_or_the_version_changes(monkeypatch):
     for extra in ({"m": "@mmtheory-run-id:m@"}, {"seed": 7}, {"subset": "x"}):
         ids = _RunIds("w", settings_, extra)
         assert ids("a+b", 10, 0) == _run_id("w", settings_, "a+b", 10, 0, extra)
+        assert ids.many("a+b", 10, [0, 1]) == [
+            _run_id("w", settings_, "a+b", 10, s, extra) for s in (0, 1)
+        ]
     ids = _RunIds("w", settings_, {})
     monkeypatch.setattr(_version, "__version__", "9.9.9")
     assert ids("a+b", 10, 0) == _run_id("w", settings_, "a+b", 10, 0, {})
+    assert ids.many("a+b", 10, [0]) == [_run_id("w", settings_, "a+b", 10, 0, {})]
 
 
 def test_record_lines_of_dict_subclasses_are_json_dumps():
