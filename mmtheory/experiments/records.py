@@ -36,7 +36,7 @@ import math
 import operator
 import os
 import time
-from itertools import repeat
+from itertools import accumulate, repeat
 from json.encoder import encode_basestring_ascii as _quote  # json's own (C) string encoder
 from pathlib import Path
 
@@ -215,6 +215,9 @@ class RecordStore:
         out = []
         for run_id, held in self._records.items():
             if type(held) is RecordBatch:
+                if having is not None and having not in held.shared:
+                    if having not in held.columns:
+                        continue
                 i = held.row(run_id)
                 if having is None or _field(held, having, i):
                     out.append(held.record(i))
@@ -258,11 +261,16 @@ class RecordStore:
         names = parts[0].keys()
         if any(b.keys() != names for b in parts[1:]):
             return None
-        start, offset = 0, {}
+        position: dict[str, int] = {}  # run id -> its row in the parts, one after another
+        start = 0
         for b in parts:
-            offset[id(b)] = start
+            position.update(zip(b.columns["run_id"], range(start, start + b.n)))
             start += b.n
-        rows = [offset[id(b)] + b.row(i) for b, i in zip(held, run_ids, strict=True)]
+        if len(position) == start:  # no id in two batches (a redone run): one lookup each
+            rows = list(map(position.__getitem__, run_ids))
+        else:  # the row in the batch that holds each id now
+            offset = dict(zip(map(id, parts), accumulate([0] + [b.n for b in parts])))
+            rows = [offset[id(b)] + b.row(i) for b, i in zip(held, run_ids, strict=True)]
         shared, columns = {}, {}
         for name in sorted(names):
             if all(name in b.shared for b in parts):

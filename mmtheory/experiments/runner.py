@@ -3,17 +3,20 @@
 Batching. The closed-form linear learner fits one Gram matrix per seed for all sample sizes
 and subsets. Iterative learners train, per sample size, every pending (seed, subset) at
 once: seeds on the group axis G, subsets on the model axis S, chunked to fit the memory
-budget. Every finished batch is turned into records and handed to the store (written and
-fsynced) before the next batch starts.
+budget. Every finished batch is turned into records and handed to the store (written,
+and fsynced within half a second) before the next batch starts. The closed form's records
+are built as columns (:class:`~mmtheory.experiments.records.RecordBatch`), one list per
+field for a seed's runs, and written as the same lines.
 """
 
 from __future__ import annotations
 
+import operator
 import platform
 import time
 from collections.abc import Callable
-from itertools import chain
-from typing import Any
+from itertools import chain, repeat
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -142,6 +145,16 @@ def _fit_norms(fits) -> tuple[list[list[float]], list[list[float]]]:
         [weight[i : i + S] for i in range(0, len(flat), S)],
         [param[i : i + S] for i in range(0, len(flat), S)],
     )
+
+
+class _SizePart(NamedTuple):
+    """One size of a seed's closed-form fits, as its records need it."""
+
+    index: int  # the size's position in the seed's sizes
+    runs: list[Run]  # its pending runs
+    positions: list[int]  # each run's subset position
+    fits: list  # one fit per subset
+    wall: float  # seconds per run so far
 
 
 def _diagnostic(values: torch.Tensor):
@@ -428,7 +441,7 @@ class Runner:
                     at_id[id(r.subset)] if id(r.subset) in at_id else subs.index(str(r.subset))
                     for r in m_runs
                 ]
-                parts.append((i, m_runs, js, fits[i], wall))
+                parts.append(_SizePart(i, m_runs, js, fits[i], wall))
             measured = (
                 _measured_columns(*map(list, zip(*estimates, strict=True)), 0) if estimates else {}
             )
@@ -450,7 +463,7 @@ class Runner:
         learner: Learner,
         seed: int,
         subsets: list,
-        parts: list,
+        parts: list[_SizePart],
         measured: dict[str, list],
         norms,
         oracle_train: list[float] | None,
@@ -459,14 +472,13 @@ class Runner:
         """The records of one seed's closed-form fits as columns: the fields
         :meth:`_record` gives (the same names, values and precedence), then the fits'
         norms, the oracle's training risk and the theory columns; one list per field, not
-        one dict per run. ``parts``, one per size: ``(size index, runs, each run's
-        position in ``subsets``, fits, wall)``; ``measured``: the measured columns of
-        every part's models, part after part; ``oracle_train`` per size index;
-        ``theory`` per subset."""
+        one dict per run. ``parts``: one :class:`_SizePart` per size with pending runs;
+        ``measured``: the measured columns of every part's models, part after part;
+        ``oracle_train`` per size index; ``theory`` per subset."""
         labels = [str(sub) for sub in subsets]
-        runs = [run for _, m_runs, *_ in parts for run in m_runs]
-        part_of = [k for k, (_, m_runs, *_) in enumerate(parts) for _ in m_runs]
-        subset_of = [j for _, _, js, *_ in parts for j in js]
+        runs = list(chain.from_iterable(p.runs for p in parts))
+        part_of = list(chain.from_iterable(repeat(k, len(p.runs)) for k, p in enumerate(parts)))
+        subset_of = list(chain.from_iterable(p.positions for p in parts))
 
         def per_part(values: list) -> list:  # values[k], for each run of part k
             return list(map(values.__getitem__, part_of))
@@ -475,7 +487,7 @@ class Runner:
             return list(map(values.__getitem__, subset_of))
 
         width = len(subsets)
-        cell_of = [k * width + j for k, j in zip(part_of, subset_of, strict=True)]
+        cell_of = list(map(operator.add, map(width.__mul__, part_of), subset_of))
 
         def per_model(flat: list) -> list:  # flat[k * width + j]: part k's models in a row
             return list(map(flat.__getitem__, cell_of))
@@ -488,15 +500,13 @@ class Runner:
             "n_modalities": per_subset([len(sub) for sub in subsets]),
             "m": [run.m for run in runs],
             "seed": [run.seed for run in runs],
-            "train_risk": per_cell(
-                [[float(f.train_loss) for f in fits] for _, _, _, fits, *_ in parts]
-            ),
+            "train_risk": per_cell([[float(f.train_loss) for f in p.fits] for p in parts]),
         }
         for name, values in measured.items():
             columns[name] = per_model(values)
         shared: dict = {"converged": True, "diverged": False, "grad_norm": 0.0}
         columns["run_id"] = [run.run_id for run in runs]
-        columns["wall_s"] = per_part([wall for *_, wall in parts])
+        columns["wall_s"] = per_part([p.wall for p in parts])
 
         def put(name: str, value, per_record: bool) -> None:  # later fields win, as in update
             (shared if per_record else columns).pop(name, None)
@@ -509,9 +519,9 @@ class Runner:
         if self.source.oracle is not None:
             put("eta_inf", per_subset([self._eta_inf(sub) for sub in subsets]), True)
         for name, norm in zip(("weight_norm", "param_norm"), norms, strict=True):
-            put(name, per_cell([norm[i] for i, *_ in parts]), True)
+            put(name, per_cell([norm[p.index] for p in parts]), True)
         if theory is not None and oracle_train is not None:
-            put("oracle_train_risk", per_part([oracle_train[i] for i, *_ in parts]), True)
+            put("oracle_train_risk", per_part([oracle_train[p.index] for p in parts]), True)
             fields = [theory[label] for label in labels]
             for name in fields[0] if fields else ():
                 first = fields[0][name]

@@ -244,3 +244,23 @@ def test_closed_form_record_lines_are_canonical_json(tmp_path):
         assert json.dumps(json.loads(line), sort_keys=True) == line
     values = np.array([json.loads(line)["test_risk"] for line in lines])
     assert np.isfinite(values).all()
+
+
+def test_batch_of_takes_a_redone_run_from_the_batch_that_holds_it(tmp_path):
+    """Runs written twice (id0 and id1, in a later batch) are read from the later one, as
+    get reads them, while the first batch still holds the others."""
+    first = _varied_batch(0)
+    redo = _varied_batch(0)
+    columns = {name: values[:2] for name, values in redo.columns.items()}
+    columns["test_risk"] = [10.0, 20.0]
+    with RecordStore(tmp_path) as store:
+        store.append(first)
+        store.append(RecordBatch(dict(redo.shared), columns))
+        for ids, risks in (
+            (["id2", "id1", "id0", "id4"], [3.0, 20.0, 10.0, 5.0]),
+            (["id1", "id2", "id0", "id4"], [20.0, 3.0, 10.0, 5.0]),  # the later batch first
+        ):
+            picked = store.batch_of(ids)
+            assert picked is not None
+            assert picked.records() == [store.get(i) for i in ids]
+            assert [r["test_risk"] for r in picked.records()] == risks
