@@ -406,7 +406,7 @@ def run_protocol(
     ``progress(done, total, message)`` is called after each (split, m) cell.
 
     ``store``: a :class:`~mmtheory.experiments.records.RecordStore`; each (split, m)
-    cell's rows are appended (and fsynced within half a second) as the cell finishes,
+    cell's rows are appended (fsynced as records.py says) as the cell finishes,
     and a cell whose rows are already there (the same data, protocol, sizes, subsets and
     version: :func:`cell_run_ids`) is read back instead of recomputed. A cell depends only on its
     split, its size and the protocol, so an interrupted run resumed gives the numbers of an

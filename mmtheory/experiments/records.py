@@ -8,11 +8,14 @@ redone. A write is all or nothing: when it fails (a full disk) the file is cut b
 records before it and :class:`RecordWriteError` says so.
 
 Durability: every batch is written (``write``) before the next starts, so a killed
-process loses no finished record. ``fsync`` runs at most every ``sync_seconds`` (half a
-second) and when the store closes: a sweep of many small batches (100,000 closed-form
-runs: 1,000 batches) paid 1.7% of its wall time for one ``fsync`` per batch. A crash of
-the machine itself may lose the records of the last half second; their runs are redone
-by the next run, like any missing record. One writer per record file: an
+process loses no finished record. ``fsync`` runs with the first append that comes
+``sync_seconds`` (half a second) or more after the last one, and on :meth:`~RecordStore.sync`
+(a sweep calls it when it ends) and when the store closes: a sweep of many small batches
+(100,000 closed-form runs: 1,000 batches) paid 1.7% of its wall time for one ``fsync`` per
+batch. The records waiting for an fsync are those of batches that started and finished
+within half a second of the last one, so a crash of the machine itself loses at most about
+half a second of finished work; those runs are redone by the next run, like any missing
+record. One writer per record file: an
 exclusive lock (``.records.jsonl.lock``) refuses a second process on the same ``--out``
 without ``--shard`` (:class:`StoreLockedError`).
 
@@ -78,6 +81,9 @@ class RecordBatch:
     __slots__ = ("_rows", "columns", "n", "shared")
 
     def __init__(self, shared: dict, columns: dict[str, list]) -> None:
+        # lists: the writer tells recurring objects by identity, which an array's
+        # elements (made afresh on each access) do not keep
+        columns = {k: v if type(v) is list else list(v) for k, v in columns.items()}
         lengths = {len(v) for v in columns.values()}
         if "run_id" not in columns or len(lengths) != 1:
             raise ValueError("a RecordBatch needs a run_id column and columns of one length")
@@ -132,7 +138,8 @@ class RecordStore:
         self.sync_seconds = SYNC_SECONDS
         self._synced_at = time.monotonic()
         self._synced_size = self.path.stat().st_size if self.path.exists() else 0
-        self._unsynced: list[str] = []  # run ids written since the last fsync
+        # (run id, what held it before) for each record written since the last fsync
+        self._unsynced: list[tuple[str, dict | RecordBatch | None]] = []
 
     def _lock(self) -> None:
         """One writer per record file: an exclusive lock held while the store is open (the
@@ -286,17 +293,19 @@ class RecordStore:
         return RecordBatch(shared, columns)
 
     def append(self, records: list[dict] | RecordBatch) -> None:
-        """Write ``records`` (one line each); fsync when the last fsync is
-        ``sync_seconds`` old (module docstring).
+        """Write ``records`` (one line each); fsync if the last fsync is ``sync_seconds``
+        old (module docstring).
 
-        All or nothing: when the write or the fsync fails (a full disk), the file is cut
-        back to its length before the records that were not yet safe, so every record
-        written before stays intact, and a :class:`RecordWriteError` says how many
-        finished records are safe."""
+        All or nothing: when the write fails (a full disk), the file is cut back to its
+        length before it, the records before it are fsynced, and a
+        :class:`RecordWriteError` says how many finished records are safe; when an fsync
+        fails, the file is cut back to the records fsynced before, which are the safe
+        ones (a run written again since keeps its earlier record)."""
         if not records:
             return
         data = record_lines(records).encode("utf-8")
-        ids = records.columns["run_id"] if isinstance(records, RecordBatch) else None
+        batch = records if isinstance(records, RecordBatch) else None
+        ids = batch.columns["run_id"] if batch is not None else [r["run_id"] for r in records]
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             size = os.fstat(fd).st_size
@@ -307,15 +316,18 @@ class RecordStore:
             except OSError as err:
                 with contextlib.suppress(OSError):
                     os.ftruncate(fd, size)
-                raise self._write_error(len(records), err) from None
-            if isinstance(records, RecordBatch):
-                self._keep_batch(records)
+                cut = self._sync(fd)  # the records before are safe once fsynced
+                raise self._write_error(len(ids) + (cut[0] if cut else 0), err) from None
+            self._unsynced.extend(zip(ids, map(self._records.get, ids)))
+            if batch is not None:
+                self._keep_batch(batch)
             else:
                 for r in records:
                     self._keep(r)
-            self._unsynced.extend(ids if ids is not None else (r["run_id"] for r in records))
             if time.monotonic() - self._synced_at >= self.sync_seconds:
-                self._sync(fd)
+                cut = self._sync(fd)
+                if cut:
+                    raise self._write_error(*cut) from None
         finally:
             os.close(fd)
 
@@ -326,31 +338,43 @@ class RecordStore:
             return
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         try:
-            self._sync(fd)
+            cut = self._sync(fd)
         finally:
             os.close(fd)
+        if cut:
+            raise self._write_error(*cut) from None
 
-    def _sync(self, fd: int) -> None:
+    def _sync(self, fd: int) -> tuple[int, OSError] | None:
+        """fsync; when it fails, cut the file back to the records fsynced before, forget
+        the records written since (a run written again keeps its earlier record), and
+        return how many were cut and why."""
+        if not self._unsynced:
+            return None
         try:
             os.fsync(fd)
         except OSError as err:
-            lost = self._unsynced
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, self._synced_size)
-            for run_id in lost:  # cut from the file: not finished after all
-                held = self._records.pop(run_id, None)
-                if held is not None:
-                    identity = (
-                        held.get("world_identity")
-                        if type(held) is dict
-                        else _field(held, "world_identity", held.row(run_id))
-                    )
-                    self._by_world.get(identity, {}).pop(run_id, None)
+            cut = self._unsynced
             self._unsynced = []
-            raise self._write_error(len(lost), err) from None
+            for run_id, before in reversed(cut):  # the earliest holder is the one on disk
+                self._forget(run_id)
+                if before is not None:
+                    self._records[run_id] = before
+                    self._index(run_id, before)
+            return len(cut), err
         self._synced_at = time.monotonic()
         self._synced_size = os.fstat(fd).st_size
         self._unsynced = []
+        return None
+
+    def _forget(self, run_id: str) -> None:
+        held = self._records.pop(run_id, None)
+        if held is not None:
+            self._by_world.get(_identity(held, run_id), {}).pop(run_id, None)
+
+    def _index(self, run_id: str, held: dict | RecordBatch) -> None:
+        self._by_world.setdefault(_identity(held, run_id), {})[run_id] = None
 
     def _write_error(self, n: int, err: OSError) -> RecordWriteError:
         return RecordWriteError(
@@ -361,26 +385,40 @@ class RecordStore:
 
     def close(self) -> None:
         """fsync what is not yet synced and release the directory's writer lock (a later
-        store may then write here)."""
+        store may then write here); a RecordWriteError when that fsync fails."""
         fd = getattr(self, "_lock_fd", None)
-        if fd is not None:
-            try:
-                self.sync()
-            except RecordWriteError as err:  # said, not raised: close runs in cleanups
-                log.warning("%s", err)
-            finally:
-                os.close(fd)
-                self._lock_fd = None
+        if fd is None:
+            return
+        try:
+            self.sync()
+        finally:
+            os.close(fd)
+            self._lock_fd = None
 
     def __enter__(self) -> RecordStore:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, kind, error, trace) -> None:
+        if kind is None:
+            self.close()
+            return
+        try:  # another error is on its way out: say this one, do not replace it
+            self.close()
+        except RecordWriteError as err:
+            log.warning("%s", err)
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):
+        try:  # at interpreter exit the modules it needs may be gone
             self.close()
+        except Exception:
+            pass
+
+
+def _identity(held: dict | RecordBatch, run_id: str):
+    """The world identity of ``run_id``'s record, held as a dict or in a batch."""
+    if type(held) is dict:
+        return held.get("world_identity")
+    return _field(held, "world_identity", held.row(run_id))
 
 
 def _field(batch: RecordBatch, name: str, i: int):

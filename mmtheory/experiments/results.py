@@ -98,8 +98,10 @@ def results_table(records: list[dict] | RecordBatch) -> pd.DataFrame:
     """The tidy results table from run records (contract columns first): a list of
     records, or a :class:`~mmtheory.experiments.records.RecordBatch` of them (the same
     table, built a column at a time)."""
-    if isinstance(records, RecordBatch):
+    if isinstance(records, RecordBatch) and len(records):
         df = _frame(records)
+    elif isinstance(records, RecordBatch):  # no records, no columns, as from_records([])
+        df = pd.DataFrame.from_records([])
     else:
         df = pd.DataFrame.from_records(records)
     if "world_id" not in df.columns and "world_identity" in df.columns:
@@ -124,8 +126,7 @@ def _frame(batch: RecordBatch) -> pd.DataFrame:
     data = {name: _array(values) for name, values in batch.columns.items() if name not in skip}
     for name, value in batch.shared.items():
         if name not in skip:
-            kind = _NUMPY.get(type(value))
-            data[name] = np.full(batch.n, value, kind) if kind else [value] * batch.n
+            data[name] = _array([value] * batch.n)
     return pd.DataFrame(data)
 
 
@@ -138,7 +139,7 @@ def _array(values: list):
     floats, ints (within int64) or bools; anything else as the list, for pandas to infer."""
     kinds = set(map(type, values))
     kind = _NUMPY.get(kinds.pop()) if len(kinds) == 1 else None
-    if kind is None:
+    if kind is None or not values:
         return values
     if kind is np.int64 and not -(2**63) <= min(values) <= max(values) < 2**63:
         return values

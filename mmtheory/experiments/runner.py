@@ -3,10 +3,11 @@
 Batching. The closed-form linear learner fits one Gram matrix per seed for all sample sizes
 and subsets. Iterative learners train, per sample size, every pending (seed, subset) at
 once: seeds on the group axis G, subsets on the model axis S, chunked to fit the memory
-budget. Every finished batch is turned into records and handed to the store (written,
-and fsynced within half a second) before the next batch starts. The closed form's records
-are built as columns (:class:`~mmtheory.experiments.records.RecordBatch`), one list per
-field for a seed's runs, and written as the same lines.
+budget. Every finished batch is turned into records and handed to the store (written;
+fsynced as :mod:`~mmtheory.experiments.records` says) before the next batch starts. The
+closed form's records are built as columns
+(:class:`~mmtheory.experiments.records.RecordBatch`), one list per field for a seed's
+runs, and written as the same lines.
 """
 
 from __future__ import annotations
@@ -216,7 +217,7 @@ class Runner:
         memory_budget: float,
         extra: dict,
         branch_eta: bool = False,
-        on_records: Callable[[list[dict]], None] | None = None,
+        on_records: Callable[[list[dict] | RecordBatch], None] | None = None,
         shared=None,
     ):
         self.source, self.device, self.store = source, device, store

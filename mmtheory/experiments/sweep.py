@@ -173,6 +173,7 @@ def sweep(
                 else:
                     runner.iterative(lrn, todo, grid)
                 if store is not None and shared is None and lrn is not busy[-1]:
+                    store.sync()  # the table shows no run whose record is not on disk
                     _write_results(store, runs, out)  # a view of the finished learners
         if store is not None:
             store.sync()  # every finished record on disk before the tables are built

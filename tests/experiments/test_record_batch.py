@@ -264,3 +264,65 @@ def test_batch_of_takes_a_redone_run_from_the_batch_that_holds_it(tmp_path):
             assert picked is not None
             assert picked.records() == [store.get(i) for i in ids]
             assert [r["test_risk"] for r in picked.records()] == risks
+
+
+def test_a_failed_fsync_keeps_the_synced_record_of_a_run_written_again(tmp_path, monkeypatch):
+    """A review found a run forgotten although its earlier, synced record stayed on disk."""
+    store = RecordStore(tmp_path)
+    store.sync_seconds = 3600.0
+    store.append([{**_varied_batch(0).record(0), "test_risk": 1.0}])
+    store.sync()
+    store.append([{**_varied_batch(0).record(0), "test_risk": 2.0}])  # id0 again
+    store.append(_varied_batch(10))
+    _count_fsyncs(monkeypatch, fail=True)
+    with pytest.raises(RecordWriteError, match="could not write 6 record.*the 1 finished run"):
+        store.sync()
+    assert "id0" in store and store.get("id0")["test_risk"] == 1.0
+    assert store.run_ids_of('{"kind": "w"}') == ["id0"]
+    monkeypatch.undo()
+    store.close()
+    with RecordStore(tmp_path) as again:
+        assert again.get("id0")["test_risk"] == 1.0 and len(again) == 1
+
+
+def test_a_failed_fsync_at_close_is_raised_not_swallowed(tmp_path, monkeypatch, caplog):
+    store = RecordStore(tmp_path)
+    store.sync_seconds = 3600.0
+    store.append(_varied_batch(0))
+    _count_fsyncs(monkeypatch, fail=True)
+    with pytest.raises(RecordWriteError, match="could not write 5 record"):
+        store.close()
+    assert (tmp_path / "records.jsonl").read_text() == ""
+    with pytest.raises(RecordWriteError):  # the same from a with block
+        with RecordStore(tmp_path / "w") as other:
+            other.sync_seconds = 3600.0
+            other.append(_varied_batch(0))
+    with pytest.raises(KeyError, match="the first error"):  # another error goes on
+        with RecordStore(tmp_path / "k") as other:
+            other.sync_seconds = 3600.0
+            other.append(_varied_batch(0))
+            raise KeyError("the first error")
+    assert "could not write 5 record" in caplog.text
+
+
+def test_a_failed_write_fsyncs_the_records_before_it(tmp_path, monkeypatch):
+    import errno
+
+    import mmtheory.experiments.records as records
+
+    calls = _count_fsyncs(monkeypatch)
+    store = RecordStore(tmp_path)
+    store.sync_seconds = 3600.0
+    store.append(_varied_batch(0))
+    assert calls == []
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(records, "_write", full)
+    with pytest.raises(RecordWriteError, match="could not write 5 record.*the 5 finished run"):
+        store.append(_varied_batch(10))
+    assert len(calls) == 1  # the five before were fsynced: they are safe
+    monkeypatch.undo()
+    store.close()
+    assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 5
