@@ -126,7 +126,10 @@ def _frame(batch: RecordBatch) -> pd.DataFrame:
     data = {name: _array(values) for name, values in batch.columns.items() if name not in skip}
     for name, value in batch.shared.items():
         if name not in skip:
-            data[name] = _array([value] * batch.n)
+            kind = _NUMPY.get(type(value))
+            if kind is np.int64 and not -(2**63) <= value < 2**63:
+                kind = None  # pandas makes it uint64 or object: let it
+            data[name] = np.full(batch.n, value, kind) if kind else [value] * batch.n
     return pd.DataFrame(data)
 
 

@@ -326,3 +326,16 @@ def test_a_failed_write_fsyncs_the_records_before_it(tmp_path, monkeypatch):
     monkeypatch.undo()
     store.close()
     assert len((tmp_path / "records.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.parametrize("value", [2**64 - 1, -(2**63) - 1, 2**63 - 1, True, 0.5, None, "s"])
+def test_results_table_of_shared_values_of_every_kind(value):
+    """A review found a shared int beyond int64 breaking the batch table (a world seeded
+    2**64); the frame must be from_records' for every kind of shared value, empty too."""
+    batch = RecordBatch(
+        {"world": "w", "world_identity": '{"kind": "w"}', "world_seed": value},
+        {"run_id": ["a", "b"], "m": [10, 20]},
+    )
+    pd.testing.assert_frame_equal(results_table(batch), results_table(batch.records()))
+    empty = RecordBatch({"world": "w"}, {"run_id": []})
+    pd.testing.assert_frame_equal(results_table(empty), results_table(empty.records()))
