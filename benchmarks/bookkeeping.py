@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib
 import os
 import platform
 import pstats
@@ -76,24 +77,38 @@ m = {sizes}
 seeds = {seeds}
 """
 
-#: (file name, function name) -> bookkeeping category. ``sweep.py:<listcomp>`` are the
-#: pending / resume comprehensions of ``sweep`` (Python 3.11 gives each its own frame).
-CATEGORIES = {
-    ("grid.py", "plan_runs"): "run ids",
+#: (module, class or None, attribute) -> category, for ``--timed``. A module-level
+#: function is replaced in the module that calls it.
+TIMED = {
+    ("mmtheory.experiments.sweep", None, "plan_runs"): "run ids",
+    ("mmtheory.experiments.sweep", None, "_unfinished"): "resume checks",
+    ("mmtheory.experiments.sweep", None, "stale_runs"): "resume checks",
+    ("mmtheory.experiments.records", "RecordStore", "__init__"): "record reading",
+    ("mmtheory.experiments.runner", "Runner", "_record"): "record building",
+    ("mmtheory.experiments.runner", "Runner", "_closed_form_batch"): "record building",
+    ("mmtheory.experiments.runner", "Runner", "_theory_columns"): "record building",
+    ("mmtheory.experiments.runner", None, "_measured_columns"): "record building",
+    ("mmtheory.experiments.runner", "Runner", "_flush"): "record writing",
+    ("mmtheory.experiments.sweep", None, "_table"): "results table",
+    ("mmtheory.experiments.sweep", None, "_write_results"): "results table",
+    ("mmtheory.experiments.sweep", None, "_write_f1"): "results table",
+    ("mmtheory.experiments.sweep", None, "sweep"): None,  # the sweeps of the series
+}
+
+
+def _where(module: str, cls: str | None, name: str) -> tuple[str, str]:
+    """(file name, function name) of a :data:`TIMED` entry, as profiles name it."""
+    owner = importlib.import_module(module)
+    fn = getattr(getattr(owner, cls) if cls else owner, name)
+    return Path(fn.__code__.co_filename).name, name
+
+
+#: (file name, function name) -> bookkeeping category, for the profiles: those of
+#: :data:`TIMED`, and ``sweep``'s own comprehensions (Python 3.11 gives each its frame).
+CATEGORIES = {_where(*key): cat for key, cat in TIMED.items() if cat is not None} | {
     ("sweep.py", "<listcomp>"): "resume checks",
     ("sweep.py", "<setcomp>"): "resume checks",
     ("sweep.py", "<dictcomp>"): "resume checks",
-    ("sweep.py", "stale_runs"): "resume checks",
-    ("records.py", "__init__"): "record reading",
-    ("runner.py", "_record"): "record building",
-    ("runner.py", "_closed_form_batch"): "record building",
-    ("runner.py", "_measured_columns"): "record building",
-    ("runner.py", "_theory_columns"): "record building",
-    ("sweep.py", "_unfinished"): "resume checks",
-    ("sweep.py", "_table"): "results table",
-    ("sweep.py", "_write_f1"): "results table",
-    ("runner.py", "_flush"): "record writing",
-    ("sweep.py", "_write_results"): "results table",
 }
 
 
@@ -198,25 +213,6 @@ def _frame(text: str) -> tuple[str, str]:
     name, _, where = text.strip().partition(" (")
     name = name.rsplit(".", 1)[-1]  # Class.method -> method
     return Path(where.rsplit(":", 1)[0]).name, name
-
-
-#: (module, class or None, attribute) -> category, for ``--timed``. A module-level
-#: function is replaced in the module that calls it.
-TIMED = {
-    ("mmtheory.experiments.sweep", None, "plan_runs"): "run ids",
-    ("mmtheory.experiments.sweep", None, "_unfinished"): "resume checks",
-    ("mmtheory.experiments.sweep", None, "stale_runs"): "resume checks",
-    ("mmtheory.experiments.records", "RecordStore", "__init__"): "record reading",
-    ("mmtheory.experiments.runner", "Runner", "_record"): "record building",
-    ("mmtheory.experiments.runner", "Runner", "_closed_form_batch"): "record building",
-    ("mmtheory.experiments.runner", "Runner", "_theory_columns"): "record building",
-    ("mmtheory.experiments.runner", None, "_measured_columns"): "record building",
-    ("mmtheory.experiments.runner", "Runner", "_flush"): "record writing",
-    ("mmtheory.experiments.sweep", None, "_table"): "results table",
-    ("mmtheory.experiments.sweep", None, "_write_results"): "results table",
-    ("mmtheory.experiments.sweep", None, "_write_f1"): "results table",
-    ("mmtheory.experiments.sweep", None, "sweep"): None,  # the sweeps of the series
-}
 
 
 def timed(text: str, out: Path) -> None:

@@ -104,21 +104,15 @@ class _RunIds:
         self.version = _version.__version__
 
     def __call__(self, subset: str, m: int, seed: int) -> str:
-        parts = self.parts
-        plain = type(subset) is str and type(m) is int and type(seed) is int
-        if parts is None or not plain or self.version != _version.__version__:
-            identity, settings, extra = self.args
-            return _run_id(identity, settings, subset, m, seed, extra)
-        values = {"subset": _quote(subset), "m": int.__repr__(m), "seed": int.__repr__(seed)}
-        text = parts[0] + "".join(values[k] + rest for k, rest in zip(parts[1::2], parts[2::2]))
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+        return self.many(subset, m, [seed])[0]
 
     def many(self, subset: str, m: int, seeds: list[int]) -> list[str]:
         """``[self(subset, m, seed) for seed in seeds]``: the text before the seed is
         hashed once, and each seed's hash goes on from a copy of that state."""
         plain = type(subset) is str and type(m) is int and all(type(s) is int for s in seeds)
         if self.parts is None or not plain or self.version != _version.__version__:
-            return [self(subset, m, seed) for seed in seeds]
+            identity, settings, extra = self.args
+            return [_run_id(identity, settings, subset, m, seed, extra) for seed in seeds]
         values = {"subset": _quote(subset), "m": int.__repr__(m), "seed": "\0"}
         parts = self.parts
         text = parts[0] + "".join(values[k] + rest for k, rest in zip(parts[1::2], parts[2::2]))

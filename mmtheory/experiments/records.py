@@ -204,7 +204,7 @@ class RecordStore:
 
     def _keep(self, rec: dict) -> None:
         self._records[rec["run_id"]] = rec
-        self._by_world.setdefault(rec.get("world_identity"), {})[rec["run_id"]] = None
+        self._index(rec["run_id"], rec)
 
     def _keep_batch(self, batch: RecordBatch) -> None:
         ids = batch.columns["run_id"]
@@ -222,9 +222,8 @@ class RecordStore:
         out = []
         for run_id, held in self._records.items():
             if type(held) is RecordBatch:
-                if having is not None and having not in held.shared:
-                    if having not in held.columns:
-                        continue
+                if having is not None and having not in held.shared and having not in held.columns:
+                    continue  # no record of the batch has it: no row index needed
                 i = held.row(run_id)
                 if having is None or _field(held, having, i):
                     out.append(held.record(i))
@@ -237,10 +236,6 @@ class RecordStore:
         ``identity`` (an index kept as records are read and written, so a series of
         worlds never rescans the file)."""
         return list(self._by_world.get(identity, {}))
-
-    def records_of(self, identity: str) -> list[dict]:
-        """The finished records of the world whose identity is ``identity``."""
-        return [self._record(i) for i in self._by_world.get(identity, {})]
 
     def __contains__(self, run_id: str) -> bool:
         return run_id in self._records

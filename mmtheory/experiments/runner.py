@@ -148,6 +148,13 @@ def _fit_norms(fits) -> tuple[list[list[float]], list[list[float]]]:
     )
 
 
+def _put(shared: dict, columns: dict, name: str, value, per_record: bool) -> None:
+    """Set field ``name`` of a batch's records, as a dict's update would: ``value`` is
+    one per record (``per_record``) or one for all; the field leaves the other dict."""
+    (shared if per_record else columns).pop(name, None)
+    (columns if per_record else shared)[name] = value
+
+
 class _SizePart(NamedTuple):
     """One size of a seed's closed-form fits, as its records need it."""
 
@@ -286,25 +293,24 @@ class Runner:
         extra_columns=None,
     ) -> dict:
         """One run's record: ``measured`` (one model's columns, :func:`_measured`), the
-        run's own fields, and the fields every record of this learner shares (built once,
-        :meth:`_shared_fields`; records are read, never modified in place)."""
-        rec = {
-            "subset": str(run.subset),
-            "n_modalities": len(run.subset),
-            "m": run.m,
-            "seed": run.seed,
-            "train_risk": float(train_risk),
-            **measured,
+        run's own fields, and the fields every record of this learner shares
+        (:meth:`_fields`, for one run)."""
+        status = {
             "converged": bool(converged),
             "diverged": bool(diverged),
             "grad_norm": float(grad_norm),
-            "run_id": run.run_id,
-            "wall_s": wall,
-            **self._shared_fields(run.learner, dtype),
         }
-        rec["null_risk"] = self._null_risk(run.seed)
-        if self.source.oracle is not None:  # the exact large-sample eta of the subset
-            rec["eta_inf"] = self._eta_inf(run.subset)
+        shared, columns = self._fields(
+            run.learner,
+            dtype,
+            [run],
+            [str(run.subset)],
+            [float(train_risk)],
+            {name: [value] for name, value in measured.items()},
+            [wall],
+            status,
+        )
+        rec = RecordBatch(shared, columns).record(0)
         rec.update(extra_columns or {})
         if diverged:  # measured on a stand-in (the initialisation): nothing to report
             for key in list(rec):
@@ -313,6 +319,50 @@ class Runner:
                 ):
                     rec[key] = None
         return rec
+
+    def _fields(
+        self,
+        learner: Learner,
+        dtype: str,
+        runs: list[Run],
+        labels: list[str],
+        train_risk: list[float],
+        measured: dict[str, list],
+        wall: list[float],
+        status: dict,
+        eta_inf: list[float] | None = None,
+    ) -> tuple[dict, dict[str, list]]:
+        """The fields every record of this source has, for ``runs`` (their subsets'
+        texts ``labels``), as ``(shared, columns)`` of a :class:`RecordBatch`; later
+        fields win, as in a dict's update: the run's own, the ``measured`` columns,
+        ``status`` (converged, diverged, grad_norm: one value for all), the run id and
+        ``wall`` time, the fields this learner's records share (:meth:`_shared_fields`),
+        the null risk and, with an oracle, eta_inf (``eta_inf``, or each subset's)."""
+        sizes = {label: len(run.subset) for label, run in dict(zip(labels, runs)).items()}
+        columns: dict[str, list] = {
+            "subset": labels,
+            "n_modalities": list(map(sizes.__getitem__, labels)),
+            "m": [run.m for run in runs],
+            "seed": [run.seed for run in runs],
+            "train_risk": train_risk,
+            **measured,
+        }
+        shared: dict = {}
+        for name, value in status.items():
+            _put(shared, columns, name, value, per_record=False)
+        _put(shared, columns, "run_id", [run.run_id for run in runs], per_record=True)
+        _put(shared, columns, "wall_s", wall, per_record=True)
+        for name, value in self._shared_fields(learner, dtype).items():
+            _put(shared, columns, name, value, per_record=False)
+        # a field per record even where one seed gives one object: batches of a runner
+        # then share a line template (records.py)
+        null = {seed: self._null_risk(seed) for seed in set(columns["seed"])}
+        _put(shared, columns, "null_risk", list(map(null.__getitem__, columns["seed"])), True)
+        if self.source.oracle is not None:  # the exact large-sample eta of the subset
+            if eta_inf is None:
+                eta_inf = [self._eta_inf(run.subset) for run in runs]
+            _put(shared, columns, "eta_inf", eta_inf, per_record=True)
+        return shared, columns
 
     def _shared_fields(self, learner: Learner, dtype: str) -> dict:
         """The record fields that are the same for every run of ``learner`` on this
@@ -449,7 +499,6 @@ class Runner:
             self.release_samples()
             batch = self._closed_form_batch(
                 learner,
-                seed,
                 [sub_obj[s] for s in subs],
                 parts,
                 measured,
@@ -462,7 +511,6 @@ class Runner:
     def _closed_form_batch(
         self,
         learner: Learner,
-        seed: int,
         subsets: list,
         parts: list[_SizePart],
         measured: dict[str, list],
@@ -470,12 +518,12 @@ class Runner:
         oracle_train: list[float] | None,
         theory: dict[str, dict] | None,
     ) -> RecordBatch:
-        """The records of one seed's closed-form fits as columns: the fields
-        :meth:`_record` gives (the same names, values and precedence), then the fits'
-        norms, the oracle's training risk and the theory columns; one list per field, not
-        one dict per run. ``parts``: one :class:`_SizePart` per size with pending runs;
-        ``measured``: the measured columns of every part's models, part after part;
-        ``oracle_train`` per size index; ``theory`` per subset."""
+        """The records of one seed's closed-form fits as columns: the fields of
+        :meth:`_fields` (those of :meth:`_record`), then the fits' norms, the oracle's
+        training risk and the theory columns; one list per field, not one dict per run.
+        ``parts``: one :class:`_SizePart` per size with pending runs; ``measured``: the
+        measured columns of every part's models, part after part; ``oracle_train`` per
+        size index; ``theory`` per subset."""
         labels = [str(sub) for sub in subsets]
         runs = list(chain.from_iterable(p.runs for p in parts))
         part_of = list(chain.from_iterable(repeat(k, len(p.runs)) for k, p in enumerate(parts)))
@@ -496,40 +544,31 @@ class Runner:
         def per_cell(rows: list) -> list:  # rows[k][j], for each run of part k, subset j
             return per_model(list(chain.from_iterable(rows)))  # a value per subset in each
 
-        columns: dict[str, list] = {
-            "subset": per_subset(labels),
-            "n_modalities": per_subset([len(sub) for sub in subsets]),
-            "m": [run.m for run in runs],
-            "seed": [run.seed for run in runs],
-            "train_risk": per_cell([[float(f.train_loss) for f in p.fits] for p in parts]),
-        }
-        for name, values in measured.items():
-            columns[name] = per_model(values)
-        shared: dict = {"converged": True, "diverged": False, "grad_norm": 0.0}
-        columns["run_id"] = [run.run_id for run in runs]
-        columns["wall_s"] = per_part([p.wall for p in parts])
-
-        def put(name: str, value, per_record: bool) -> None:  # later fields win, as in update
-            (shared if per_record else columns).pop(name, None)
-            (columns if per_record else shared)[name] = value
-
-        for name, value in self._shared_fields(learner, "float64").items():
-            put(name, value, False)
-        # one object per seed: a field per record, so that batches share a line template
-        put("null_risk", [self._null_risk(seed)] * len(runs), True)
-        if self.source.oracle is not None:
-            put("eta_inf", per_subset([self._eta_inf(sub) for sub in subsets]), True)
+        shared, columns = self._fields(
+            learner,
+            "float64",
+            runs,
+            per_subset(labels),
+            per_cell([[float(f.train_loss) for f in p.fits] for p in parts]),
+            {name: per_model(values) for name, values in measured.items()},
+            per_part([p.wall for p in parts]),
+            {"converged": True, "diverged": False, "grad_norm": 0.0},
+            per_subset([self._eta_inf(sub) for sub in subsets])
+            if self.source.oracle is not None
+            else None,
+        )
         for name, norm in zip(("weight_norm", "param_norm"), norms, strict=True):
-            put(name, per_cell([norm[p.index] for p in parts]), True)
+            _put(shared, columns, name, per_cell([norm[p.index] for p in parts]), True)
         if theory is not None and oracle_train is not None:
-            put("oracle_train_risk", per_part([oracle_train[p.index] for p in parts]), True)
+            risk = per_part([oracle_train[p.index] for p in parts])
+            _put(shared, columns, "oracle_train_risk", risk, True)
             fields = [theory[label] for label in labels]
             for name in fields[0] if fields else ():
                 first = fields[0][name]
                 if all(f[name] is first for f in theory.values()):  # the world's alone
-                    put(name, first, False)
+                    _put(shared, columns, name, first, False)
                 else:
-                    put(name, per_subset([f[name] for f in fields]), True)
+                    _put(shared, columns, name, per_subset([f[name] for f in fields]), True)
         return RecordBatch(shared, columns)
 
     def _closed_form_data(self, seed: int, sizes: list[int], cols: list, ridge: float):
