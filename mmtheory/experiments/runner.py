@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from mmtheory import _version
+from mmtheory.core.data import MultiModalData
 from mmtheory.engine import GramFactors, latent_route_pays, least_squares_path, train_batched
 from mmtheory.estimation import Estimate, Models, Sample, Truth, branch_models, eta, risk
 from mmtheory.experiments.grid import Run
@@ -197,6 +198,27 @@ def model_bytes(source, learner, m: int) -> tuple[int, int]:
     return per_model, per_group
 
 
+#: Bytes of cached evaluation samples a runner keeps from one training chunk to the next.
+SAMPLE_CACHE_BYTES = 2**28
+
+
+def _nbytes(value) -> int:
+    """Bytes of the arrays in a cached sample (tensors, arrays, data sets, nested)."""
+    if isinstance(value, torch.Tensor):
+        return value.element_size() * value.nelement()
+    if isinstance(value, np.ndarray):
+        return value.nbytes
+    if isinstance(value, MultiModalData):
+        return sum(_nbytes(value[k]) for k in value.names) + _nbytes(value.y)
+    if isinstance(value, Sample):
+        return _nbytes(value.xs) + _nbytes(value.y)
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, dict):
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
 class Runner:
     """Trains runs of one source and turns them into records.
 
@@ -250,9 +272,16 @@ class Runner:
         return self._cache[key]
 
     def release_samples(self) -> None:
-        """Forget the cached per-seed samples (kept only while one chunk or one seed is
-        measured, so memory does not grow with the number of seeds); scalars stay."""
-        for key in [k for k in self._cache if k[0] in ("test", "refit", "evaluation")]:
+        """Forget the cached per-seed samples once they hold more than
+        :data:`SAMPLE_CACHE_BYTES` (or an eighth of the memory budget), so memory does not
+        grow with the number of seeds; below that they are kept for the next chunk, which
+        would draw the same seeds' samples again (a sample is a function of its seed, so
+        the numbers are the same either way). Scalars stay."""
+        keys = [k for k in self._cache if k[0] in ("test", "refit", "evaluation")]
+        held = sum(_nbytes(self._cache[k]) for k in keys)
+        if held <= min(SAMPLE_CACHE_BYTES, self.memory_budget / 8):
+            return
+        for key in keys:
             del self._cache[key]
 
     def _eval_data(self, kind: str, seed: int, dtype):
