@@ -257,6 +257,16 @@ def _mfeat_text(report: Path | None) -> list[str]:
     return lines
 
 
+def _seconds(what: str, t: dict | None) -> str:
+    """'what 75 s (Table 4: 3 s, ...)' from a part -> seconds dict (``reproduce``'s laps)."""
+    if not t:
+        return f"{what} not recorded"
+    names = {"table4": "Table 4", "crossover": "crossover", "theory": "theory"}
+    names.update({"mfeat": "real data", "figures": "figures"})
+    parts = ", ".join(f"{label}: {t[key]:.0f} s" for key, label in names.items() if key in t)
+    return f"{what} {t['total']:.0f} s ({parts})"
+
+
 def render_report(
     comparison,
     summary,
@@ -288,9 +298,8 @@ def render_report(
     lines = [
         "# mmtheory reproduction report",
         "",
-        f"Mode: {'quick' if quick else 'full'}; device {dev}; wall time {timings['total']:.0f} s "
-        f"(Table 4: {timings['table4']:.0f} s, crossover: {timings['crossover']:.0f} s, theory: "
-        f"{timings['theory']:.0f} s, real data: {timings['mfeat']:.0f} s).",
+        f"Mode: {'quick' if quick else 'full'}; device {dev}; {_seconds('wall time', timings)}; "
+        f"{_seconds('CPU time (every thread)', timings.get('cpu'))}.",
         f"Versions: {', '.join(f'{k} {v}' for k, v in versions.items())}. "
         f"Threads: {threads or torch.get_num_threads()}. Settings: {cfg}.",
         "",
