@@ -463,39 +463,58 @@ class LinearLatentWorld(World):
         x always gives the same answer; 512 points are within 1e-4 nats of 8,192)."""
         if self.latent != "gaussian":
             raise ValueError("class_posterior needs a Gaussian world (latent='gaussian')")
-        K, L = self.logit_posterior()
-        mu = torch.from_numpy(np.asarray(x, dtype=float) @ K.T)
+        K, _ = self.logit_posterior()
+        return self._posterior_of_means(np.asarray(x, dtype=float) @ K.T, n_inner)
+
+    def _posterior_of_means(self, mu: np.ndarray, n_inner: int = BAYES_INNER) -> np.ndarray:
+        """:meth:`class_posterior` from the posterior means mu = K x (n, C) of the logits.
+
+        With a_c = exp(mu_c - max mu) and e_jc = exp(noise_jc - max_c noise_jc) for inner
+        point j, softmax(mu + noise_j)_c = a_c e_jc / D_j with D_j = sum_c a_c e_jc, so the
+        average over the points is a_c (sum_j e_jc / D_j) / n_inner: two products (rows x
+        C x points) and one pass over the (rows, points) matrix D. Each term is at most 1
+        and D_j >= max(e_j at argmax mu, a at argmax noise_j); rows where some D_j is below
+        ``1e-250`` (logit spreads of hundreds of nats) take the max-shifted softmax per
+        point instead."""
+        _, L = self.logit_posterior()
         if L.shape[1] == 0:
-            return torch.softmax(mu, -1).numpy()
+            return _softmax(mu)
         sobol = qmc.Sobol(d=L.shape[1], scramble=True, seed=BAYES_SEED)
-        noise = torch.from_numpy(special.ndtri(sobol.random(n_inner)) @ L.T)
-        # class-major (C, rows, inner): the softmax's max and sum over the few classes are
-        # elementwise over whole planes (over a short last axis they were most of the time)
-        mu_t, noise_t = mu.T.contiguous(), noise.T.contiguous()
-        out = []
-        for i in range(0, len(mu), 512):
-            u = mu_t[:, i : i + 512, None] + noise_t[:, None, :]
-            u -= u.amax(0)
-            u.exp_()
-            u /= u.sum(0)
-            out.append(u.mean(2))
-        return torch.cat(out, 1).T.numpy()
+        noise = special.ndtri(sobol.random(n_inner)) @ L.T
+        a = np.exp(mu - mu.max(axis=1, keepdims=True))
+        e = np.exp(noise - noise.max(axis=1, keepdims=True))
+        D = a @ e.T
+        tiny = np.flatnonzero((D < 1e-250).any(axis=1))
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # rows redone
+            np.reciprocal(D, out=D)
+            p = a * (D @ e) / n_inner
+        for i in tiny:  # the direct form: a softmax per inner point
+            u = mu[i] + noise
+            u = np.exp(u - u.max(axis=1, keepdims=True))
+            p[i] = (u / u.sum(axis=1, keepdims=True)).mean(axis=0)
+        return p
 
     def classification_bayes(self) -> tuple[float, float, str]:
         """(Bayes cross-entropy, its standard error, method) of a classification world.
 
         Gaussian worlds: E_x[H(p(y | x))] with the exact posterior of
-        :meth:`class_posterior`, averaged over a fixed sample of 40,000 x ("monte_carlo":
-        an exact expectation, estimated; SE about 0.002 nats). Other latents: the entropy of
-        p(y | latent), E[H(softmax(B z))], which is the Bayes risk only when x determines the
-        latent and a lower bound otherwise ("lower_bound" unless the modalities are
-        noise-free). Computed once per world (cached by identity).
+        :meth:`class_posterior`, averaged over a fixed sample of 40,000 x, drawn as their
+        posterior means K x ~ N(0, K Sigma K^T), through which alone x enters
+        ("monte_carlo": an exact expectation, estimated; SE about 0.002 nats). Other
+        latents: the entropy of p(y | latent), E[H(softmax(B z))], which is the Bayes risk
+        only when x determines the latent and a lower bound otherwise ("lower_bound" unless
+        the modalities are noise-free). Computed once per world (cached by identity).
         """
         key = self.identity()
         if key not in _CLASSIFICATION_BAYES:
             if self.latent == "gaussian":
-                x = self.sample(BAYES_OUTER, seed=BAYES_SEED).concat().double().numpy()
-                p = np.clip(self.class_posterior(x), 1e-300, None)
+                # x ~ N(0, Sigma) enters only through mu = K x ~ N(0, K Sigma K^T): the
+                # C-dimensional means are drawn, not the d-dimensional features
+                K, _ = self.logit_posterior()
+                vals, V = np.linalg.eigh(K @ self.second_moments()[0] @ K.T)
+                root = V * np.sqrt(np.clip(vals, 0.0, None))
+                z = as_generator(BAYES_SEED, "bayes_means").standard_normal((BAYES_OUTER, len(K)))
+                p = np.clip(self._posterior_of_means(z @ root.T), 1e-300, None)
                 h = -(p * np.log(p)).sum(axis=1)
                 result = (float(h.mean()), float(h.std(ddof=1) / np.sqrt(h.size)), "monte_carlo")
             else:

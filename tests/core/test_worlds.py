@@ -304,3 +304,35 @@ def test_the_exact_risk_is_never_negative_and_otherwise_unchanged():
     assert (world.risk_linear(np.stack([W, W])) >= 0).all()
     _, _, syy = world.second_moments()
     assert world.risk_linear(np.zeros_like(W)) == float(np.trace(syy))
+
+
+@pytest.mark.parametrize("scale", [1.0, 300.0])
+def test_class_posterior_product_form_is_the_average_softmax(scale):
+    """The posterior as two products (synthetic.base._posterior_of_means) equals the
+    average over the inner points of the max-shifted softmax, for ordinary logits and for
+    logits scaled to spreads of hundreds of nats (scale 300: some products underflow and
+    those rows fall back to the direct form); a posterior with mass moved is caught."""
+    from scipy import special
+    from scipy.stats import qmc
+
+    from synthetic.base import BAYES_SEED
+
+    world = synthetic.LinearWorld(
+        (4, 4), latent_dim=2, task="classification", n_classes=4, scale=scale, seed=3
+    )
+    K, L = world.logit_posterior()
+    mu = world.sample(50, seed=1).concat().double().numpy() @ K.T
+    noise = special.ndtri(qmc.Sobol(L.shape[1], scramble=True, seed=BAYES_SEED).random(64))
+    u = mu[:, None, :] + (noise @ L.T)[None]
+    u = np.exp(u - u.max(axis=2, keepdims=True))
+    direct = (u / u.sum(axis=2, keepdims=True)).mean(axis=1)
+    a = np.exp(mu - mu.max(1, keepdims=True))
+    e = np.exp((noise @ L.T) - (noise @ L.T).max(1, keepdims=True))
+    assert ((a @ e.T) < 1e-250).any() == (scale > 1)  # the fallback is exercised
+    p = world._posterior_of_means(mu, 64)
+    assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1.0, atol=1e-12)
+    assert np.allclose(p, direct, rtol=1e-10, atol=1e-14)
+    moved = p.copy()
+    moved[:, 0] += 1e-6
+    moved[:, 1] -= 1e-6
+    assert not np.allclose(moved, direct, rtol=1e-10, atol=1e-14)
