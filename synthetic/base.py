@@ -48,6 +48,8 @@ BAYES_MC_SAMPLES = 400_000
 #: LinearLatentWorld.classification_bayes), and the fixed seed that makes it reproducible.
 BAYES_OUTER = 40_000
 BAYES_INNER = 512
+#: Rows of the posterior formed at a time (its (rows, inner points) matrix: 16 MiB).
+POSTERIOR_ROWS = 4096
 BAYES_SEED = 2**31 - 1
 _CLASSIFICATION_BAYES: dict[str, tuple[float, float, str]] = {}
 #: Assumed range of an unbounded (Gaussian) scalar target, in standard deviations.
@@ -475,23 +477,27 @@ class LinearLatentWorld(World):
         C x points) and one pass over the (rows, points) matrix D. Each term is at most 1
         and D_j >= max(e_j at argmax mu, a at argmax noise_j); rows where some D_j is below
         ``1e-250`` (logit spreads of hundreds of nats) take the max-shifted softmax per
-        point instead."""
+        point instead. Each entry's error is within a few 1e-15 of its row's largest; an
+        entry below about 1e-80 of it may lose its relative precision or round to 0 (no
+        effect on the entropy: such terms are below 1e-78 nats)."""
         _, L = self.logit_posterior()
         if L.shape[1] == 0:
             return _softmax(mu)
         sobol = qmc.Sobol(d=L.shape[1], scramble=True, seed=BAYES_SEED)
         noise = special.ndtri(sobol.random(n_inner)) @ L.T
-        a = np.exp(mu - mu.max(axis=1, keepdims=True))
         e = np.exp(noise - noise.max(axis=1, keepdims=True))
-        D = a @ e.T
-        tiny = np.flatnonzero((D < 1e-250).any(axis=1))
-        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # rows redone
-            np.reciprocal(D, out=D)
-            p = a * (D @ e) / n_inner
-        for i in tiny:  # the direct form: a softmax per inner point
-            u = mu[i] + noise
-            u = np.exp(u - u.max(axis=1, keepdims=True))
-            p[i] = (u / u.sum(axis=1, keepdims=True)).mean(axis=0)
+        p = np.exp(mu - mu.max(axis=1, keepdims=True))  # a, then the posterior in place
+        for start in range(0, len(p), POSTERIOR_ROWS):  # D is (rows, points): bounded memory
+            a = p[start : start + POSTERIOR_ROWS]
+            D = a @ e.T
+            tiny = np.flatnonzero((D < 1e-250).any(axis=1))
+            with np.errstate(divide="ignore", over="ignore", invalid="ignore"):  # rows redone
+                np.reciprocal(D, out=D)
+                a *= (D @ e) / n_inner
+            for i in tiny:  # the direct form: a softmax per inner point
+                u = mu[start + i] + noise
+                u = np.exp(u - u.max(axis=1, keepdims=True))
+                a[i] = (u / u.sum(axis=1, keepdims=True)).mean(axis=0)
         return p
 
     def classification_bayes(self) -> tuple[float, float, str]:

@@ -272,17 +272,23 @@ class Runner:
         return self._cache[key]
 
     def release_samples(self) -> None:
-        """Forget the cached per-seed samples once they hold more than
-        :data:`SAMPLE_CACHE_BYTES` (or an eighth of the memory budget), so memory does not
-        grow with the number of seeds; below that they are kept for the next chunk, which
-        would draw the same seeds' samples again (a sample is a function of its seed, so
-        the numbers are the same either way). Scalars stay."""
-        keys = [k for k in self._cache if k[0] in ("test", "refit", "evaluation")]
-        held = sum(_nbytes(self._cache[k]) for k in keys)
-        if held <= min(SAMPLE_CACHE_BYTES, self.memory_budget / 8):
-            return
-        for key in keys:
-            del self._cache[key]
+        """Forget cached per-seed samples beyond :data:`SAMPLE_CACHE_BYTES` (or an eighth
+        of the memory budget), so memory does not grow with the number of seeds. Below
+        that they are kept for the next chunk, which would draw the same seeds' samples
+        again (a sample is a function of its seed, so the numbers are the same either
+        way). Chunks visit the seeds in the same order, so the lowest seeds that fit are
+        kept and the others forgotten (keeping the newest instead would evict each seed
+        just before it is needed again). Scalars stay."""
+        by_seed: dict[Any, list[tuple]] = {}
+        for key in self._cache:
+            if key[0] in ("test", "refit", "evaluation"):
+                by_seed.setdefault(key[1], []).append(key)
+        room = min(SAMPLE_CACHE_BYTES, self.memory_budget / 8)
+        for seed in sorted(by_seed):
+            room -= sum(_nbytes(self._cache[k]) for k in by_seed[seed])
+            if room < 0:
+                for key in by_seed[seed]:
+                    del self._cache[key]
 
     def _eval_data(self, kind: str, seed: int, dtype):
         key = (kind, seed, dtype)

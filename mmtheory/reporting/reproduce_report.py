@@ -264,7 +264,8 @@ def _seconds(what: str, t: dict | None) -> str:
     names = {"table4": "Table 4", "crossover": "crossover", "theory": "theory"}
     names.update({"mfeat": "real data", "figures": "figures"})
     parts = ", ".join(f"{label}: {t[key]:.0f} s" for key, label in names.items() if key in t)
-    return f"{what} {t['total']:.0f} s ({parts})"
+    total = t.get("total", sum(t[key] for key in names if key in t))
+    return f"{what} {total:.0f} s" + (f" ({parts})" if parts else "")
 
 
 def render_report(

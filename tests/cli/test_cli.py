@@ -33,6 +33,11 @@ def test_reproduce_on_a_reduced_grid(tmp_path):
     text = report.read_text()
     for needle in ("Table 4", "reconstruction", "Not built yet", "fig2a_crossover.png", "Versions"):
         assert needle in text
+    # wall and CPU seconds per part, every part named
+    line = next(t for t in text.splitlines() if t.startswith("Mode:"))
+    assert "wall time" in line and "CPU time (every thread)" in line
+    for part in ("Table 4", "crossover", "theory", "real data", "figures"):
+        assert line.count(f"{part}: ") == 2
     t4 = pd.read_csv(tmp_path / "table4.csv")
     shown = t4[t4.paper_mse > 0]
     assert ((shown.ratio - 1).abs() < 0.08).all()  # quick-run tolerance of issue #5
@@ -105,3 +110,14 @@ def test_figure_scripts_run_on_the_committed_run(tmp_path):
         )
         assert proc.returncode == 0, proc.stderr
         assert (figs / f"{script}.png").stat().st_size > 10_000
+
+
+def test_report_timing_line_names_parts_and_total():
+    from mmtheory.reporting.reproduce_report import _seconds
+
+    assert _seconds("wall", {"table4": 2.4, "mfeat": 30.2, "total": 40.0}) == (
+        "wall 40 s (Table 4: 2 s, real data: 30 s)"
+    )
+    assert _seconds("cpu", {"theory": 3.0}) == "cpu 3 s (theory: 3 s)"  # no total: the sum
+    assert _seconds("cpu", {"total": 5.0}) == "cpu 5 s"
+    assert _seconds("cpu", None) == "cpu not recorded"

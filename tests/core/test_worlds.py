@@ -307,7 +307,7 @@ def test_the_exact_risk_is_never_negative_and_otherwise_unchanged():
 
 
 @pytest.mark.parametrize("scale", [1.0, 300.0])
-def test_class_posterior_product_form_is_the_average_softmax(scale):
+def test_class_posterior_product_form_is_the_average_softmax(scale, monkeypatch):
     """The posterior as two products (synthetic.base._posterior_of_means) equals the
     average over the inner points of the max-shifted softmax, for ordinary logits and for
     logits scaled to spreads of hundreds of nats (scale 300: some products underflow and
@@ -329,6 +329,7 @@ def test_class_posterior_product_form_is_the_average_softmax(scale):
     a = np.exp(mu - mu.max(1, keepdims=True))
     e = np.exp((noise @ L.T) - (noise @ L.T).max(1, keepdims=True))
     assert ((a @ e.T) < 1e-250).any() == (scale > 1)  # the fallback is exercised
+    monkeypatch.setattr("synthetic.base.POSTERIOR_ROWS", 7)  # several chunks of rows
     p = world._posterior_of_means(mu, 64)
     assert np.all(np.isfinite(p)) and np.allclose(p.sum(1), 1.0, atol=1e-12)
     assert np.allclose(p, direct, rtol=1e-10, atol=1e-14)
