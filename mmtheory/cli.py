@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = verb("sweep", "run a sweep spec (TOML) into a results directory")
     s.add_argument("spec", help="path of the TOML spec")
-    s.add_argument("--out", required=True, help="output directory (results.csv, records/)")
+    s.add_argument("--out", required=True, help="output directory (results.csv, records.jsonl)")
     s.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     s.add_argument(
         "--dry-run", action="store_true", help="print the resolved grid and its size only"

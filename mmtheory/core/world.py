@@ -171,5 +171,22 @@ def make_world(kind: str, **params: object) -> World:
     kinds = _registry().WORLD_KINDS
     if kind not in kinds:
         raise ValueError(f"world kind must be one of {sorted(kinds)}, got {kind!r}")
+    known = _parameters(kinds[kind])
+    unknown = sorted(set(params) - known) if known is not None else []
+    if known is not None and unknown:
+        raise ValueError(
+            f"unknown parameter {unknown[0]!r} of world kind {kind!r}; known: {sorted(known)}"
+        )
     world: World = kinds[kind](**params)
     return world
+
+
+def _parameters(factory) -> set[str] | None:
+    """The keyword names ``factory`` accepts, or None when it takes any (``**kwargs``)."""
+    import inspect
+
+    sig = inspect.signature(factory)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
+        return None
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {name for name, p in sig.parameters.items() if p.kind in keyword}

@@ -89,6 +89,18 @@ def test_bad_spec_exits_2_without_traceback(tmp_path):
     assert "overlap must be a finite number in [0, 1]" in proc.stderr
 
 
+def test_unknown_world_parameter_names_it_and_the_known_ones(tmp_path, capsys):
+    spec = tmp_path / "typo.toml"
+    spec.write_text('[world]\nkind = "linear"\ndims = [4, 4]\nlatent_dimm = 2\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "unknown parameter 'latent_dimm' of world kind 'linear'" in err[0]
+    assert "'latent_dim'" in err[0]  # the known ones, to pick from
+    spec.write_text('[world]\nkind = "linear"\ndims = [4, 4]\nlatent_dim = 2\n')
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+
+
 def test_shipped_specs_parse():
     from mmtheory.experiments import load_spec
 
