@@ -85,8 +85,11 @@ class RecordBatch:
         # elements (made afresh on each access) do not keep
         columns = {k: v if type(v) is list else list(v) for k, v in columns.items()}
         lengths = {len(v) for v in columns.values()}
-        if "run_id" not in columns or len(lengths) != 1:
-            raise ValueError("a RecordBatch needs a run_id column and columns of one length")
+        if "run_id" not in columns:
+            raise ValueError(f"a RecordBatch needs a run_id column, got {sorted(columns)}")
+        if len(lengths) != 1:
+            each = {k: len(v) for k, v in columns.items()}
+            raise ValueError(f"a RecordBatch's columns must have one length, got {each}")
         both = shared.keys() & columns.keys()
         if both:
             raise ValueError(f"fields both shared and per record: {sorted(both)}")

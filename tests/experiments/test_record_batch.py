@@ -90,8 +90,10 @@ def test_float_texts_keep_signed_zeros_nan_and_infinities():
 
 
 def test_a_batch_refuses_ragged_or_doubled_fields():
-    with pytest.raises(ValueError, match="run_id column"):
+    with pytest.raises(ValueError, match=r"one length, got \{'run_id': 1, 'x': 2\}"):
         RecordBatch({}, {"run_id": ["a"], "x": [1, 2]})
+    with pytest.raises(ValueError, match=r"needs a run_id column, got \['x'\]"):
+        RecordBatch({}, {"x": [1]})
     with pytest.raises(ValueError, match="both shared and per record"):
         RecordBatch({"x": 1}, {"run_id": ["a"], "x": [1]})
 
