@@ -212,7 +212,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(tmp_path):
         ({}, "needs a \\[world\\] table"),
         ({"world": {"kind": "moon"}}, "world.kind must be one of"),
         ({"world": {"kind": "overlap", "overlap": 2.0}}, r"overlap must be a finite number in \[0"),
-        ({"world": {"kind": "overlap", "colour": 1}}, "unexpected keyword argument 'colour'"),
+        ({"world": {"kind": "overlap", "colour": 1}}, "unknown parameter 'colour' of world kind"),
         ({"world": {"kind": "overlap"}, "grid": {"m": [0]}}, "grid.m must be an integer >= 2"),
         ({"world": {"kind": "overlap"}, "grid": {"m": "many"}}, "grid.m must be an integer"),
         ({"world": {"kind": "overlap"}, "grid": {"subsets": ["m7"]}}, "grid.subsets"),
