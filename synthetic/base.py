@@ -500,6 +500,16 @@ class LinearLatentWorld(World):
                 a[i] = (u / u.sum(axis=1, keepdims=True)).mean(axis=0)
         return p
 
+    def _entropy_of_means(self, cov: np.ndarray) -> tuple[float, float]:
+        """(E[H(p(y | x))], its standard error) over the fixed sample of ``BAYES_OUTER``
+        posterior means drawn from N(0, ``cov``) (:meth:`classification_bayes`)."""
+        vals, V = np.linalg.eigh(cov)
+        root = V * np.sqrt(np.clip(vals, 0.0, None))
+        z = as_generator(BAYES_SEED, "bayes_means").standard_normal((BAYES_OUTER, len(cov)))
+        p = np.clip(self._posterior_of_means(z @ root.T), 1e-300, None)
+        h = -(p * np.log(p)).sum(axis=1)
+        return float(h.mean()), float(h.std(ddof=1) / np.sqrt(h.size))
+
     def classification_bayes(self) -> tuple[float, float, str]:
         """(Bayes cross-entropy, its standard error, method) of a classification world.
 
@@ -517,12 +527,8 @@ class LinearLatentWorld(World):
                 # x ~ N(0, Sigma) enters only through mu = K x ~ N(0, K Sigma K^T): the
                 # C-dimensional means are drawn, not the d-dimensional features
                 K, _ = self.logit_posterior()
-                vals, V = np.linalg.eigh(K @ self.second_moments()[0] @ K.T)
-                root = V * np.sqrt(np.clip(vals, 0.0, None))
-                z = as_generator(BAYES_SEED, "bayes_means").standard_normal((BAYES_OUTER, len(K)))
-                p = np.clip(self._posterior_of_means(z @ root.T), 1e-300, None)
-                h = -(p * np.log(p)).sum(axis=1)
-                result = (float(h.mean()), float(h.std(ddof=1) / np.sqrt(h.size)), "monte_carlo")
+                mean, se = self._entropy_of_means(K @ self.second_moments()[0] @ K.T)
+                result = (mean, se, "monte_carlo")
             else:
                 mean, se = latent_entropy_risk(self, lambda z: z @ self._B.T)
                 noisy = any(v > 0 for v in self._noise.values())

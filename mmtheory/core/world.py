@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import hashlib
 import importlib
+import inspect
 import json
 from typing import Any, Protocol, runtime_checkable
 
@@ -183,8 +184,6 @@ def make_world(kind: str, **params: object) -> World:
 
 def _parameters(factory) -> set[str] | None:
     """The keyword names ``factory`` accepts, or None when it takes any (``**kwargs``)."""
-    import inspect
-
     sig = inspect.signature(factory)
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values()):
         return None

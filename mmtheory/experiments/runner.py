@@ -203,20 +203,15 @@ SAMPLE_CACHE_BYTES = 2**28
 
 
 def _nbytes(value) -> int:
-    """Bytes of the arrays in a cached sample (tensors, arrays, data sets, nested)."""
+    """Bytes of a cached sample: a data set (``_sample``) or stacked tensors (``_eval_data``:
+    a list of tensors and a tensor)."""
     if isinstance(value, torch.Tensor):
         return value.element_size() * value.nelement()
-    if isinstance(value, np.ndarray):
-        return value.nbytes
     if isinstance(value, MultiModalData):
         return sum(_nbytes(value[k]) for k in value.names) + _nbytes(value.y)
-    if isinstance(value, Sample):
-        return _nbytes(value.xs) + _nbytes(value.y)
     if isinstance(value, (list, tuple)):
         return sum(_nbytes(v) for v in value)
-    if isinstance(value, dict):
-        return sum(_nbytes(v) for v in value.values())
-    return 0
+    raise TypeError(f"not a cached sample: {type(value).__name__}")
 
 
 class Runner:

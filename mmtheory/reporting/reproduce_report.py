@@ -257,14 +257,22 @@ def _mfeat_text(report: Path | None) -> list[str]:
     return lines
 
 
+#: ``reproduce``'s parts, in order, as the report names them.
+_PARTS = {
+    "table4": "Table 4",
+    "crossover": "crossover",
+    "theory": "theory",
+    "mfeat": "real data",
+    "figures": "figures",
+}
+
+
 def _seconds(what: str, t: dict | None) -> str:
     """'what 75 s (Table 4: 3 s, ...)' from a part -> seconds dict (``reproduce``'s laps)."""
     if not t:
         return f"{what} not recorded"
-    names = {"table4": "Table 4", "crossover": "crossover", "theory": "theory"}
-    names.update({"mfeat": "real data", "figures": "figures"})
-    parts = ", ".join(f"{label}: {t[key]:.0f} s" for key, label in names.items() if key in t)
-    total = t.get("total", sum(t[key] for key in names if key in t))
+    parts = ", ".join(f"{label}: {t[key]:.0f} s" for key, label in _PARTS.items() if key in t)
+    total = t.get("total", sum(t[key] for key in _PARTS if key in t))
     return f"{what} {total:.0f} s" + (f" ({parts})" if parts else "")
 
 
