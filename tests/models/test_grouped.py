@@ -1,6 +1,8 @@
 """Late fusion's grouped layers (one batched GEMM per layer over every encoder instance)
 train the same models as the per-modality layers they replace and as the per-model loop."""
 
+import importlib
+
 import pytest
 import torch
 from helpers import assert_batched_equals_loop
@@ -8,12 +10,13 @@ from helpers import assert_batched_equals_loop
 import synthetic
 from mmtheory.core.subsets import all_subsets
 from mmtheory.engine import train_batched
-from mmtheory.models import Learner, ModelPlan, init_model
+from mmtheory.models import Learner, ModelPlan, forward, init_model, stack_params
 from mmtheory.models.forward import (
     GroupedLatents,
     late_latents,
     per_modality_layers,
     scatter_instances,
+    through_latents,
 )
 
 LEARNERS = {
@@ -118,3 +121,100 @@ def test_the_per_modality_scatter_adds_in_the_serial_order():
         reversed_order.index_add_(1, idx, values[:, start : start + h.shape[1]])
     assert not torch.equal(serial, reversed_order)
     torch.testing.assert_close(serial, reversed_order, rtol=1e-12, atol=1e-10)  # rounding only
+
+
+#: Late fusion whose output collapses to composite maps x_k (W_k Wh_k) + b_k Wh_k
+COLLAPSING = {
+    "linear-encoder": LEARNERS["linear-encoder"],
+    "ogm-ge": Learner("late_fusion", encoder="linear", latent_dim=3, method="ogm_ge"),
+}
+#: ... and late fusion that must not: a nonlinear encoder, summed latents, a deeper head, a
+#: method with its own output
+KEEPING = {
+    "mlp": LEARNERS["mlp"],
+    "sum": Learner("late_fusion", encoder="linear", fusion="sum", latent_dim=3),
+    "head-layers": Learner("late_fusion", encoder="linear", head_layers=1, latent_dim=3),
+    "i2m2": Learner("late_fusion", encoder="linear", latent_dim=3, method="i2m2"),
+}
+
+
+def _random_params(learner, dims, G=2):
+    """Stacked parameters with every entry drawn (biases included: a dropped b_k Wh_k
+    term would go unseen at the zero biases of an initialisation)."""
+    _, _, _, plan, inits, xs, y = _setup(learner, dims, G=G)
+    gen = torch.Generator().manual_seed(7)
+    params = stack_params(inits, plan, "cpu", torch.float64)
+    with torch.no_grad():
+        for t in params.values():
+            t.copy_(torch.randn(t.shape, generator=gen, dtype=t.dtype))
+    return plan, params, xs, y
+
+
+def _output_and_grads(learner, plan, params, xs, y):
+    for t in params.values():
+        t.grad = None
+    out = forward(learner, params, xs, plan)
+    loss = torch.nn.functional.cross_entropy(
+        out.reshape(-1, out.shape[-1]), y[:, None].expand(-1, plan.S, -1).reshape(-1)
+    )
+    loss.backward()
+    return out.detach(), {k: t.grad.clone() for k, t in params.items()}
+
+
+@pytest.mark.parametrize("dims", [(4, 4, 4), (4, 3, 5)], ids=["equal-dims", "unequal-dims"])
+@pytest.mark.parametrize("name", COLLAPSING)
+def test_collapsed_late_fusion_is_the_latent_path(name, dims, monkeypatch):
+    """Linear encoders and a linear head: the output formed from the composite maps and
+    its gradients (autograd through W_k Wh_k and b_k Wh_k) are those of encoding then
+    fusing, up to float64 rounding of sums of a few dozen O(1) products (1e-12). The
+    collapse is checked to run (the comparison is between two code paths), and a composite
+    without its bias term b_k Wh_k (a negative control) is off by O(1)."""
+    fw = importlib.import_module("mmtheory.models.forward")
+    learner = COLLAPSING[name]
+    plan, params, xs, y = _random_params(learner, dims)
+    calls = []
+    real = fw._collapsed_late_fusion
+    monkeypatch.setattr(
+        fw, "_collapsed_late_fusion", lambda *a: calls.append(1) or real(*a), raising=True
+    )
+    out, grads = _output_and_grads(learner, plan, params, xs, y)
+    assert calls, "the collapsed path did not run"
+    with through_latents():
+        out0, grads0 = _output_and_grads(learner, plan, params, xs, y)
+    assert len(calls) == 1
+    torch.testing.assert_close(out, out0, rtol=1e-12, atol=1e-12)
+    for slot in grads0:
+        torch.testing.assert_close(grads[slot], grads0[slot], rtol=1e-12, atol=1e-12)
+    # negative control: the composite without its bias term
+    shifts = {k: t for k, t in params.items() if k.part == "encoder" and not k.weight}
+    with torch.no_grad():
+        for t in shifts.values():
+            t.zero_()
+    no_shift = forward(learner, params, xs, plan).detach()
+    assert (no_shift - out0).abs().max() > 0.1
+
+
+@pytest.mark.parametrize("name", KEEPING)
+def test_late_fusion_that_is_not_linear_end_to_end_keeps_its_latents(name, monkeypatch):
+    """Negative control on the switch: a nonlinear encoder, summed latents, a deeper head
+    and a method with its own output are formed through the latents."""
+    fw = importlib.import_module("mmtheory.models.forward")
+    learner = KEEPING[name]
+    plan, params, xs, _ = _random_params(learner, (4, 3, 5))
+    monkeypatch.setattr(fw, "_collapsed_late_fusion", None)  # calling it would raise
+    forward(learner, params, xs, plan)
+    with per_modality_layers():  # the old engine never collapses
+        plan, params, xs, _ = _random_params(COLLAPSING["linear-encoder"], (4, 3, 5))
+        forward(COLLAPSING["linear-encoder"], params, xs, plan)
+
+
+def test_collapsed_late_fusion_trains_the_latent_paths_models():
+    """Ten Adam steps in float64 through either path reach the same parameters up to
+    rounding amplified by the steps (1e-9; a wrong gradient would be off by O(lr))."""
+    learner = LEARNERS["linear-encoder"]
+    _, _, _, plan, inits, xs, y = _setup(learner, (4, 3, 5))
+    new = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
+    with through_latents():
+        old = train_batched(learner, plan, xs, y, inits, task="classification", dtype=torch.float64)
+    for slot in new.params:
+        torch.testing.assert_close(new.params[slot], old.params[slot], rtol=1e-9, atol=1e-9)

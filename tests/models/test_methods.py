@@ -11,6 +11,7 @@ import synthetic
 from mmtheory.core.subsets import parse_subset
 from mmtheory.engine import step_context, train_batched
 from mmtheory.models import Learner, ModelPlan, init_model, stack_params, weight
+from mmtheory.models.forward import through_latents
 from mmtheory.models.methods.bogc import bogc_combine
 from mmtheory.models.methods.i2m2 import poe_logits
 from mmtheory.models.methods.mimo import mimo_objective, smooth_max
@@ -192,9 +193,11 @@ def _train(lrn, task="classification"):
 
 def test_neutral_settings_reduce_to_erm():
     """OGM-GE with alpha = 0 and no noise, and MIMO with penalty 0, train the fused model
-    exactly as ERM does (their extra parts do not touch it)."""
+    exactly as ERM does (their extra parts do not touch it): ERM's output formed through
+    its latents as theirs is (it collapses to composite maps otherwise; rounding only)."""
     base = dict(kind="late_fusion", latent_dim=3, steps=10)
-    erm = _train(Learner(**base))[0]
+    with through_latents():
+        erm = _train(Learner(**base))[0]
     for lrn in (
         Learner.from_fields({**base, "method": "ogm_ge", "alpha": 0.0, "ge": False}),
         Learner.from_fields({**base, "method": "ogm_ge", "alpha": 2.0, "modulation_window": 0.0}),
