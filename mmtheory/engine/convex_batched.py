@@ -14,24 +14,25 @@ rule means the same in either. Directions with ev below ``EV_CUT`` x the largest
 as null.
 
 **Softmax: batched L-BFGS with a Jacobi initial matrix.** Every problem keeps its own
-curvature pairs, step and stopping; the initial inverse Hessian of the two-loop recursion
-is the inverse of the exact Hessian diagonal at the current point (in the eigenbasis the
-features are uncorrelated, so the diagonal carries most of the curvature), scaled by
-s^T y / y^T H0 y. (Böhning's fixed bound diag(ev / 2 + lam) was tried and needed 5x more
-iterations on mfeat: confident rows have far less curvature than the bound.) Line search:
-the longest step of ``STEPS`` meeting Armijo's condition, else the best (0 included), so no
-objective ever increases; the logits move linearly along a direction, so trying steps costs
-no pass over F. Each step's change of the objective is formed from the logits' move (the
-penalty's exactly; the cross-entropy's, where it is below ``PRECISE_BELOW``, as
-log1p(sum_c p_c expm1(move_c)) per row), not as a difference of two objective values: near
-the optimum at a strong penalty the last steps lower the objective by less than its float64
-rounding, and plain differences stalled two of mfeat's quick problems at 1.02e-7. A
-problem stops when its gradient 2-norm, formed again from its parameters (the tracked
-logits can drift from F theta by rounding), is at most ``tol`` (default
-:data:`mmtheory.engine.convex.GTOL`; the 2-norm bounds the max-norm that the reference
-L-BFGS-B checks, so the criterion is at least as strict); stopped problems leave the batch,
-so nothing couples the problems (tested bit for bit: a problem solved alone gets the answer
-it gets in a batch).
+curvature pairs, step and stopping; the initial inverse Hessian of the two-loop recursion is
+the inverse of the exact Hessian diagonal (in the eigenbasis the features are uncorrelated,
+so the diagonal carries most of the curvature), evaluated every ``JACOBI_EVERY`` iterations
+(at the start, on every stopping check, and at iterations 0, 3, 6, ...: the same for every
+problem of a batch), scaled by s^T y / y^T H0 y. (Böhning's fixed bound diag(ev / 2 + lam)
+was tried and needed 5x more iterations on mfeat: confident rows have far less curvature
+than the bound.) Line search: backtracking over ``STEPS``, the longest step meeting Armijo's
+condition (each problem tries shorter steps only until one does), else 0, so no objective
+ever increases; the logits move linearly along a direction, so trying steps costs no pass
+over F. Each step's change of the objective is formed from the logits' move (the penalty's
+exactly; the cross-entropy's, where it is below ``PRECISE_BELOW``, as log1p(sum_c p_c
+expm1(move_c)) per row), not as a difference of two objective values: near the optimum at a
+strong penalty the last steps lower the objective by less than its float64 rounding, and
+plain differences stalled two of mfeat's quick problems at 1.02e-7. A problem stops when its
+gradient 2-norm, formed again from its parameters (the tracked logits can drift from F theta
+by rounding), is at most ``tol`` (default :data:`mmtheory.engine.convex.GTOL`; the 2-norm
+bounds the max-norm that the reference L-BFGS-B checks, so the criterion is at least as
+strict); stopped problems leave the batch, so nothing couples the problems (tested bit for
+bit: a problem solved alone gets the answer it gets in a batch).
 
 **Precision.** The gradient, logits, line search and stopping rule are float64.
 Only the direction's ingredients are float32: the Jacobi diagonal (F^2 times the softmax
@@ -82,8 +83,15 @@ STEPS = (1.0, 0.5, 0.25, 0.1, 0.03, 0.01, 0.0)
 #: region, where the Jacobi diagonal is tiny and its inverse huge). With a memory, the
 #: memory is forgotten first (the next direction is the preconditioned gradient).
 SHORT_STEPS = tuple(10.0**-j for j in range(3, 13))
-#: L-BFGS memory.
-MEMORY = 20
+#: L-BFGS memory. Six pairs, not scipy's 10 or the reference's 20: the recursion reads
+#: every pair of every problem from memory twice per iteration, and on mfeat's quick
+#: protocol 6 pairs took 7% more iterations and 20% less time than 20
+#: (``benchmarks/issue18-quick``).
+MEMORY = 6
+#: Iterations between evaluations of the Jacobi diagonal (a product with F's squares);
+#: between them the last one is kept. Any positive diagonal keeps the method correct; on
+#: mfeat's quick protocol every third iteration took 0.3% more iterations than every one.
+JACOBI_EVERY = 3
 #: Objective changes below which the line search forms them again with relative precision.
 PRECISE_BELOW = 1e-9
 #: Share of the working arrays that stopped problems may hold before they are dropped.
@@ -291,16 +299,18 @@ def solve_softmax_batch(
     order: list[int] = []  # slots, oldest pair first
     newest = np.zeros(P, dtype=bool)  # the newest pair is a step (not zeroed)
 
-    def state(th: np.ndarray, prob: np.ndarray, sel=slice(None)):
+    def state(th: np.ndarray, prob: np.ndarray, sel=slice(None), keep=None):
         """gradient and the Jacobi preconditioner (inverse Hessian diagonal; its product
         with F's squares in float32) at ``th`` whose logits have the softmax ``prob``; of
-        the working problems ``sel``."""
+        the working problems ``sel``. ``keep``: a preconditioner to return instead."""
         thB, w_, la_ = th[:, :r], wa[sel], la[sel]
         R = prob * w_[:, :, None] - wy[sel]
         g = np.empty_like(th)
         g[:, :r] = FTa[sel] @ R
         g[:, :r] += la_[:, None, None] * thB
         g[:, r] = R.sum(1)
+        if keep is not None:
+            return g, keep
         Dw = (prob * (1 - prob) * w_[:, :, None]).astype(np.float32)
         diag = np.empty((len(th), r + 1, k))
         diag[:, :r] = F2a[sel] @ Dw
@@ -384,19 +394,19 @@ def solve_softmax_batch(
             2 * STEPS[0] * tB + STEPS[0] ** 2 * dB2
         )
         short = np.flatnonzero(~(change[:, 0] <= 1e-4 * STEPS[0] * slope))
-        if len(short):
-            o, do, ws, wys, ls = out[short], dout[short], wa[short], wy[short], la[short]
-            ls0, ps0 = lse[short], prob[short]
-            for c, t in enumerate(STEPS[1:-1], 1):
-                mv = t * do
-                change[short, c] = _ce_change(ls0, ps0, _row_lse(o + mv)[0], mv, wys, ws) + (
-                    0.5 * ls * (2 * t * tB[short] + t * t * dB2[short])
-                )
+        for c, t in enumerate(STEPS[1:-1], 1):  # backtracking, each problem until one meets it
+            if not len(short):
+                break
+            mv = t * dout[short]
+            change[short, c] = _ce_change(
+                lse[short], prob[short], _row_lse(out[short] + mv)[0], mv, wy[short], wa[short]
+            ) + 0.5 * la[short] * (2 * t * tB[short] + t * t * dB2[short])
+            short = short[~(change[short, c] <= 1e-4 * t * slope[short])]
         armijo = change <= 1e-4 * ts[None] * slope[:, None]
         armijo[:, -1] = True
-        first = armijo.argmax(1)  # the longest step meeting Armijo's condition
-        best = change.argmin(1)
-        pick = np.where(change[np.arange(Pa), first] <= 0, first, best)
+        # the longest step meeting Armijo's condition (the objective falls there: the slope
+        # is negative), else none (the last column, 0)
+        pick = armijo.argmax(1)
         t = ts[pick]
         # no step of STEPS lowers the objective and there is no curvature memory to forget
         # (which would be tried first): ever shorter steps before the problem stalls
@@ -423,7 +433,7 @@ def solve_softmax_batch(
             lse1[redo], prob1[redo] = _row_lse(o1[redo])
         out, lse, prob = o1, lse1, prob1
         g_old = g
-        g, ha = state(theta, prob)
+        g, ha = state(theta, prob, keep=ha if (it + 1) % JACOBI_EVERY else None)
         it += 1
         # the new pair; no step: forget that problem's pairs (next: a preconditioned
         # gradient step); no step from an empty memory: stalled (stops, converged only
