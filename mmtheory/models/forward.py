@@ -238,13 +238,11 @@ def _collapses(learner: Learner) -> bool:
     linear encoders, concatenation, a one-layer head, a method that keeps the head's output,
     and the grouped engine (the per-modality one stays as it was, for the benchmark), outside
     :func:`through_latents`."""
-    from mmtheory.models.methods.base import Method
-
     return (
         learner.encoder == "linear"
         and learner.fusion == "concat"
         and not learner.head_layers
-        and type(learner.method).forward is Method.forward
+        and learner.method.keeps_head_output()
         and _GROUPED.get()
         and _COLLAPSE.get()
     )

@@ -240,6 +240,12 @@ class Method:
         blocks whose concatenation is the encoder's output (default: unchanged)."""
         return out, blocks
 
+    def keeps_head_output(self) -> bool:
+        """Whether the model's output is the fused head's (:meth:`forward` not overridden),
+        so that linear late fusion may form it from composite maps
+        (:func:`mmtheory.models.forward.forward`)."""
+        return type(self).forward is Method.forward
+
     # ----------------------------------------------------------------- training
     def start(self, ctx: StepContext) -> Any:
         """State for one training call (stored in :attr:`StepContext.state`)."""
