@@ -515,3 +515,32 @@ def test_networks_never_choose_a_diverged_candidate_and_need_rows_to_select(monk
         test_rows, lambdas=(1e-3, 1e-1), folds=3, seed=0, key=(0, 4),
     )  # fmt: skip
     assert tiny[0][0] == 1e-1
+
+
+def test_the_penalty_path_starts_from_the_secant_in_log_penalty():
+    """A path linear in log(lam) is continued exactly, on an unevenly spaced grid too (the
+    step is scaled by the ratio of the log spacings); the second penalty starts from the
+    first's solution (no secant yet). Negative control: the plain previous solution, the
+    start before 0.10.0, is off."""
+    q = protocol_mod._Problem(*([None] * 8))
+    B0, B1 = np.array([[1.0, -2.0]]), np.array([[3.0, 0.5]])
+    b0, b1 = np.array([0.1, -0.1]), np.array([0.4, 0.2])
+    lams = [10.0, 2.0, 0.1]  # strong to weak: log spacings log 5 and log 20
+
+    def path(lam):  # a path linear in log(lam) through (10, B0) and (2, B1)
+        t = np.log(lam / lams[0]) / np.log(lams[1] / lams[0])
+        return B0 + t * (B1 - B0), b0 + t * (b1 - b0)
+
+    q.B, q.b = B0, b0
+    q.previous = (q.B, q.b)  # what select_and_fit stores before the second penalty
+    q.B, q.b = B1, b1  # the second penalty's solution
+    protocol_mod._path_start(q, lams[0], lams[1], lams[2])
+    want_B, want_b = path(lams[2])
+    np.testing.assert_allclose(q.B, want_B, rtol=1e-12)
+    np.testing.assert_allclose(q.b, want_b, rtol=1e-12)
+    assert q.previous[0] is B1 and q.previous[1] is b1
+    assert np.abs(B1 - want_B).max() > 1.0  # the previous solution is no such start
+    fresh = protocol_mod._Problem(*([None] * 8))
+    fresh.B, fresh.b = B1, b1
+    protocol_mod._path_start(fresh, lams[0], lams[1], lams[2])  # no secant: left as is
+    assert fresh.B is B1 and fresh.previous[0] is B1
