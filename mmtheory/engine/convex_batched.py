@@ -87,7 +87,11 @@ SHORT_STEPS = tuple(10.0**-j for j in range(3, 13))
 #: L-BFGS memory. Six pairs, not scipy's 10 or the reference's 20: the recursion reads
 #: every pair of every problem from memory twice per iteration, and on mfeat's quick
 #: protocol 6 pairs took 7% more iterations and 20% less time than 20
-#: (``benchmarks/issue18-quick``).
+#: (``benchmarks/issue18-quick``). The price, found by review: on ill-conditioned problems
+#: it can take 2-3x the iterations of 20 pairs at lam <= 1e-3 (synthetic eigenbases with
+#: eigenvalue ratios up to 8e11: always converged), and on features NOT rotated into their
+#: eigenbasis (column scales 1e-2 to 1e2, lam = 1.8e-4) one problem missed MAXITER where 20
+#: pairs converged; the protocol always rotates, and reports ``converged`` per row.
 MEMORY = 6
 #: Iterations between evaluations of the Jacobi diagonal (a product with F's squares);
 #: between them the last one is kept. Any positive diagonal keeps the method correct; on

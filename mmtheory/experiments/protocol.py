@@ -219,7 +219,8 @@ def _path_start(q: _Problem, lam_prev: float, lam_now: float, lam_next: float) -
     m = 200 than the solution at ``lam_now`` (a step of 1.5x or 2x the secant, more; the
     optimum is the same to the solver's tolerance from any start)."""
     now = (q.B, q.b)
-    if q.previous is not None and q.B is not None:
+    if q.previous is not None and q.B is not None and lam_now != lam_prev:  # a repeated
+        # penalty has no secant (log spacing 0): start from the solution, as before
         t = np.log(lam_next / lam_now) / np.log(lam_now / lam_prev)
         q.B = q.B + t * (q.B - q.previous[0])
         q.b = q.b + t * (q.b - q.previous[1])

@@ -544,3 +544,38 @@ def test_the_penalty_path_starts_from_the_secant_in_log_penalty():
     fresh.B, fresh.b = B1, b1
     protocol_mod._path_start(fresh, lams[0], lams[1], lams[2])  # no secant: left as is
     assert fresh.B is B1 and fresh.previous[0] is B1
+
+
+@pytest.mark.parametrize("lambdas", [(1e-3, 1e-2, 1e-1, 1.0), (1e-2, 1.0, 10.0, 10.0)])
+def test_select_and_fit_starts_each_penalty_where_path_start_says(monkeypatch, lambdas):
+    """The wiring (review: swapping the secant's penalties or switching it off passed every
+    selection test): the third penalty's warm starts are the secant through the first two
+    solutions, each problem's own; a repeated penalty (log spacing 0) starts from the
+    solution before, with no NaN (review: it made every later start NaN)."""
+    from mmtheory.core.subsets import all_subsets
+    from mmtheory.experiments.protocol import select_and_fit
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 20)
+    x = {"a": rng.normal(size=(60, 4)) + y[:, None] * 0.5, "b": rng.normal(size=(60, 3))}
+    calls = []
+    real = protocol_mod.solve_softmax_batch
+
+    def spy(F, Y, w, lam, **kw):
+        res = real(F, Y, w, lam, **kw)
+        calls.append((float(lam[0]), kw["B0"].copy(), res.B.copy()))
+        return res
+
+    monkeypatch.setattr(protocol_mod, "solve_softmax_batch", spy)
+    fits = select_and_fit(
+        x, y, np.arange(60), all_subsets(("a", "b")), classes=3, lambdas=lambdas, folds=3, seed=0
+    )
+    grid = sorted(lambdas, reverse=True)
+    assert [c[0] for c in calls[:3]] == grid[:3]  # one chunk: strong to weak
+    (l0, _, B0), (l1, _, B1), (l2, start, _) = calls[:3]
+    t = 0.0 if l1 == l0 else np.log(l2 / l1) / np.log(l1 / l0)
+    np.testing.assert_allclose(start, B1 + t * (B1 - B0), rtol=1e-12, atol=1e-15)
+    assert all(np.isfinite(c[1]).all() and np.isfinite(c[2]).all() for c in calls)
+    assert all(fit.converged for _, fit, _, _ in fits)
+    if t:  # negative control: the plain previous solution is another start
+        assert np.abs(start - B1).max() > 1e-3
