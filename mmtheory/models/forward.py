@@ -145,25 +145,27 @@ def modality_layer(
     out = []
     for k, name in enumerate(plan.names):
         slot = weight(part, layer, name)
-        if slot not in params:
-            continue
-        W = params[slot]  # (G, S_k, d_k, width)
-        G, Sk, d, _ = W.shape
-        x = xs[k]  # (G, m, d_k)
-        if x.ndim != 3:
-            raise ValueError(
-                f"modality {name!r} is a sequence {tuple(x.shape[1:])}: use encoder "
-                f"'conv' (late fusion) or pool it to vectors first"
-            )
-        if x.shape[0] != G or x.shape[-1] != d:
-            raise ValueError(
-                f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}"
-            )
-        m = x.shape[1]
-        y = torch.bmm(x, W.permute(0, 2, 1, 3).reshape(G, d, Sk * width))
-        y = y.view(G, m, Sk, width).transpose(1, 2).contiguous()
-        out.append((k, plan.member_index(k, x.device), y))
+        if slot in params:
+            y = _wide_gemm(xs[k], params[slot], name).contiguous()
+            out.append((k, plan.member_index(k, y.device), y))
     return out
+
+
+def _wide_gemm(x: torch.Tensor, W: torch.Tensor, name: str) -> torch.Tensor:
+    """x (G, m, d) times each member's W (G, S_k, d, w) as one (m, d) @ (d, S_k w) GEMM
+    per group: (G, S_k, m, w), a transposed view."""
+    G, Sk, d, w = W.shape
+    if x.ndim != 3:
+        raise ValueError(
+            f"modality {name!r} is a sequence {tuple(x.shape[1:])}: use encoder "
+            f"'conv' (late fusion) or pool it to vectors first"
+        )
+    if x.shape[0] != G or x.shape[-1] != d:
+        raise ValueError(
+            f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}"
+        )
+    y = torch.bmm(x, W.permute(0, 2, 1, 3).reshape(G, d, Sk * w))
+    return y.view(G, x.shape[1], Sk, w).transpose(1, 2)
 
 
 def per_model(h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -265,17 +267,10 @@ def _collapsed_late_fusion(params: Params, xs: list[torch.Tensor], plan: ModelPl
         slot = weight(ENCODER, 1, name)
         if slot not in params:
             continue
-        W, Wh = params[slot], params[weight(HEAD, 0, name)]  # (G, S_k, d, lat), (G, S_k, lat, p)
-        G, Sk, d, _ = W.shape
-        x = xs[k]
-        if x.ndim != 3 or x.shape[0] != G or x.shape[-1] != d:
-            raise ValueError(
-                f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}"
-            )
-        composite = (W @ Wh).permute(0, 2, 1, 3).reshape(G, d, Sk * p)
+        Wh = params[weight(HEAD, 0, name)]  # (G, S_k, lat, p)
         shift = params[bias(ENCODER, 1, name)][:, :, None] @ Wh  # (G, S_k, 1, p)
-        y = torch.bmm(x, composite).view(G, m, Sk, p).transpose(1, 2) + shift
-        out.index_add_(1, plan.member_index(k, x.device), y)
+        y = _wide_gemm(xs[k], params[slot] @ Wh, name) + shift
+        out.index_add_(1, plan.member_index(k, y.device), y)
     return out
 
 

@@ -534,7 +534,7 @@ def test_the_penalty_path_starts_from_the_secant_in_log_penalty():
     q.B, q.b = B0, b0
     q.previous = (q.B, q.b)  # what select_and_fit stores before the second penalty
     q.B, q.b = B1, b1  # the second penalty's solution
-    protocol_mod._path_start(q, lams[0], lams[1], lams[2])
+    protocol_mod._path_start(q, lams[::-1])
     want_B, want_b = path(lams[2])
     np.testing.assert_allclose(q.B, want_B, rtol=1e-12)
     np.testing.assert_allclose(q.b, want_b, rtol=1e-12)
@@ -542,7 +542,7 @@ def test_the_penalty_path_starts_from_the_secant_in_log_penalty():
     assert np.abs(B1 - want_B).max() > 1.0  # the previous solution is no such start
     fresh = protocol_mod._Problem(*([None] * 8))
     fresh.B, fresh.b = B1, b1
-    protocol_mod._path_start(fresh, lams[0], lams[1], lams[2])  # no secant: left as is
+    protocol_mod._path_start(fresh, lams[::-1])  # no secant: left as is
     assert fresh.B is B1 and fresh.previous[0] is B1
 
 
