@@ -92,34 +92,52 @@ def _mean_table(results: pd.DataFrame, splits: Sequence[int] | None = None) -> p
     return df.groupby(["m", "subset"]).risk.mean().unstack("subset").sort_index()
 
 
+def _anchor(m: np.ndarray, risk: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Risk at ``targets`` of one subset whose mean risks at the sizes ``m`` (ascending)
+    are ``risk``: the mean at the largest m plus the fitted curve's change from there
+    (``theory.learning_curves``)."""
+    e, a, alpha = fit_power_law(m, risk)
+    return float(risk[-1]) + power_law(targets, e, a, alpha) - power_law(m[-1], e, a, alpha)
+
+
 def _anchored(means: pd.DataFrame, targets: np.ndarray) -> dict[str, np.ndarray]:
-    """subset -> risk at ``targets``: the mean at the largest measured m plus the fitted
-    curve's change from there (``theory.learning_curves``)."""
-    m_now = means.index.max()
-    out = {}
-    for s, (e, a, alpha) in _curve_params(means).items():
-        out[s] = (
-            float(means.loc[m_now, s])
-            + power_law(targets, e, a, alpha)
-            - power_law(m_now, e, a, alpha)
-        )
-    return out
+    """subset -> risk at ``targets`` (:func:`_anchor`) from a (sizes, subsets) table."""
+    m = means.index.to_numpy(dtype=float)
+    return {s: _anchor(m, means[s].to_numpy(dtype=float), targets) for s in means.columns}
 
 
 def _bootstrap_predictions(
     results: pd.DataFrame, targets: np.ndarray, n_boot: int, seed: int
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Point predictions (subset -> (targets,)) and bootstrap draws (subset -> (B, targets))
-    of the anchored curves, resampling whole splits (the same resample for every subset)."""
+    of the anchored curves, resampling whole splits (the same resample for every subset).
+
+    A resample's mean risk per (m, subset) is that of every row of the drawn splits, a
+    split drawn twice counting twice: sums and counts per (split, m, subset) weighted by
+    how often each split is drawn (the rows of ``_mean_table`` over the drawn splits, in
+    one product instead of a table per resample)."""
     split_ids = np.sort(results.split.unique())
-    point = _anchored(_mean_table(results), targets)
+    means = _mean_table(results)
+    point = _anchored(means, targets)
+    cells = results.groupby(["split", "m", "subset"]).risk.agg(["sum", "count"])
+    full = pd.MultiIndex.from_product([split_ids, means.index, means.columns])
+    cells = cells.reindex(full, fill_value=0)
+    shape = (len(split_ids), len(means.index), len(means.columns))
+    sums = cells["sum"].to_numpy(dtype=float).reshape(shape)
+    counts = cells["count"].to_numpy(dtype=float).reshape(shape)
+    m = means.index.to_numpy(dtype=float)
     rng = as_generator(seed, "curve-bootstrap")
-    draws: dict[str, list[np.ndarray]] = {s: [] for s in point}
-    for _ in range(n_boot):
+    draws = np.empty((len(means.columns), n_boot, len(targets)))
+    for b in range(n_boot):
         pick = rng.choice(split_ids, size=len(split_ids), replace=True)
-        for s, v in _anchored(_mean_table(results, pick), targets).items():
-            draws[s].append(v)
-    return point, {s: np.asarray(v) for s, v in draws.items()}
+        times = np.bincount(np.searchsorted(split_ids, pick), minlength=len(split_ids))
+        n_b = np.tensordot(times, counts, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b = np.tensordot(times, sums, 1) / n_b
+        rows = n_b.any(1)  # the sizes the drawn splits have rows at (the table's index)
+        for k in range(len(means.columns)):
+            draws[k, b] = _anchor(m[rows], mean_b[rows, k], targets)
+    return point, {s: draws[k] for k, s in enumerate(means.columns)}
 
 
 def subset_curves(results: pd.DataFrame) -> pd.DataFrame:

@@ -66,3 +66,32 @@ def test_best_subset_and_contributions():
     phi = contributions(_table(-0.1, 0.0), 0.25).set_index("modality").shapley
     at = 0.2 + 2.0 * 160**-0.5
     assert phi.sum() == pytest.approx(0.7 - (at - 0.1))  # efficiency: adds up to v(full)
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_the_split_bootstrap_is_the_mean_table_of_every_resample(drop):
+    """The bootstrap's draws equal the anchored curves of the mean table over each
+    resample's rows (a split drawn twice counts twice), here recomputed the plain way
+    from the same resamples; ``drop``: an unbalanced table (a split missing a cell, and
+    the largest size measured on one split only: a third of the resamples lack it)."""
+    from mmtheory.core.seeding import as_generator
+    from mmtheory.theory.diagnosis import _anchored, _bootstrap_predictions, _mean_table
+
+    results = _table(-0.1, 0.02, seed=3)
+    if drop:
+        gone = ((results.split == 1) & (results.subset == "b") & (results.m == 40)) | (
+            (results.split <= 4) & (results.m == 160)
+        )
+        results = results[~gone]
+    targets = np.array([160.0, 320.0, 1600.0])
+    point, draws = _bootstrap_predictions(results, targets, 40, seed=7)
+    split_ids = np.sort(results.split.unique())
+    rng = as_generator(7, "curve-bootstrap")
+    for b in range(40):
+        pick = rng.choice(split_ids, size=len(split_ids), replace=True)
+        rows = results.set_index("split").loc[list(pick)]
+        ref = _anchored(rows.groupby(["m", "subset"]).risk.mean().unstack("subset"), targets)
+        for s, v in ref.items():
+            np.testing.assert_allclose(draws[s][b], v, rtol=1e-12, atol=1e-15)
+    for s, v in _anchored(_mean_table(results), targets).items():
+        np.testing.assert_array_equal(point[s], v)
