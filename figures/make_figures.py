@@ -7,7 +7,8 @@ Reads tables only (never trains) and writes ``fig2b_overlap``, ``fig2a_crossover
 beside this script. ``fig_games.png``, ``fig_dynamics.png`` and ``fig_predicted_curves.png``
 / ``fig_phase_diagrams.png`` come from the committed runs of ``mmtheory games``,
 ``mmtheory dynamics`` and ``mmtheory predict`` in ``data/games``, ``data/dynamics`` and
-``data/predict`` (``mmtheory plot`` redraws the first two). The tables come
+``data/predict`` (``mmtheory plot`` redraws the first two); ``mfeat_curves.png`` is the
+mfeat run's ``fig_curves``, drawn from ``data/mfeat``'s tables. The tables come
 from ``mmtheory reproduce`` (full mode);
 refresh them with ``python figures/make_figures.py --from runs/reproduce``.
 """
@@ -18,7 +19,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from mmtheory.plotting.figures import write_figures
+from mmtheory.plotting.figures import write_figure, write_figures
 
 HERE = Path(__file__).resolve().parent
 TABLES = [
@@ -59,19 +60,22 @@ def main() -> None:
             if src.exists():
                 (data / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(src, data / rel)
-        mfeat_png = Path(args.source) / "mfeat" / "curves.png"
-        if mfeat_png.exists():
-            shutil.copy(mfeat_png, HERE / "mfeat_curves.png")
         report = data / "report.md"
         if report.exists():  # the images live one folder up from data/
-            text = report.read_text().replace("](mfeat/curves.png)", "](../mfeat_curves.png)")
+            text = report.read_text().replace("](mfeat/fig_curves.png)", "](../mfeat_curves.png)")
             report.write_text(text.replace("](fig", "](../fig"))
         mfeat_report = data / "mfeat" / "report.md"
         if mfeat_report.exists():
             text = mfeat_report.read_text()
-            mfeat_report.write_text(text.replace("](curves.png)", "](../../mfeat_curves.png)"))
-    for path in write_figures(data, dest=HERE):
+            mfeat_report.write_text(text.replace("](fig_curves.png)", "](../../mfeat_curves.png)"))
+    for path in write_figures(data, dest=HERE, nested=False):
         print(f"wrote {path}")
+    # mfeat's learning curves, drawn from data/mfeat's tables as `mmtheory data` draws them
+    for path in write_figure("fig_curves", data / "mfeat", HERE):
+        if path.suffix == ".png":
+            print(f"wrote {path.replace(path.with_name('mfeat_curves.png'))}")
+        else:
+            path.unlink()
 
 
 if __name__ == "__main__":

@@ -309,14 +309,18 @@ def parse_temporal(text: str) -> str | dict[str, str]:
 
 # ------------------------------------------------------------------------ verbs
 def _reproduce(args) -> None:
+    from mmtheory.reporting.predictions import verdict_block
     from mmtheory.reporting.reproduce_report import table4_text
     from mmtheory.studies.reproduce import reproduce
 
     report = reproduce(out=args.out, quick=args.quick, device=args.device)
     import pandas as pd
 
+    run = report.parent
     print(f"wrote {report}")
-    print(table4_text(pd.read_csv(report.parent / "table4.csv")))
+    print(table4_text(pd.read_csv(run / "table4.csv")))
+    print(f"\nVerdict (the rows: {run / 'predictions.csv'}; the reasons: report.md):")
+    print(verdict_block(pd.read_csv(run / "predictions.csv")).replace("**", ""))
 
 
 _SLURM_FLAGS = (

@@ -53,3 +53,31 @@ def test_plot_draws_one_panel_per_learner():
     assert len(fig.axes) == 1
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and len(ax.get_lines()) >= 2
+
+
+def test_fig_sweep_of_every_subset_of_six_modalities_draws_the_singles_and_the_best(tmp_path):
+    """63 subsets: the panel draws 12 (the 6 singles and the 6 lowest risks at the largest
+    m), says so in its title, and lays out without matplotlib's tight-layout warning (an
+    error under pytest's settings)."""
+    from itertools import combinations
+
+    from mmtheory.plotting.curves import curve_subsets
+    from mmtheory.plotting.figures import write_figure
+
+    names = list("abcdef")
+    subs = ["+".join(c) for k in range(1, 7) for c in combinations(names, k)]
+    rows = [
+        dict(subset=s, m=m, seed=seed, test_risk=1.0 / (len(s) + 1) + 1e-3 * seed + 1 / m)
+        for s in subs
+        for m in (20, 80)
+        for seed in range(3)
+    ]
+    results = pd.DataFrame(rows)
+    results.to_csv(tmp_path / "results.csv", index=False)
+    shown = curve_subsets(results, 12, column="test_risk")
+    assert len(shown) == 12 and set(names) <= set(shown)
+    assert shown[0] == "a+b+c+d+e+f"  # the lowest risk first
+    assert write_figure("fig_sweep", tmp_path)[0].stat().st_size > 10_000
+    # negative control: a sweep with few subsets keeps every one
+    few = results[results.subset.isin(["a", "b", "a+b"])]
+    assert sorted(curve_subsets(few, 12, column="test_risk")) == ["a", "a+b", "b"]

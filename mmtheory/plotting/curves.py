@@ -7,18 +7,20 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
+from mmtheory.core.subsets import label_size
 from mmtheory.plotting.plots import palette, plt
 from mmtheory.theory.learning_curves import power_law
 
 __all__ = ["plot_subset_curves", "plot_sweep_subsets", "curve_subsets"]
 
 
-def curve_subsets(curves: pd.DataFrame, most: int = 8) -> list[str]:
-    """The subsets worth drawing: every single modality, then the best at the largest m,
-    up to ``most`` curves in all (the best first)."""
-    at = curves[curves.m == curves.m.max()].sort_values("risk")
-    singles = list(at[at.n_modalities == 1].subset)
-    keep = list(dict.fromkeys(list(at.subset[: max(most - len(singles), 1)]) + singles))
+def curve_subsets(table: pd.DataFrame, most: int = 8, *, column: str = "risk") -> list[str]:
+    """The subsets worth drawing from a long table (subset, m, ``column``; lower is
+    better): every single modality, then the best by mean ``column`` at the largest m, up
+    to ``most`` curves in all (the best first)."""
+    at = table[table.m == table.m.max()].groupby("subset")[column].mean().sort_values()
+    singles = [s for s in at.index if label_size(s) == 1]
+    keep = list(dict.fromkeys(list(at.index[: max(most - len(singles), 1)]) + singles))
     return keep[:most] if len(keep) > most else keep
 
 
@@ -72,13 +74,16 @@ def plot_subset_curves(
     return ax
 
 
-def plot_sweep_subsets(results: pd.DataFrame, ax=None, *, column: str = "test_risk"):
-    """Any sweep's results.csv: ``column`` against m per subset, the mean over seeds with a
-    95% t-interval band (log x axis with plain tick labels). Returns the axes."""
+def plot_sweep_subsets(
+    results: pd.DataFrame, ax=None, *, column: str = "test_risk", subsets: list[str] | None = None
+):
+    """Any sweep's results.csv: ``column`` against m per subset (``subsets``, default
+    all), the mean over seeds with a 95% t-interval band (log x axis with plain tick
+    labels). Returns the axes."""
     from mmtheory.theory.statistics import mean_ci
 
     ax = ax or plt.gca()
-    subsets = list(dict.fromkeys(results.subset))
+    subsets = subsets or list(dict.fromkeys(results.subset))
     for colour, s in zip(palette(len(subsets)), subsets):
         g = results[results.subset == s]
         stats = [(m, *mean_ci(gm[column])) for m, gm in g.groupby("m")]

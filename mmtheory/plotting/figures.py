@@ -12,7 +12,7 @@ import pandas as pd
 
 from mmtheory.core.subsets import label_size
 from mmtheory.datasets.paper import paper_table4
-from mmtheory.plotting.curves import plot_subset_curves, plot_sweep_subsets
+from mmtheory.plotting.curves import curve_subsets, plot_subset_curves, plot_sweep_subsets
 from mmtheory.plotting.dynamics import (
     plot_branch_losses,
     plot_fusion_depth,
@@ -31,6 +31,7 @@ from mmtheory.plotting.plots import (
     plt,
 )
 from mmtheory.plotting.theory import plot_phase, plot_risk_vs_predicted
+from mmtheory.theory.diagnosis import FACTORS
 
 __all__ = ["FIGURES", "FIGURE_MAKERS", "save_figure", "write_figure", "write_figures"]
 
@@ -200,11 +201,15 @@ def figure_fig_dynamics(run_dir: Path, dest: Path) -> list[Path]:
 
 
 def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
-    """Per-subset learning curves of a ``data`` or ``diagnose`` run (curves.csv)."""
+    """Per-subset learning curves of a ``data`` or ``diagnose`` run (curves.csv): the
+    measured mean risks, the fitted power laws, and their extrapolation up to the largest
+    factor the run's adding table judges (``theory.diagnosis.FACTORS``), dashed on a
+    shaded band. The one drawing of this figure: the runs write it with this function, and
+    ``mmtheory plot`` redraws the same file from the tables."""
     curves = pd.read_csv(run_dir / FIGURES["fig_curves"][0])
     metric = "mse" if _is_regression(run_dir) else "error"
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    plot_subset_curves(curves, ax, metric=metric)
+    plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS))
     ax.set_title("learning curve per subset (dashed: extrapolated)", fontsize=10)
     return save_figure(fig, dest, "fig_curves")
 
@@ -212,6 +217,11 @@ def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
 def _is_regression(run_dir: Path) -> bool:
     results = run_dir / "results.csv"
     return results.exists() and "test_mse" in pd.read_csv(results, nrows=1).columns
+
+
+#: Subsets drawn at most per panel of fig_sweep (a sweep over every subset of 6 modalities
+#: has 63: their legend alone is taller than the figure).
+SWEEP_CURVES = 12
 
 
 def figure_fig_sweep(run_dir: Path, dest: Path) -> list[Path]:
@@ -228,12 +238,17 @@ def figure_fig_sweep(run_dir: Path, dest: Path) -> list[Path]:
         len(groups), len(cols), figsize=(6.4 * len(cols), 3.8 * len(groups)), squeeze=False
     )
     for row, (key, g) in enumerate(groups):
+        # a readable panel: up to SWEEP_CURVES subsets (the singles and the lowest risks
+        # at the largest m; the title says so), the same ones in the accuracy panel
+        n_sub = g.subset.nunique()
+        shown = curve_subsets(g, SWEEP_CURVES, column=column) if n_sub > SWEEP_CURVES else None
+        title = " / ".join(map(str, key if isinstance(key, tuple) else (key,)))
+        if shown is not None:
+            title += f" ({len(shown)} of {n_sub} subsets: the singles and the best)"
         for j, c in enumerate(cols):
             if g[c].notna().any():
-                plot_sweep_subsets(g, axes[row, j], column=c)
-            axes[row, j].set_title(
-                " / ".join(map(str, key if isinstance(key, tuple) else (key,))), fontsize=9
-            )
+                plot_sweep_subsets(g, axes[row, j], column=c, subsets=shown)
+            axes[row, j].set_title(title, fontsize=9)
     fig.tight_layout()
     return save_figure(fig, dest, "fig_sweep")
 
@@ -262,9 +277,13 @@ def write_figure(name: str, run_dir: str | Path, dest: str | Path | None = None)
     return FIGURE_MAKERS[name](run_dir, Path(dest) if dest is not None else run_dir)
 
 
-def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[Path]:
+def write_figures(
+    run_dir: str | Path, dest: str | Path | None = None, *, nested: bool = True
+) -> list[Path]:
     """Every figure whose table exists in ``run_dir``, written to ``dest`` (default: the
-    run directory); returns the files written."""
+    run directory); returns the files written. ``nested``: also the figures of the runs
+    inside it, each a subdirectory with its own ``report.md`` (``reproduce``'s ``mfeat``),
+    into the same subdirectory of ``dest``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
@@ -272,6 +291,13 @@ def write_figures(run_dir: str | Path, dest: str | Path | None = None) -> list[P
     for name, (table, _) in FIGURES.items():
         if (run_dir / table).exists():
             written += write_figure(name, run_dir, dest)
+    inner = [d for d in sorted(run_dir.iterdir()) if d.is_dir() and (d / "report.md").exists()]
+    for d in inner if nested else []:
+        sub_dest = d if dest is None else Path(dest) / d.name
+        sub_dest.mkdir(parents=True, exist_ok=True)
+        for name, (table, _) in FIGURES.items():
+            if (d / table).exists():
+                written += write_figure(name, d, sub_dest)
     if not written:
         raise FileNotFoundError(
             f"{run_dir} holds none of the tables figures are made from: "

@@ -252,7 +252,7 @@ def _mfeat_text(report: Path | None) -> list[str]:
         "Intervals: corrected resampled t over the splits (they cover the split, the "
         "training subsample and the test sample).",
         "",
-        "![mfeat](mfeat/curves.png)",
+        "![mfeat](mfeat/fig_curves.png)",
     ]
     return lines
 
@@ -436,9 +436,56 @@ def render_report(
         "",
         "## Files",
         "",
-        "- `table4.csv`, `crossover.csv`: the tables above; `table4/`, `crossover/`: per-run "
-        "records (`records.jsonl`) and `results.csv`.",
-        *[f"- `{p.name}`" for p in figures],
+        *files_list(figures[0].parent if figures else None, figures),
         "",
     ]
     return "\n".join(lines)
+
+
+#: What each of reproduce's top-level tables holds (files_list names any other file too).
+FILES = {
+    "report.md": "this report",
+    "predictions.csv": "every prediction row of every part: true, false or untestable, "
+    "with the reason (the Verdict section counts them)",
+    "table4.csv": "Table 4 beside the paper's numbers (the table above)",
+    "crossover.csv": "the crossover per subset and ratio, with m* (Fig. 2a analogue)",
+    "table3.csv": "the Table 3 analogue",
+    "correlation_eta.csv": "exact eta_inf(M) against rho",
+    "correlation_mstar.csv": "the crossover m* against rho: measured with its interval, "
+    "and predicted",
+    "correlation_phase.csv": "the phase diagram over (m, rho)",
+    "correlation_boundary.csv": "the predicted boundary m*(rho) of the phase diagram",
+    "bounds_summary.csv": "Theorems 1 and 2: right sides against measured left sides",
+    "selection.csv": "the modality-selection rules, scored",
+}
+
+#: reproduce's subdirectories (in each: ``results.csv``, one row per run, and
+#: ``records.jsonl``, the records an interrupted run resumes from).
+FOLDERS = {
+    "table4": "the Table 4 sweep",
+    "crossover": "the crossover sweep",
+    "correlation": "the correlation sweeps",
+    "bounds": "the bounds sweeps",
+    "mfeat": "the real-data run, with its own report.md",
+}
+
+
+def files_list(out: Path | None, figures) -> list[str]:
+    """Markdown bullets naming every file of the run directory ``out``: the tables of
+    :data:`FILES` with what they hold, any other top-level table, each subdirectory with
+    the files in it (:data:`FOLDERS`), then the figures (``figures``, written by then).
+    Hidden files (the record stores' locks) are left out."""
+    if out is None or not out.is_dir():
+        return [f"- `{p.name}`" for p in figures]
+    names = {p.name for p in figures}
+    entries = sorted(p for p in out.iterdir() if not p.name.startswith("."))
+    top = [p.name for p in entries if p.is_file() and p.name not in names]
+    lines = [f"- `{n}`: {FILES[n]}" for n in FILES if n in top or n == "report.md"]
+    lines += [f"- `{n}`" for n in top if n not in FILES]
+    for d in (p for p in entries if p.is_dir()):
+        inner = sorted(q.name for q in d.iterdir() if q.is_file() and not q.name.startswith("."))
+        what = f" {FOLDERS[d.name]}:" if d.name in FOLDERS else ""
+        lines.append(f"- `{d.name}/`:{what} " + ", ".join(f"`{q}`" for q in inner))
+    if figures:
+        lines.append("- figures: " + ", ".join(f"`{p.name}`" for p in figures))
+    return lines

@@ -17,9 +17,7 @@ from mmtheory.core.data import MultiModalData
 from mmtheory.core.io import write_csv_atomic, write_text_atomic
 from mmtheory.datasets.loaders import Loaded, load_npz, pooled
 from mmtheory.experiments.protocol import Protocol, ProtocolRun, run_protocol
-from mmtheory.plotting.curves import plot_subset_curves
-from mmtheory.plotting.figures import save_figure
-from mmtheory.plotting.plots import plt
+from mmtheory.plotting.figures import write_figure
 from mmtheory.reporting.diagnose_report import adding_markdown, best_markdown, screen_text
 from mmtheory.theory.diagnosis import (
     FACTORS,
@@ -93,7 +91,7 @@ def run_diagnose(
     sizes: list[int] | None = None,
     n_boot: int = 200,
 ) -> tuple[str, Path]:
-    """Diagnose ``data`` into ``out`` (CSV tables, diagnose.png/.pdf, report.md); returns
+    """Diagnose ``data`` into ``out`` (CSV tables, fig_curves.png/.pdf, report.md); returns
     the one-screen text and the report's path."""
     p = protocol or Protocol(n_splits=8)
     full, name = as_data(data)
@@ -111,10 +109,7 @@ def run_diagnose(
         "protocol": p.describe(),
     }
     text = screen_text(tables, name, meta)
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    plot_subset_curves(tables["curves"], ax, metric=run.metric, extrapolate=max(FACTORS))
-    ax.set_title(f"{name}: learning curve per subset (dashed: extrapolated)", fontsize=10)
-    save_figure(fig, out, "diagnose")
+    write_figure("fig_curves", out)
     lines = [
         f"# Diagnose: {name}",
         "",
@@ -134,7 +129,7 @@ def run_diagnose(
         "",
         adding_markdown(tables["adding"], run.metric),
         "",
-        "![learning curves](diagnose.png)",
+        "![learning curves](fig_curves.png)",
         "",
     ]
     report = out / "report.md"

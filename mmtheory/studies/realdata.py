@@ -32,8 +32,7 @@ from mmtheory.experiments.records import RecordStore
 from mmtheory.experiments.sources import DataSource
 from mmtheory.experiments.sweep import sweep
 from mmtheory.models.presets import resolve_learners
-from mmtheory.plotting.curves import plot_subset_curves
-from mmtheory.plotting.figures import save_figure
+from mmtheory.plotting.figures import save_figure, write_figure
 from mmtheory.plotting.plots import palette, plot_accuracy_vs_ratio, plt
 from mmtheory.reporting.diagnose_report import (
     adding_markdown,
@@ -46,7 +45,6 @@ from mmtheory.reporting.tables import crossover_summary, table3_analogue, table3
 from mmtheory.studies.diagnose import tables_from_run
 from mmtheory.theory.check import check
 from mmtheory.theory.contributions import contributions_table
-from mmtheory.theory.diagnosis import FACTORS
 from mmtheory.theory.learning_curves import corrected_interval
 from mmtheory.theory.statistics import clopper_pearson, mean_ci
 
@@ -426,7 +424,7 @@ def run_data(
 ) -> Path:
     """The default real-data pipeline (module docstring) on all rows of ``loaded`` into
     ``out``: results.csv (one row per split, size, subset), best.csv, curves.csv,
-    adding.csv, contributions.csv, calibration.csv, curves.png and report.md (its path is
+    adding.csv, contributions.csv, calibration.csv, fig_curves.png and report.md (its path is
     returned). records.jsonl keeps each (split, size) cell as it finishes: a rerun into the
     same ``out`` resumes, with the numbers of an uninterrupted run. ``learner``: a network
     trained by Adam (a convolutional temporal encoder, :func:`temporal_learner`) instead of
@@ -460,10 +458,7 @@ def run_data(
     for key, table in tables.items():
         write_csv_atomic(table, out / f"{key}.csv")
     metric = run.metric
-    fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    plot_subset_curves(tables["curves"], ax, metric=metric, extrapolate=max(FACTORS))
-    ax.set_title(f"{loaded.name}: learning curve per subset", fontsize=10)
-    figures = save_figure(fig, out, "curves")
+    figures = write_figure("fig_curves", out)
     lines = [
         f"# {loaded.name}: all subsets of views",
         "",

@@ -13,7 +13,7 @@ from mmtheory.studies.reproduce import reproduce
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_reproduce_on_a_reduced_grid(tmp_path):
+def test_reproduce_on_a_reduced_grid(tmp_path, capsys, monkeypatch):
     report = reproduce(
         out=tmp_path,
         progress=False,
@@ -38,16 +38,31 @@ def test_reproduce_on_a_reduced_grid(tmp_path):
     assert "wall time" in line and "CPU time (every thread)" in line
     for part in ("Table 4", "crossover", "theory", "real data", "figures"):
         assert line.count(f"{part}: ") == 2
+    # the Files section names every file and folder the run wrote, and each folder's files
+    files = text.split("## Files")[1]
+    for p in tmp_path.iterdir():
+        if not p.name.startswith("."):
+            assert f"`{p.name}" in files, p.name
+    assert "`mfeat/`: the real-data run" in files and "`fig_curves.png`" in files
     t4 = pd.read_csv(tmp_path / "table4.csv")
     shown = t4[t4.paper_mse > 0]
     assert ((shown.ratio - 1).abs() < 0.08).all()  # quick-run tolerance of issue #5
     for name in ("fig2b_overlap.png", "fig2b_overlap.pdf", "fig2a_crossover.png"):
         assert (tmp_path / name).stat().st_size > 10_000
-    # plot regenerates from the tables alone
-    for name in ("fig2b_overlap.png", "fig2a_crossover.png"):
+    # plot regenerates from the tables alone, the nested mfeat run's figure too
+    mfeat = (tmp_path / "mfeat" / "fig_curves.png").read_bytes()
+    for name in ("fig2b_overlap.png", "fig2a_crossover.png", "mfeat/fig_curves.png"):
         (tmp_path / name).unlink()
     assert main(["plot", str(tmp_path)]) == 0
     assert (tmp_path / "fig2a_crossover.png").exists()
+    assert (tmp_path / "mfeat" / "fig_curves.png").read_bytes() == mfeat
+    # the terminal gets the verdict beside Table 4 (the run itself stubbed: done above)
+    monkeypatch.setattr("mmtheory.studies.reproduce.reproduce", lambda **kw: report)
+    capsys.readouterr()
+    assert main(["reproduce", "--out", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    verdict = next(t for t in text.split("## Verdict")[1].splitlines() if "Held" in t)
+    assert verdict.replace("**", "") in shown and "| overlap |" in shown
 
 
 def test_sweep_cli_and_dry_run(tmp_path, capsys):

@@ -117,7 +117,7 @@ def test_classification_report_names_the_best_subset_with_calibration(tmp_path):
     assert {"test_brier", "test_ece", "test_cross_entropy", "test_accuracy"} <= set(res.columns)
     assert res.split.nunique() == 3
     assert "Calibration beside accuracy" in text and "P9" in text and "untestable" in text
-    assert (tmp_path / "o" / "curves.png").stat().st_size > 10_000
+    assert (tmp_path / "o" / "fig_curves.png").stat().st_size > 10_000
 
 
 def test_regression_npz_without_split_runs_end_to_end(tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_cli_diagnose_prints_one_screen_and_writes_report_and_figure(tmp_path, c
     text = capsys.readouterr().out
     assert len(text.splitlines()) <= 40  # one screen
     assert "Use now" in text and "10x m *" in text and "Contribution" in text
-    assert (out / "diagnose.png").stat().st_size > 10_000
+    assert (out / "fig_curves.png").stat().st_size > 10_000
     assert "extrapolated" in (out / "report.md").read_text()
     adding = pd.read_csv(out / "adding.csv")
     assert adding[adding.factor > 1].extrapolated.all()
