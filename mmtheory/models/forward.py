@@ -140,21 +140,27 @@ def modality_layer(
 ) -> Latents:
     """Per modality k: (k, member index, x_k W_k) of shape (G, S_k, m, width).
 
-    One wide GEMM per group, (m, d_k) @ (d_k, S_k * width), then one transposing copy.
+    One wide GEMM per group (:func:`_wide_gemm`), then one transposing copy.
     """
     out = []
     for k, name in enumerate(plan.names):
         slot = weight(part, layer, name)
         if slot in params:
-            y = _wide_gemm(xs[k], params[slot], name).contiguous()
+            y = _wide_gemm(xs[k], params[slot].mT, name).contiguous()
             out.append((k, plan.member_index(k, y.device), y))
     return out
 
 
-def _wide_gemm(x: torch.Tensor, W: torch.Tensor, name: str) -> torch.Tensor:
-    """x (G, m, d) times each member's W (G, S_k, d, w) as one (m, d) @ (d, S_k w) GEMM
-    per group: (G, S_k, m, w), a transposed view."""
-    G, Sk, d, w = W.shape
+def _wide_gemm(x: torch.Tensor, Wt: torch.Tensor, name: str) -> torch.Tensor:
+    """x (G, m, d) times each member's W, given transposed as ``Wt`` (G, S_k, w, d), in
+    one GEMM per group: (G, S_k, m, w), a transposed view.
+
+    The GEMM is (S_k w, d) @ (d, m), the transpose of (m, d) @ (d, S_k w): with few output
+    columns (S_k w = 6 to 24 in the crossover) MKL runs the latter 1.1-2.4x slower forward
+    and 1.1-5.9x slower backward (its weight gradient, (S_k w, m) @ (m, d) here) at one
+    thread; with 128 or more the two take the same time (measured on this project's
+    2-core CPU, torch 2.13, m = 132 to 13,200, d = 100 and 500)."""
+    G, Sk, w, d = Wt.shape
     if x.ndim != 3:
         raise ValueError(
             f"modality {name!r} is a sequence {tuple(x.shape[1:])}: use encoder "
@@ -162,10 +168,11 @@ def _wide_gemm(x: torch.Tensor, W: torch.Tensor, name: str) -> torch.Tensor:
         )
     if x.shape[0] != G or x.shape[-1] != d:
         raise ValueError(
-            f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(W.shape)}"
+            f"modality {name!r}: data {tuple(x.shape)} does not fit weights "
+            f"{tuple(Wt.mT.shape)}"
         )
-    y = torch.bmm(x, W.permute(0, 2, 1, 3).reshape(G, d, Sk * w))
-    return y.view(G, x.shape[1], Sk, w).transpose(1, 2)
+    y = torch.bmm(Wt.reshape(G, Sk * w, d), x.mT)  # (G, S_k w, m)
+    return y.view(G, Sk, w, x.shape[1]).transpose(2, 3)
 
 
 def per_model(h: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -269,7 +276,9 @@ def _collapsed_late_fusion(params: Params, xs: list[torch.Tensor], plan: ModelPl
             continue
         Wh = params[weight(HEAD, 0, name)]  # (G, S_k, lat, p)
         shift = params[bias(ENCODER, 1, name)][:, :, None] @ Wh  # (G, S_k, 1, p)
-        y = _wide_gemm(xs[k], params[slot] @ Wh, name) + shift
+        # the composite transposed, Wh^T W^T (G, S_k, p, d): with p output columns its
+        # products (and their gradients) ran 4.5x slower than with d
+        y = _wide_gemm(xs[k], Wh.mT @ params[slot].mT, name) + shift
         out.index_add_(1, plan.member_index(k, y.device), y)
     return out
 
