@@ -168,8 +168,7 @@ def _wide_gemm(x: torch.Tensor, Wt: torch.Tensor, name: str) -> torch.Tensor:
         )
     if x.shape[0] != G or x.shape[-1] != d:
         raise ValueError(
-            f"modality {name!r}: data {tuple(x.shape)} does not fit weights "
-            f"{tuple(Wt.mT.shape)}"
+            f"modality {name!r}: data {tuple(x.shape)} does not fit weights {tuple(Wt.mT.shape)}"
         )
     y = torch.bmm(Wt.reshape(G, Sk * w, d), x.mT)  # (G, S_k w, m)
     return y.view(G, Sk, w, x.shape[1]).transpose(2, 3)
