@@ -309,8 +309,7 @@ def parse_temporal(text: str) -> str | dict[str, str]:
 
 # ------------------------------------------------------------------------ verbs
 def _reproduce(args) -> None:
-    from mmtheory.reporting.predictions import verdict_block
-    from mmtheory.reporting.reproduce_report import table4_text
+    from mmtheory.reporting.reproduce_report import table4_text, verdict_section
     from mmtheory.studies.reproduce import reproduce
 
     report = reproduce(out=args.out, quick=args.quick, device=args.device)
@@ -319,8 +318,8 @@ def _reproduce(args) -> None:
     run = report.parent
     print(f"wrote {report}")
     print(table4_text(pd.read_csv(run / "table4.csv")))
-    print(f"\nVerdict (the rows: {run / 'predictions.csv'}; the reasons: report.md):")
-    print(verdict_block(pd.read_csv(run / "predictions.csv")).replace("**", ""))
+    print(f"\nVerdict (from {report}; the rows: {run / 'predictions.csv'}):")
+    print(verdict_section(report.read_text(encoding="utf-8")).replace("**", ""))
 
 
 _SLURM_FLAGS = (

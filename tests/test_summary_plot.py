@@ -78,6 +78,9 @@ def test_fig_sweep_of_every_subset_of_six_modalities_draws_the_singles_and_the_b
     assert len(shown) == 12 and set(names) <= set(shown)
     assert shown[0] == "a+b+c+d+e+f"  # the lowest risk first
     assert write_figure("fig_sweep", tmp_path)[0].stat().st_size > 10_000
+    # a single modality not measured at the largest m is still drawn
+    late = results[~((results.subset == "f") & (results.m == 80))]
+    assert set(names) <= set(curve_subsets(late, 12, column="test_risk"))
     # negative control: a sweep with few subsets keeps every one
     few = results[results.subset.isin(["a", "b", "a+b"])]
     assert sorted(curve_subsets(few, 12, column="test_risk")) == ["a", "a+b", "b"]

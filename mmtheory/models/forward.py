@@ -14,7 +14,8 @@ Grouping. Late fusion's encoder instances (one per model and modality it contain
 sum_k S_k of them) are computed together: each layer is one batched GEMM over all G x E
 instances (the per-modality weights concatenated along the model axis), and the head's
 first layer is one batched GEMM and one ``index_add`` into the S models. Layer 1 is one
-wide GEMM per (group, modality), (m, d_k) @ (d_k, S_k * width), all in one ``bmm`` when
+wide GEMM per (group, modality), (S_k * width, d_k) @ (d_k, m) (:func:`_wide_gemm`: the
+transpose of x_k W_k, faster on the CPU with few columns), all in one ``bmm`` when
 the modalities have equal dims and member counts (every "all subsets" plan); otherwise
 one per modality, and the later layers are grouped. The GEMMs have the per-modality
 layers' shapes, so the arithmetic is theirs (bit for bit on the CPU: the golden numbers
@@ -383,8 +384,8 @@ def _grouped_latents(learner, params, xs, plan, part, act) -> GroupedLatents:
     b1 = cat(lambda n: bias(part, 1, n)).reshape(G * E, 1, width)
     if len({xs[k].shape for k in ks}) == 1 and len(set(sizes)) == 1 and xs[ks[0]].ndim == 3:
         # equal dims and member counts (every "all subsets" plan): one wide GEMM per
-        # (group, modality), (m, d) @ (d, S_k * width), all in one bmm, the same
-        # arithmetic as the per-modality layers
+        # (group, modality), (S_k * width, d) @ (d, m) as in _wide_gemm, all in one bmm,
+        # the same arithmetic as the per-modality layers
         (m, d), Kg, S_k = xs[ks[0]].shape[1:], len(ks), sizes[0]
         for k in ks:
             W = params[weight(part, 1, plan.names[k])]
@@ -395,8 +396,8 @@ def _grouped_latents(learner, params, xs, plan, part, act) -> GroupedLatents:
                 )
         X = torch.stack([xs[k] for k in ks], 1).reshape(G * Kg, m, d)
         W1 = cat(lambda n: weight(part, 1, n)).view(G, Kg, S_k, d, width)
-        y = torch.bmm(X, W1.permute(0, 1, 3, 2, 4).reshape(G * Kg, d, S_k * width))
-        y = y.view(G, Kg, m, S_k, width).transpose(2, 3).reshape(G * E, m, width)
+        y = torch.bmm(W1.mT.reshape(G * Kg, S_k * width, d), X.mT)
+        y = y.view(G, Kg, S_k, width, m).transpose(3, 4).reshape(G * E, m, width)
     else:  # one wide GEMM per modality for layer 1, grouped from layer 2 on
         y = torch.cat([y for _, _, y in modality_layer(xs, params, part, 1, plan, width)], 1)
         m = y.shape[2]

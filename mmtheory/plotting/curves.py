@@ -9,17 +9,19 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from mmtheory.core.subsets import label_size
 from mmtheory.plotting.plots import palette, plt
-from mmtheory.theory.learning_curves import power_law
+from mmtheory.theory.learning_curves import MIN_SIZES, power_law
 
 __all__ = ["plot_subset_curves", "plot_sweep_subsets", "curve_subsets"]
 
 
 def curve_subsets(table: pd.DataFrame, most: int = 8, *, column: str = "risk") -> list[str]:
     """The subsets worth drawing from a long table (subset, m, ``column``; lower is
-    better): every single modality, then the best by mean ``column`` at the largest m, up
-    to ``most`` curves in all (the best first)."""
+    better): the best by mean ``column`` at the largest m, then every single modality
+    (those measured there by that mean, then any other), up to ``most`` curves in all (the
+    best first; with ``most`` or more single modalities, the last singles are cut)."""
     at = table[table.m == table.m.max()].groupby("subset")[column].mean().sort_values()
     singles = [s for s in at.index if label_size(s) == 1]
+    singles += [s for s in dict.fromkeys(table.subset) if label_size(s) == 1 and s not in singles]
     keep = list(dict.fromkeys(list(at.index[: max(most - len(singles), 1)]) + singles))
     return keep[:most] if len(keep) > most else keep
 
@@ -35,14 +37,20 @@ def plot_subset_curves(
     """Draw the table of ``theory.diagnosis.subset_curves``: points are measured means,
     solid lines the fitted r_S(m) over the measured sizes, dashed lines its extrapolation
     up to ``extrapolate`` x the largest size, anchored at the last measured mean (as
-    ``theory.diagnosis`` extrapolates). Returns the axes."""
+    ``theory.diagnosis`` extrapolates). With fewer than ``MIN_SIZES`` sizes there is no
+    curve: the means are joined, nothing is extrapolated, and the axes say so. Returns the
+    axes."""
     ax = ax or plt.gca()
     subsets = subsets or curve_subsets(curves)
     m_max = float(curves.m.max())
     m_min = float(curves.m.min())
     scale = 100.0 if metric == "error" else 1.0
+    fitted = curves.m.nunique() >= MIN_SIZES
     for colour, s in zip(palette(len(subsets)), subsets):
         g = curves[curves.subset == s].sort_values("m")
+        if not fitted:
+            ax.plot(g.m, scale * g.risk, "o-", color=colour, markersize=4, label=s)
+            continue
         e, a, alpha = g[["e", "a", "alpha"]].iloc[0]
         ax.plot(g.m, scale * g.risk, "o", color=colour, markersize=4)
         inside = np.geomspace(m_min, m_max, 50)
@@ -50,6 +58,17 @@ def plot_subset_curves(
         ax.plot(inside, scale * power_law(inside, e, a, alpha), "-", color=colour, label=s)
         anchored = g.risk.iloc[-1] + power_law(beyond, e, a, alpha) - power_law(m_max, e, a, alpha)
         ax.plot(beyond, scale * anchored, "--", color=colour)
+    if not fitted:
+        extrapolate = 1.0
+        ax.text(
+            0.02,
+            0.02,
+            f"{curves.m.nunique()} sizes: no curve fitted, nothing extrapolated "
+            f"(a curve needs {MIN_SIZES})",
+            transform=ax.transAxes,
+            fontsize=8,
+            color="0.35",
+        )
     if extrapolate > 1:
         ax.axvspan(m_max, extrapolate * m_max, color="0.92", zorder=0)
         ax.text(
@@ -67,6 +86,8 @@ def plot_subset_curves(
     ax.yaxis.set_major_formatter(
         FuncFormatter(lambda v, _: f"{v:.0f}%" if metric == "error" else f"{v:.3g}")
     )
+    if not fitted:  # within a decade or two: label the measured sizes themselves
+        ax.set_xticks(sorted(float(v) for v in curves.m.unique()))
     ax.set_xlabel("training samples m (log scale)")
     ax.set_ylabel("test error (%)" if metric == "error" else "test mean squared error")
     ax.grid(alpha=0.3, which="major")

@@ -32,6 +32,7 @@ from mmtheory.plotting.plots import (
 )
 from mmtheory.plotting.theory import plot_phase, plot_risk_vs_predicted
 from mmtheory.theory.diagnosis import FACTORS
+from mmtheory.theory.learning_curves import MIN_SIZES
 
 __all__ = ["FIGURES", "FIGURE_MAKERS", "save_figure", "write_figure", "write_figures"]
 
@@ -210,7 +211,8 @@ def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
     metric = "mse" if _is_regression(run_dir) else "error"
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS))
-    ax.set_title("learning curve per subset (dashed: extrapolated)", fontsize=10)
+    dashed = " (dashed: extrapolated)" if curves.m.nunique() >= MIN_SIZES else ""
+    ax.set_title(f"learning curve per subset{dashed}", fontsize=10)
     return save_figure(fig, dest, "fig_curves")
 
 
@@ -244,7 +246,10 @@ def figure_fig_sweep(run_dir: Path, dest: Path) -> list[Path]:
         shown = curve_subsets(g, SWEEP_CURVES, column=column) if n_sub > SWEEP_CURVES else None
         title = " / ".join(map(str, key if isinstance(key, tuple) else (key,)))
         if shown is not None:
-            title += f" ({len(shown)} of {n_sub} subsets: the singles and the best)"
+            singles = {s for s in g.subset.unique() if label_size(s) == 1}
+            kept = len(singles & set(shown))
+            what = "the singles" if kept == len(singles) else f"{kept} of {len(singles)} singles"
+            title += f" ({len(shown)} of {n_sub} subsets: {what} and the best)"
         for j, c in enumerate(cols):
             if g[c].notna().any():
                 plot_sweep_subsets(g, axes[row, j], column=c, subsets=shown)
@@ -287,6 +292,8 @@ def write_figures(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
+    if dest is not None:
+        Path(dest).mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, (table, _) in FIGURES.items():
         if (run_dir / table).exists():
@@ -294,10 +301,16 @@ def write_figures(
     inner = [d for d in sorted(run_dir.iterdir()) if d.is_dir() and (d / "report.md").exists()]
     for d in inner if nested else []:
         sub_dest = d if dest is None else Path(dest) / d.name
-        sub_dest.mkdir(parents=True, exist_ok=True)
         for name, (table, _) in FIGURES.items():
             if (d / table).exists():
-                written += write_figure(name, d, sub_dest)
+                sub_dest.mkdir(parents=True, exist_ok=True)
+                try:
+                    written += write_figure(name, d, sub_dest)
+                except (KeyError, ValueError) as err:  # one line for the CLI, not a traceback
+                    raise ValueError(
+                        f"{d / table}: figure {name!r} of the run in {d} cannot be drawn "
+                        f"from it ({type(err).__name__}: {err})"
+                    ) from err
     if not written:
         raise FileNotFoundError(
             f"{run_dir} holds none of the tables figures are made from: "

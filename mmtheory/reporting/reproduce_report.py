@@ -267,6 +267,14 @@ _PARTS = {
 }
 
 
+def verdict_section(report: str) -> str:
+    """The bullet lines of a rendered report's Verdict section (held, failed, untestable,
+    training), as written: what ``mmtheory reproduce`` prints, so the terminal and the
+    report cannot differ."""
+    body = report.split("\n## Verdict\n", 1)[1].split("\n## ", 1)[0]
+    return "\n".join(line for line in body.splitlines() if line.startswith("- "))
+
+
 def _seconds(what: str, t: dict | None) -> str:
     """'what 75 s (Table 4: 3 s, ...)' from a part -> seconds dict (``reproduce``'s laps)."""
     if not t:
@@ -471,10 +479,11 @@ FOLDERS = {
 
 
 def files_list(out: Path | None, figures) -> list[str]:
-    """Markdown bullets naming every file of the run directory ``out``: the tables of
-    :data:`FILES` with what they hold, any other top-level table, each subdirectory with
-    the files in it (:data:`FOLDERS`), then the figures (``figures``, written by then).
-    Hidden files (the record stores' locks) are left out."""
+    """Markdown bullets naming every file in the run directory ``out`` when the report is
+    written (files an earlier run left there too): the tables of :data:`FILES` with what
+    they hold, any other top-level file, each subdirectory with what is in it
+    (:data:`FOLDERS`), then the figures (``figures``, written by then). Hidden files (the
+    record stores' locks) are left out."""
     if out is None or not out.is_dir():
         return [f"- `{p.name}`" for p in figures]
     names = {p.name for p in figures}
@@ -483,9 +492,12 @@ def files_list(out: Path | None, figures) -> list[str]:
     lines = [f"- `{n}`: {FILES[n]}" for n in FILES if n in top or n == "report.md"]
     lines += [f"- `{n}`" for n in top if n not in FILES]
     for d in (p for p in entries if p.is_dir()):
-        inner = sorted(q.name for q in d.iterdir() if q.is_file() and not q.name.startswith("."))
+        inner = sorted(
+            q.name + ("/" if q.is_dir() else "") for q in d.iterdir() if not q.name.startswith(".")
+        )
         what = f" {FOLDERS[d.name]}:" if d.name in FOLDERS else ""
-        lines.append(f"- `{d.name}/`:{what} " + ", ".join(f"`{q}`" for q in inner))
+        listed = ", ".join(f"`{q}`" for q in inner) or "(empty)"
+        lines.append(f"- `{d.name}/`:{what} {listed}")
     if figures:
         lines.append("- figures: " + ", ".join(f"`{p.name}`" for p in figures))
     return lines

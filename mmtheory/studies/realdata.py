@@ -45,7 +45,7 @@ from mmtheory.reporting.tables import crossover_summary, table3_analogue, table3
 from mmtheory.studies.diagnose import tables_from_run
 from mmtheory.theory.check import check
 from mmtheory.theory.contributions import contributions_table
-from mmtheory.theory.learning_curves import corrected_interval
+from mmtheory.theory.learning_curves import MIN_SIZES, corrected_interval
 from mmtheory.theory.statistics import clopper_pearson, mean_ci
 
 __all__ = [
@@ -519,7 +519,13 @@ def run_data(
         "## Adding one modality",
         "",
         "Change in risk from adding the modality to the subset (< 0 helps); rows marked "
-        "extrapolated use the fitted learning curves r_S(m) = e_S + a_S m^(-alpha_S).",
+        "extrapolated use the fitted learning curves r_S(m) = e_S + a_S m^(-alpha_S)"
+        + (
+            "."
+            if run.results.m.nunique() >= MIN_SIZES
+            else f" (none here: a curve needs {MIN_SIZES} or more sizes, this run measured "
+            f"{run.results.m.nunique()}, so the table stops at the largest size)."
+        ),
         "",
         adding_markdown(tables["adding"], metric),
         "",

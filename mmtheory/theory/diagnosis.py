@@ -27,7 +27,12 @@ from scipy import stats
 from mmtheory.core.seeding import as_generator
 from mmtheory.core.subsets import join_label, label_names
 from mmtheory.theory.games import shapley
-from mmtheory.theory.learning_curves import corrected_interval, fit_power_law, power_law
+from mmtheory.theory.learning_curves import (
+    MIN_SIZES,
+    corrected_interval,
+    fit_power_law,
+    power_law,
+)
 
 __all__ = [
     "best_subsets",
@@ -115,26 +120,26 @@ def _bootstrap_predictions(
     A resample's mean risk per (m, subset) is that of every row of the drawn splits, a
     split drawn twice counting twice: sums and counts per (split, m, subset) weighted by
     how often each split is drawn (the rows of ``_mean_table`` over the drawn splits, in
-    one product instead of a table per resample)."""
+    one product instead of a table per resample). As there, a NaN risk is skipped, a
+    cell with none but NaN risks is NaN, and a size is kept when the drawn splits have any
+    row at it."""
     split_ids = np.sort(results.split.unique())
     means = _mean_table(results)
     point = _anchored(means, targets)
-    cells = results.groupby(["split", "m", "subset"]).risk.agg(["sum", "count"])
+    cells = results.groupby(["split", "m", "subset"]).risk.agg(["sum", "count", "size"])
     full = pd.MultiIndex.from_product([split_ids, means.index, means.columns])
     cells = cells.reindex(full, fill_value=0)
     shape = (len(split_ids), len(means.index), len(means.columns))
-    sums = cells["sum"].to_numpy(dtype=float).reshape(shape)
-    counts = cells["count"].to_numpy(dtype=float).reshape(shape)
+    sums, counts, sizes = (cells[c].to_numpy(dtype=float).reshape(shape) for c in cells)
     m = means.index.to_numpy(dtype=float)
     rng = as_generator(seed, "curve-bootstrap")
     draws = np.empty((len(means.columns), n_boot, len(targets)))
     for b in range(n_boot):
         pick = rng.choice(split_ids, size=len(split_ids), replace=True)
         times = np.bincount(np.searchsorted(split_ids, pick), minlength=len(split_ids))
-        n_b = np.tensordot(times, counts, 1)
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_b = np.tensordot(times, sums, 1) / n_b
-        rows = n_b.any(1)  # the sizes the drawn splits have rows at (the table's index)
+            mean_b = np.tensordot(times, sums, 1) / np.tensordot(times, counts, 1)
+        rows = np.tensordot(times, sizes, 1).any(1)  # sizes with rows (the table's index)
         for k in range(len(means.columns)):
             draws[k, b] = _anchor(m[rows], mean_b[rows, k], targets)
     return point, {s: draws[k] for k, s in enumerate(means.columns)}
@@ -175,12 +180,21 @@ def adding_table(
     """For each modality X and subset S without X (S may not be empty), the change in risk
     of adding X at ``factor`` x the largest measured m. factor 1 is measured (paired over
     splits); larger factors are extrapolated (``extrapolated`` True), their interval the
-    bootstrap over splits of the fitted curves widened by the split-overlap correction."""
+    bootstrap over splits of the fitted curves widened by the split-overlap correction.
+    With fewer than :data:`MIN_SIZES` measured sizes no curve can be fitted, so only
+    factor 1 is reported (extrapolating a constant would claim the change stays as it is
+    now, which nothing measured supports)."""
+    if results.m.nunique() < MIN_SIZES:
+        factors = [f for f in factors if f == 1]
     subsets = list(results.subset.unique())
     universe = tuple(dict.fromkeys(n for s in subsets for n in label_names(s)))
     m_now = int(results.m.max())
     targets = np.array([f * m_now for f in factors], dtype=float)
-    point, draws = _bootstrap_predictions(results, targets, n_boot, seed)
+    point, draws = (
+        _bootstrap_predictions(results, targets, n_boot, seed)
+        if any(f != 1 for f in factors)
+        else ({}, {})
+    )
     piv = _pivot(results, m_now)
     J = piv.shape[0]
     # the split-overlap correction, then the expanded percentile interval (Hesterberg
@@ -197,7 +211,7 @@ def adding_table(
             if x in names:
                 continue
             big = join_label(n for n in universe if n in names or n == x)
-            if big not in point:
+            if big not in subsets:
                 continue
             for j, f in enumerate(factors):
                 if f == 1:

@@ -17,7 +17,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["power_law", "fit_power_law", "corrected_interval", "ALPHA_RANGE"]
+__all__ = ["power_law", "fit_power_law", "corrected_interval", "ALPHA_RANGE", "MIN_SIZES"]
+
+#: Measured sizes a learning curve needs: three parameters (e, a, alpha) need three points;
+#: with fewer, :func:`fit_power_law` returns a constant and nothing may be extrapolated.
+MIN_SIZES = 3
 
 #: Bounds on the exponent alpha of a fitted learning curve.
 ALPHA_RANGE = (0.05, 2.0)
@@ -36,7 +40,7 @@ def fit_power_law(m, r) -> tuple[float, float, float]:
     values). Two or fewer points, or a flat curve, give the constant curve e = mean(r)."""
     m = np.asarray(m, dtype=float)
     r = np.asarray(r, dtype=float)
-    if len(m) < 3 or np.ptp(r) == 0:
+    if len(m) < MIN_SIZES or np.ptp(r) == 0:
         return float(r.mean()), 0.0, 1.0
     # two-variable non-negative least squares, for every alpha at once: the minimum is the
     # unconstrained one when feasible, else on an edge (e = 0 or a = 0)

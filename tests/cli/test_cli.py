@@ -40,9 +40,16 @@ def test_reproduce_on_a_reduced_grid(tmp_path, capsys, monkeypatch):
         assert line.count(f"{part}: ") == 2
     # the Files section names every file and folder the run wrote, and each folder's files
     files = text.split("## Files")[1]
+    lines = files.splitlines()
     for p in tmp_path.iterdir():
-        if not p.name.startswith("."):
-            assert f"`{p.name}" in files, p.name
+        if p.name.startswith("."):
+            continue
+        if p.is_dir():  # the folder's line names each of its files
+            line = next(t for t in lines if t.startswith(f"- `{p.name}/`"))
+            for q in p.iterdir():
+                assert q.name.startswith(".") or f"`{q.name}`" in line, (p.name, q.name)
+        else:
+            assert f"`{p.name}`" in files, p.name
     assert "`mfeat/`: the real-data run" in files and "`fig_curves.png`" in files
     t4 = pd.read_csv(tmp_path / "table4.csv")
     shown = t4[t4.paper_mse > 0]
@@ -61,8 +68,10 @@ def test_reproduce_on_a_reduced_grid(tmp_path, capsys, monkeypatch):
     capsys.readouterr()
     assert main(["reproduce", "--out", str(tmp_path)]) == 0
     shown = capsys.readouterr().out
-    verdict = next(t for t in text.split("## Verdict")[1].splitlines() if "Held" in t)
-    assert verdict.replace("**", "") in shown and "| overlap |" in shown
+    section = text.split("## Verdict")[1].split("\n## ")[0]
+    bullets = [t.replace("**", "") for t in section.splitlines() if t.startswith("- ")]
+    assert len(bullets) == 4 and "Training" in bullets[-1]  # held, failed, untestable, training
+    assert all(b in shown for b in bullets) and "| overlap |" in shown
 
 
 def test_sweep_cli_and_dry_run(tmp_path, capsys):

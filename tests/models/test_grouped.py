@@ -79,6 +79,33 @@ def test_grouped_latents_are_the_per_modality_latents():
         torch.testing.assert_close(h, h0, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="the claim is MKL's")
+def test_grouped_first_layer_is_the_per_modality_arithmetic_bit_for_bit():
+    """Equal dims (one bmm over every (group, modality)) and the per-modality layers form
+    the same (S_k width, d) @ (d, m) products, so on MKL's CPU kernels the latents are
+    equal bit for bit (module docstring) at sizes where a GEMM in the other orientation
+    rounds differently (d = 100, m = 132 and 500 with 0.10.1's first version)."""
+    learner = Learner("late_fusion", encoder="mlp", latent_dim=4, hidden=8, steps=1)
+    names, dims, G = ("m1", "m2", "m3"), (100, 100, 100), 2
+    subs = all_subsets(names)
+    plan = ModelPlan(names, dims, tuple(subs), 3)
+    width = dict(zip(names, dims))
+    inits = [
+        [init_model(learner, s, width, 3, key=("g", g, str(s)), dtype=torch.float64) for s in subs]
+        for g in range(G)
+    ]
+    params = stack_params(inits, plan, "cpu", torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    for m in (132, 500):
+        xs = [torch.randn(G, m, d, generator=gen, dtype=torch.float64) for d in dims]
+        grouped = late_latents(learner, params, xs, plan)
+        with per_modality_layers():
+            plain = late_latents(learner, params, xs, plan)
+        assert isinstance(grouped, GroupedLatents)
+        for (_, _, h), (_, _, h0) in zip(grouped, plain, strict=True):
+            assert torch.equal(h, h0)
+
+
 def test_grouped_engine_equals_the_per_model_loop_on_equal_dims():
     """The equal-dims branch (one GEMM for layer 1 too) against the independent loop."""
     learner = LEARNERS["mlp"]

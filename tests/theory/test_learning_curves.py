@@ -68,30 +68,61 @@ def test_best_subset_and_contributions():
     assert phi.sum() == pytest.approx(0.7 - (at - 0.1))  # efficiency: adds up to v(full)
 
 
-@pytest.mark.parametrize("drop", [False, True])
-def test_the_split_bootstrap_is_the_mean_table_of_every_resample(drop):
-    """The bootstrap's draws equal the anchored curves of the mean table over each
-    resample's rows (a split drawn twice counts twice), here recomputed the plain way
-    from the same resamples; ``drop``: an unbalanced table (a split missing a cell, and
-    the largest size measured on one split only: a third of the resamples lack it)."""
+def _plain_anchored(means: pd.DataFrame, targets: np.ndarray) -> dict[str, np.ndarray]:
+    """The anchored prediction written out here (not the module's): the mean at the
+    largest measured m plus the fitted power law's change from there."""
+    m = means.index.to_numpy(dtype=float)
+    out = {}
+    for s in means.columns:
+        r = means[s].to_numpy(dtype=float)
+        e, a, alpha = fit_power_law(m, r)
+        out[s] = r[-1] + power_law(targets, e, a, alpha) - power_law(m[-1], e, a, alpha)
+    return out
+
+
+@pytest.mark.parametrize("case", ["balanced", "unbalanced", "nan"])
+def test_the_split_bootstrap_is_the_mean_table_of_every_resample(case):
+    """The bootstrap's draws and point equal the anchored curves of the plain pandas mean
+    table over each resample's rows (a split drawn twice counts twice; NaN risks skipped
+    as ``mean`` skips them), recomputed here from the same resamples. ``unbalanced``: a
+    split missing a cell, and the largest size measured on one split only (a third of
+    the resamples lack it); ``nan``: a size whose risks are NaN on all but one split, and
+    a split whose risks are all NaN."""
     from mmtheory.core.seeding import as_generator
-    from mmtheory.theory.diagnosis import _anchored, _bootstrap_predictions, _mean_table
+    from mmtheory.theory.diagnosis import _bootstrap_predictions
 
     results = _table(-0.1, 0.02, seed=3)
-    if drop:
+    if case == "unbalanced":
         gone = ((results.split == 1) & (results.subset == "b") & (results.m == 40)) | (
             (results.split <= 4) & (results.m == 160)
         )
         results = results[~gone]
+    if case == "nan":
+        results = results.copy()
+        results.loc[(results.m == 40) & (results.split < 5), "risk"] = np.nan
+        results.loc[results.split == 2, "risk"] = np.nan
     targets = np.array([160.0, 320.0, 1600.0])
     point, draws = _bootstrap_predictions(results, targets, 40, seed=7)
+    plain = results.groupby(["m", "subset"]).risk.mean().unstack("subset")
+    for s, v in _plain_anchored(plain, targets).items():
+        np.testing.assert_allclose(point[s], v, rtol=1e-12, atol=1e-15)
     split_ids = np.sort(results.split.unique())
     rng = as_generator(7, "curve-bootstrap")
     for b in range(40):
         pick = rng.choice(split_ids, size=len(split_ids), replace=True)
         rows = results.set_index("split").loc[list(pick)]
-        ref = _anchored(rows.groupby(["m", "subset"]).risk.mean().unstack("subset"), targets)
-        for s, v in ref.items():
+        table = rows.groupby(["m", "subset"]).risk.mean().unstack("subset")
+        for s, v in _plain_anchored(table, targets).items():
             np.testing.assert_allclose(draws[s][b], v, rtol=1e-12, atol=1e-15)
-    for s, v in _anchored(_mean_table(results), targets).items():
-        np.testing.assert_array_equal(point[s], v)
+
+
+def test_two_sizes_extrapolate_nothing():
+    """A power law has three parameters: with two measured sizes the adding table stops at
+    the largest size (a constant 'curve' would claim the change stays as it is now); with
+    three it extrapolates (the negative control)."""
+    two = _table(-0.1, 0.005)
+    two = two[two.m.isin([80, 160])]
+    table = adding_table(two, 0.25, n_boot=20)
+    assert (table.factor == 1).all() and not table.extrapolated.any()
+    three = adding_table(_table(-0.1, 0.005)[lambda d: d.m >= 40], 0.25, n_boot=20)
+    assert three.extrapolated.any() and set(three.factor) == {1, 2, 5, 10}
