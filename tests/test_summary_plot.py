@@ -81,6 +81,10 @@ def test_fig_sweep_of_every_subset_of_six_modalities_draws_the_singles_and_the_b
     # a single modality not measured at the largest m is still drawn
     late = results[~((results.subset == "f") & (results.m == 80))]
     assert set(names) <= set(curve_subsets(late, 12, column="test_risk"))
+    # twelve lines, twelve colours (the colour-blind palette has ten)
+    from mmtheory.plotting.plots import palette
+
+    assert len(set(palette(12))) == 12 and len(set(palette(10))) == 10
     # negative control: a sweep with few subsets keeps every one
     few = results[results.subset.isin(["a", "b", "a+b"])]
     assert sorted(curve_subsets(few, 12, column="test_risk")) == ["a", "a+b", "b"]

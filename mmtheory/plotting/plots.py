@@ -28,7 +28,9 @@ __all__ = [
 
 
 def palette(n: int):
-    return sns.color_palette("colorblind", n)
+    """n distinct colours: seaborn's colour-blind palette up to its 10, else n evenly
+    spaced hues (the colour-blind one would repeat: two lines, one colour)."""
+    return sns.color_palette("colorblind" if n <= 10 else "husl", n)
 
 
 def plot_overlap_mse(table: pd.DataFrame, ax=None, *, paper: pd.DataFrame | None = None):
