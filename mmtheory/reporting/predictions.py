@@ -63,8 +63,12 @@ def verdict_block(predictions: pd.DataFrame) -> str:
     counts = verdict_counts(predictions).set_index("prediction")
     held = [p for p, r in counts.iterrows() if r["true"] and not r["false"]]
     failed = [f"{p} ({r['false']} of {r['rows']} rows)" for p, r in counts.iterrows() if r["false"]]
-    untestable = [p for p, r in counts.iterrows() if r["rows"] == r["untestable"]]
-    why = [f"{p}: {_reasons(predictions, p)}" for p in untestable if _reasons(predictions, p)]
+    # rows, none testable (a prediction without rows is "not applicable", below)
+    untestable = [p for p, r in counts.iterrows() if r["rows"] and r["rows"] == r["untestable"]]
+    # each prediction's reasons, named when there are several ("P2 (P2: ...)" said it twice)
+    reasons = {p: _reasons(predictions, p) for p in untestable}
+    reasons = {p: text for p, text in reasons.items() if text}
+    why = [(f"{p}: " if len(reasons) > 1 else "") + text for p, text in reasons.items()]
     absent = [p for p, r in counts.iterrows() if r["rows"] == 0]
     return "\n".join(
         [

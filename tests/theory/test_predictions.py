@@ -270,3 +270,24 @@ def test_every_prediction_has_said_false_somewhere():
     source = inspect.getsource(sys.modules[__name__])
     for p in ("p1", "p2", "p3", "p5", "p6", "p7", "p8", "p9"):
         assert f"def test_{p}" in source
+
+
+def test_verdict_block_names_each_untestable_reason_only_when_there_are_several():
+    """One untestable prediction: its reasons follow it unprefixed ("P2 (P2: ...)" said its
+    name twice); several: each group of reasons is named. Held and failed are counted."""
+    import pandas as pd
+
+    from mmtheory.reporting.predictions import verdict_block
+
+    def row(p, holds, reason=""):
+        return {"prediction": p, "holds": holds, "reason": reason}
+
+    one = pd.DataFrame(
+        [row("P1", "true"), row("P6", "false"), row("P2", "untestable", "too few seeds: 3")]
+    )
+    text = verdict_block(one)
+    assert "Held** (every testable row): P1." in text
+    assert "P6 (1 of 1 rows)" in text
+    assert "here: P2 (too few seeds (1)); not applicable to these tables: P3, P4" in text
+    two = pd.concat([one, pd.DataFrame([row("P5", "untestable", "no nested pair: none")])])
+    assert "P2, P5 (P2: too few seeds (1); P5: no nested pair (1))" in verdict_block(two)
