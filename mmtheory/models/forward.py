@@ -263,9 +263,9 @@ def _collapsed_late_fusion(params: Params, xs: list[torch.Tensor], plan: ModelPl
 
     The same function of the same parameters as encoding then fusing, and, by the chain
     rule, the same gradients (autograd forms them through the small products W_k Wh_k);
-    only rounding differs. The data's GEMMs are (m, d_k) @ (d_k, S_k p) forward and its
-    transpose backward, where the latents need (m, d_k) @ (d_k, S_k lat) plus the head's
-    products: the crossover's 32-d latents and 6 classes do a fifth of the arithmetic."""
+    only rounding differs. The data's GEMM is (:func:`_wide_gemm`) (S_k p, d_k) @ (d_k, m)
+    where the latents need (S_k lat, d_k) @ (d_k, m) plus the head's products: the
+    crossover's 32-d latents and 6 classes do a fifth of the arithmetic."""
     G, m = xs[0].shape[0], xs[0].shape[1]
     bh = params[bias(HEAD)]
     p = bh.shape[-1]

@@ -9,7 +9,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter, ScalarFormatter
 
 from mmtheory.core.subsets import label_size
 from mmtheory.plotting.plots import palette, plt
-from mmtheory.theory.learning_curves import MIN_SIZES, power_law
+from mmtheory.theory.learning_curves import power_law, too_few_sizes
 
 __all__ = ["plot_subset_curves", "plot_sweep_subsets", "curve_subsets"]
 
@@ -37,7 +37,7 @@ def plot_subset_curves(
     """Draw the table of ``theory.diagnosis.subset_curves``: points are measured means,
     solid lines the fitted r_S(m) over the measured sizes, dashed lines its extrapolation
     up to ``extrapolate`` x the largest size, anchored at the last measured mean (as
-    ``theory.diagnosis`` extrapolates). With fewer than ``MIN_SIZES`` sizes there is no
+    ``theory.diagnosis`` extrapolates). With too few sizes (``too_few_sizes``) there is no
     curve: the means are joined, nothing is extrapolated, and the axes say so. Returns the
     axes."""
     ax = ax or plt.gca()
@@ -45,7 +45,8 @@ def plot_subset_curves(
     m_max = float(curves.m.max())
     m_min = float(curves.m.min())
     scale = 100.0 if metric == "error" else 1.0
-    fitted = curves.m.nunique() >= MIN_SIZES
+    note = too_few_sizes(curves.m.nunique())
+    fitted = not note
     for colour, s in zip(palette(len(subsets)), subsets):
         g = curves[curves.subset == s].sort_values("m")
         if not fitted:
@@ -63,8 +64,7 @@ def plot_subset_curves(
         ax.text(
             0.02,
             0.02,
-            f"{curves.m.nunique()} sizes: no curve fitted, nothing extrapolated "
-            f"(a curve needs {MIN_SIZES})",
+            "no curve fitted, " + note.replace(": ", ":\n"),
             transform=ax.transAxes,
             fontsize=8,
             color="0.35",

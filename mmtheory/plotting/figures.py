@@ -32,7 +32,7 @@ from mmtheory.plotting.plots import (
 )
 from mmtheory.plotting.theory import plot_phase, plot_risk_vs_predicted
 from mmtheory.theory.diagnosis import FACTORS
-from mmtheory.theory.learning_curves import MIN_SIZES
+from mmtheory.theory.learning_curves import too_few_sizes
 
 __all__ = ["FIGURES", "FIGURE_MAKERS", "save_figure", "write_figure", "write_figures"]
 
@@ -211,7 +211,7 @@ def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
     metric = "mse" if _is_regression(run_dir) else "error"
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
     plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS))
-    dashed = " (dashed: extrapolated)" if curves.m.nunique() >= MIN_SIZES else ""
+    dashed = "" if too_few_sizes(curves.m.nunique()) else " (dashed: extrapolated)"
     ax.set_title(f"learning curve per subset{dashed}", fontsize=10)
     return save_figure(fig, dest, "fig_curves")
 
@@ -292,25 +292,27 @@ def write_figures(
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")
-    if dest is not None:
-        Path(dest).mkdir(parents=True, exist_ok=True)
+    dest = run_dir if dest is None else Path(dest)
+    runs = [(run_dir, dest)]
+    if nested:
+        runs += [
+            (d, dest / d.name)
+            for d in sorted(run_dir.iterdir())
+            if d.is_dir() and (d / "report.md").exists()
+        ]
     written: list[Path] = []
-    for name, (table, _) in FIGURES.items():
-        if (run_dir / table).exists():
-            written += write_figure(name, run_dir, dest)
-    inner = [d for d in sorted(run_dir.iterdir()) if d.is_dir() and (d / "report.md").exists()]
-    for d in inner if nested else []:
-        sub_dest = d if dest is None else Path(dest) / d.name
+    for folder, to in runs:
         for name, (table, _) in FIGURES.items():
-            if (d / table).exists():
-                sub_dest.mkdir(parents=True, exist_ok=True)
-                try:
-                    written += write_figure(name, d, sub_dest)
-                except (KeyError, ValueError) as err:  # one line for the CLI, not a traceback
-                    raise ValueError(
-                        f"{d / table}: figure {name!r} of the run in {d} cannot be drawn "
-                        f"from it ({type(err).__name__}: {err})"
-                    ) from err
+            if not (folder / table).exists():
+                continue
+            to.mkdir(parents=True, exist_ok=True)
+            try:
+                written += write_figure(name, folder, to)
+            except (KeyError, ValueError) as err:  # one line for the CLI, not a traceback
+                raise ValueError(
+                    f"{folder / table}: figure {name!r} cannot be drawn from it "
+                    f"({type(err).__name__}: {err})"
+                ) from err
     if not written:
         raise FileNotFoundError(
             f"{run_dir} holds none of the tables figures are made from: "

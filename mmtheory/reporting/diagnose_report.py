@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from mmtheory.core.subsets import label_names
-from mmtheory.theory.learning_curves import MIN_SIZES
+from mmtheory.theory.learning_curves import too_few_sizes
 
 __all__ = [
     "screen_text",
@@ -96,12 +96,8 @@ def screen_text(tables: dict[str, pd.DataFrame], name: str, meta: dict) -> str:
             bottom.append(_ci(r.ci_low, r.ci_high, metric).rjust(width))
         lines.append(f"  {x[:9]:<10}{to[:17]:<18}" + "".join(top))
         lines.append(" " * 30 + "".join(bottom))
-    n_sizes = tables["best"].m.nunique()
-    if n_sizes < MIN_SIZES:
-        lines.append(
-            f"  (nothing extrapolated: a learning curve needs {MIN_SIZES} or more sizes, "
-            f"this run measured {n_sizes})"
-        )
+    if note := too_few_sizes(tables["best"].m.nunique()):
+        lines.append(f"  ({note})")
     lines += [
         "  (? = cannot tell yet: the 95% interval contains 0)",
         "",

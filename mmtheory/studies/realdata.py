@@ -45,7 +45,7 @@ from mmtheory.reporting.tables import crossover_summary, table3_analogue, table3
 from mmtheory.studies.diagnose import tables_from_run
 from mmtheory.theory.check import check
 from mmtheory.theory.contributions import contributions_table
-from mmtheory.theory.learning_curves import MIN_SIZES, corrected_interval
+from mmtheory.theory.learning_curves import corrected_interval, too_few_sizes
 from mmtheory.theory.statistics import clopper_pearson, mean_ci
 
 __all__ = [
@@ -459,6 +459,7 @@ def run_data(
         write_csv_atomic(table, out / f"{key}.csv")
     metric = run.metric
     figures = write_figure("fig_curves", out)
+    note = too_few_sizes(run.results.m.nunique())
     lines = [
         f"# {loaded.name}: all subsets of views",
         "",
@@ -520,12 +521,7 @@ def run_data(
         "",
         "Change in risk from adding the modality to the subset (< 0 helps); rows marked "
         "extrapolated use the fitted learning curves r_S(m) = e_S + a_S m^(-alpha_S)"
-        + (
-            "."
-            if run.results.m.nunique() >= MIN_SIZES
-            else f" (none here: a curve needs {MIN_SIZES} or more sizes, this run measured "
-            f"{run.results.m.nunique()}, so the table stops at the largest size)."
-        ),
+        + (f" ({note}: the table stops at the largest size)." if note else "."),
         "",
         adding_markdown(tables["adding"], metric),
         "",

@@ -92,9 +92,8 @@ def _curve_params(mean_by_m: pd.DataFrame) -> dict[str, tuple[float, float, floa
     return {s: fit_power_law(m, mean_by_m[s].to_numpy()) for s in mean_by_m.columns}
 
 
-def _mean_table(results: pd.DataFrame, splits: Sequence[int] | None = None) -> pd.DataFrame:
-    df = results if splits is None else results.set_index("split").loc[list(splits)]
-    return df.groupby(["m", "subset"]).risk.mean().unstack("subset").sort_index()
+def _mean_table(results: pd.DataFrame) -> pd.DataFrame:
+    return results.groupby(["m", "subset"]).risk.mean().unstack("subset").sort_index()
 
 
 def _anchor(m: np.ndarray, risk: np.ndarray, targets: np.ndarray) -> np.ndarray:

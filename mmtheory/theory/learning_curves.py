@@ -17,11 +17,30 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-__all__ = ["power_law", "fit_power_law", "corrected_interval", "ALPHA_RANGE", "MIN_SIZES"]
+__all__ = [
+    "power_law",
+    "fit_power_law",
+    "corrected_interval",
+    "ALPHA_RANGE",
+    "MIN_SIZES",
+    "too_few_sizes",
+]
 
 #: Measured sizes a learning curve needs: three parameters (e, a, alpha) need three points;
 #: with fewer, :func:`fit_power_law` returns a constant and nothing may be extrapolated.
 MIN_SIZES = 3
+
+
+def too_few_sizes(n_sizes: int) -> str:
+    """Why nothing is extrapolated from ``n_sizes`` measured sizes ("" when a curve fits),
+    for the reports, the screen and the figure."""
+    if n_sizes >= MIN_SIZES:
+        return ""
+    return (
+        f"nothing extrapolated: a learning curve needs {MIN_SIZES} or more sizes, "
+        f"this run measured {n_sizes}"
+    )
+
 
 #: Bounds on the exponent alpha of a fitted learning curve.
 ALPHA_RANGE = (0.05, 2.0)

@@ -126,3 +126,6 @@ def test_two_sizes_extrapolate_nothing():
     assert (table.factor == 1).all() and not table.extrapolated.any()
     three = adding_table(_table(-0.1, 0.005)[lambda d: d.m >= 40], 0.25, n_boot=20)
     assert three.extrapolated.any() and set(three.factor) == {1, 2, 5, 10}
+    from mmtheory.theory.learning_curves import too_few_sizes
+
+    assert "measured 2" in too_few_sizes(2) and too_few_sizes(3) == ""
