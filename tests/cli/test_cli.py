@@ -157,3 +157,20 @@ def test_report_timing_line_names_parts_and_total():
     assert _seconds("cpu", {"theory": 3.0}) == "cpu 3 s (theory: 3 s)"  # no total: the sum
     assert _seconds("cpu", {"total": 5.0}) == "cpu 5 s"
     assert _seconds("cpu", None) == "cpu not recorded"
+
+
+def test_plot_names_a_nested_table_it_cannot_draw_in_one_line(tmp_path, capsys):
+    """A run nested in the plotted folder (its own report.md) whose curves.csv lacks the
+    curve columns: exit 2 and one line naming the table, not a traceback; a sound run
+    beside it is drawn first (nothing already drawn is lost)."""
+    pd.DataFrame({"subset": ["a"], "m": [10], "seed": [0], "test_risk": [0.5]}).to_csv(
+        tmp_path / "results.csv", index=False
+    )
+    bad = tmp_path / "inner"
+    bad.mkdir()
+    (bad / "report.md").write_text("# a run\n")
+    pd.DataFrame({"subset": ["a"], "m": [10]}).to_csv(bad / "curves.csv", index=False)
+    assert main(["plot", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "curves.csv" in err[0] and "fig_curves" in err[0]
+    assert (tmp_path / "fig_sweep.png").exists()

@@ -103,6 +103,9 @@ def test_the_split_bootstrap_is_the_mean_table_of_every_resample(case):
         results.loc[results.split == 2, "risk"] = np.nan
     targets = np.array([160.0, 320.0, 1600.0])
     point, draws = _bootstrap_predictions(results, targets, 40, seed=7)
+    # rtol 1e-12: the same means summed in another order (pandas' groupby mean compensates,
+    # the weighted product does not), a few ulps, carried through the power-law fit; a
+    # wrong weighting or anchor is off by O(noise) = 1e-3 here
     plain = results.groupby(["m", "subset"]).risk.mean().unstack("subset")
     for s, v in _plain_anchored(plain, targets).items():
         np.testing.assert_allclose(point[s], v, rtol=1e-12, atol=1e-15)
