@@ -65,12 +65,43 @@ def _valid(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
+#: The columns the checks read from each results row (itertuples over only these: a
+#: results table has dozens, and its string columns cost most of a row's conversion).
+_CELL_COLUMNS = {
+    "m",
+    "seed",
+    "subset",
+    "param_norm",
+    "feature_energy",
+    "feature_energy_all",
+    "eta",
+    "test_risk",
+    "train_risk",
+    "oracle_train_risk",
+}
+_SELECTION_RESULT_COLUMNS = {
+    "world_id",
+    "learner",
+    "subset",
+    "m",
+    "seed",
+    "train_risk",
+    "oracle_train_risk",
+    "test_risk",
+}
+
+
+def _tuples(t: pd.DataFrame, columns: set[str]):
+    """``t.itertuples(index=False)`` over those of ``columns`` that ``t`` has."""
+    return t[[c for c in t.columns if c in columns]].itertuples(index=False)
+
+
 def _cells(t: pd.DataFrame):
     """``t``'s rows by (m, seed), sorted as ``groupby`` sorts them: ((m, seed), {subset:
     row}) with each cell's subsets in row order (plain lookups: ``DataFrame.loc`` per
     pair cost most of the check)."""
     cells: dict[tuple, dict] = {}
-    for r in t.itertuples(index=False):
+    for r in _tuples(t, _CELL_COLUMNS):
         cells.setdefault((r.m, r.seed), {})[r.subset] = r
     return sorted(cells.items(), key=lambda kv: kv[0])
 
@@ -255,7 +286,7 @@ def selection_table(
         return pd.DataFrame(columns=SELECTION_COLUMNS)
     res = {
         (r.world_id, r.learner, r.subset, r.m, r.seed): r
-        for r in _valid(results).itertuples(index=False)
+        for r in _tuples(_valid(results), _SELECTION_RESULT_COLUMNS)
     }
     rows = []
     for sl in slices(bounds.assign(test_risk=0.0)):
@@ -269,7 +300,7 @@ def selection_table(
             key = (sl.keys["world_id"], sl.keys["learner"])
             e_m = expected.get((*key, m_sub, m)) if expected is not None else None
             e_n = expected.get((*key, n_sub, m)) if expected is not None else None
-            for r in g.itertuples():
+            for r in g[["seed", "L", "rademacher_M"]].itertuples(index=False):
                 key = (sl.keys["world_id"], sl.keys["learner"])
                 rm = res[(*key, m_sub, m, r.seed)]
                 rn = res[(*key, n_sub, m, r.seed)]

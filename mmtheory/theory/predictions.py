@@ -89,12 +89,21 @@ class Slice:
     label: str
 
     @cached_property
-    def cells(self) -> dict[tuple[str, int], pd.DataFrame]:
-        """Per (subset, m), the rows indexed by seed (built on first use: many callers
-        need only the keys and label)."""
+    def _rows(self) -> dict[tuple[str, int], np.ndarray]:
+        """Per (subset, m), the positions of its rows in table order (built on first use:
+        many callers need only the keys and label; a table of another kind, bounds, has
+        none)."""
         if {"subset", "m", "seed"} <= set(self.table.columns):
-            return {key: g.set_index("seed") for key, g in self.table.groupby(["subset", "m"])}
-        return {}  # a table of another kind (bounds): only keys and label are used
+            return dict(self.table.groupby(["subset", "m"]).indices)
+        return {}
+
+    @cached_property
+    def _seeds(self) -> np.ndarray:
+        return self.table["seed"].to_numpy()
+
+    def _cell(self, sub: str, m: int) -> pd.DataFrame | None:
+        idx = self._rows.get((sub, m))
+        return None if idx is None else self.table.iloc[idx].set_index("seed")
 
     @property
     def sizes(self) -> list[int]:
@@ -109,18 +118,34 @@ class Slice:
         return nested_label_pairs(self.subsets)
 
     def paired(self, m_sub: str, n_sub: str, m: int, col: str) -> np.ndarray:
-        """col(M) - col(N) per seed at size m, over the seeds both have."""
-        a, b = self.cells.get((m_sub, m)), self.cells.get((n_sub, m))
-        if a is None or b is None or col not in a or col not in b:
+        """col(M) - col(N) per seed at size m, over the seeds both have (in M's row order).
+
+        Plain array look-ups where each cell's seeds are distinct and the column is
+        numeric (a pandas ``.loc`` per pair cost most of the check); otherwise pandas'
+        alignment, which the fast path equals (tested)."""
+        ia, ib = self._rows.get((m_sub, m)), self._rows.get((n_sub, m))
+        if ia is None or ib is None or col not in self.table.columns:
             return np.array([], dtype=float)
-        common = a.index.intersection(b.index)
-        return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+        values = self.table[col].to_numpy()
+        sa, sb = self._seeds[ia], self._seeds[ib]
+        if values.dtype.kind not in "fiu" or len(set(sa)) < len(sa) or len(set(sb)) < len(sb):
+            a, b = self._cell(m_sub, m), self._cell(n_sub, m)
+            common = a.index.intersection(b.index)
+            return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+        where = {s: i for i, s in zip(ib, sb)}
+        pick = [(i, where[s]) for i, s in zip(ia, sa) if s in where]
+        if not pick:
+            return np.array([], dtype=float)
+        pa, pb = np.array(pick).T
+        return (values[pa] - values[pb]).astype(float)
 
     def values(self, sub: str, m: int, col: str) -> pd.Series:
-        cell = self.cells.get((sub, m))
-        if cell is None or col not in cell:
+        """col at (sub, m), indexed by seed, as floats."""
+        idx = self._rows.get((sub, m))
+        if idx is None or col not in self.table.columns:
             return pd.Series(dtype=float)
-        return cell[col].astype(float)
+        seeds = pd.Index(self._seeds[idx], name="seed")
+        return self.table[col].iloc[idx].set_axis(seeds).astype(float)
 
     def column(self, col: str) -> pd.Series:
         return self.table[col] if col in self.table.columns else pd.Series(dtype=object)

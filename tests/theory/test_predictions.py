@@ -291,3 +291,52 @@ def test_verdict_block_names_each_untestable_reason_only_when_there_are_several(
     assert "here: P2 (too few seeds (1)); not applicable to these tables: P3, P4" in text
     two = pd.concat([one, pd.DataFrame([row("P5", "untestable", "no nested pair: none")])])
     assert "P2, P5 (P2: too few seeds (1); P5: no nested pair (1))" in verdict_block(two)
+
+
+def test_paired_lookup_equals_pandas_alignment():
+    """Slice.paired's array look-ups give what pandas' seed alignment gives (the path it
+    replaced): shuffled seed orders, seeds one cell lacks, float32 and integer columns;
+    duplicated seeds take pandas' path. A wrong pairing (by position instead of by seed)
+    differs on the shuffled cells."""
+    from mmtheory.theory.predictions import Slice
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for subset, seeds in (("{A}", [4, 0, 2, 1, 3]), ("{A,B}", [0, 1, 2, 3, 5]), ("{B}", [1, 1, 2])):
+        for s in seeds:
+            rows.append(
+                {"subset": subset, "m": 10, "seed": s, "x": rng.normal(), "k": int(rng.integers(9))}
+            )
+    t = pd.DataFrame(rows)
+    t["x32"] = t["x"].astype(np.float32)
+    sl = Slice(t, {}, "hand")
+
+    def reference(M, N, col):
+        a = t[(t.subset == M) & (t.m == 10)].set_index("seed")
+        b = t[(t.subset == N) & (t.m == 10)].set_index("seed")
+        common = a.index.intersection(b.index)
+        return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+
+    for M, N in (("{A,B}", "{A}"), ("{A}", "{A,B}"), ("{A,B}", "{B}"), ("{B}", "{A}")):
+        for col in ("x", "x32", "k"):
+            np.testing.assert_array_equal(sl.paired(M, N, 10, col), reference(M, N, col))
+    assert len(sl.paired("{A,B}", "{A}", 10, "x")) == 4  # seeds 0-3
+    assert sl.paired("{A,B}", "{A}", 99, "x").size == 0
+    assert sl.paired("{A,B}", "{A}", 10, "absent").size == 0
+    by_position = t[t.subset == "{A,B}"].x.to_numpy()[:4] - t[t.subset == "{A}"].x.to_numpy()[:4]
+    assert not np.allclose(np.sort(sl.paired("{A,B}", "{A}", 10, "x")), np.sort(by_position))
+
+
+def test_values_equal_the_cell_lookup():
+    """Slice.values reads one column at (subset, m), indexed by seed: the same Series as
+    the cell's frame indexed by seed (the path it replaced)."""
+    from mmtheory.theory.predictions import Slice
+
+    t = pd.DataFrame(
+        {"subset": ["{A}", "{B}", "{A}", "{A}"], "m": [5, 5, 5, 7], "seed": [2, 0, 0, 0]}
+    ).assign(x=[1.5, 2.0, 3.0, 4.0], k=[1, 2, 3, 4])
+    sl = Slice(t, {}, "hand")
+    for col in ("x", "k"):
+        ref = t[(t.subset == "{A}") & (t.m == 5)].set_index("seed")[col].astype(float)
+        pd.testing.assert_series_equal(sl.values("{A}", 5, col), ref)
+    assert sl.values("{A}", 6, "x").empty and sl.values("{A}", 5, "absent").empty
