@@ -88,3 +88,36 @@ def test_fig_sweep_of_every_subset_of_six_modalities_draws_the_singles_and_the_b
     # negative control: a sweep with few subsets keeps every one
     few = results[results.subset.isin(["a", "b", "a+b"])]
     assert sorted(curve_subsets(few, 12, column="test_risk")) == ["a", "a+b", "b"]
+
+
+def test_fig_curves_title_names_the_dataset_and_the_subsets_it_draws(tmp_path, monkeypatch):
+    """The learning-curve figure's title names the dataset (the curves table's ``dataset``
+    column) and, where the curves are a selection, how many of how many subsets; a table
+    without the column (an older run) still draws, untitled by name."""
+    from itertools import combinations
+
+    from mmtheory.plotting import figures
+
+    names = list("abcd")
+    subs = ["+".join(c) for k in range(1, 5) for c in combinations(names, k)]
+    rows = [
+        dict(dataset="toy", subset=s, m=m, risk=0.5 / len(s) + 1 / m, e=0.1, a=1.0, alpha=0.5)
+        for s in subs
+        for m in (20, 80, 320)
+    ]
+    titles = []
+
+    def keep_title(fig, run_dir, name):
+        titles.append(fig.axes[0].get_title())
+        figures.plt.close(fig)
+        return []
+
+    monkeypatch.setattr(figures, "save_figure", keep_title)
+    pd.DataFrame(rows).to_csv(tmp_path / "curves.csv", index=False)
+    figures.write_figure("fig_curves", tmp_path)
+    assert titles[-1].startswith("toy: learning curve per subset (8 of 15: the singles")
+    assert "extrapolated" in titles[-1]
+    few = [r for r in rows if r["subset"] in ("a", "b", "a+b")]
+    pd.DataFrame(few).drop(columns="dataset").to_csv(tmp_path / "curves.csv", index=False)
+    figures.write_figure("fig_curves", tmp_path)
+    assert titles[-1] == "learning curve per subset (dashed: extrapolated)"

@@ -53,13 +53,18 @@ FIGURES = {
     ),
     "fig_games": ("imbalance.csv", "imbalance scores per modality; PID estimates against exact"),
     "fig_curves": ("curves.csv", "per-subset learning curves of a data or diagnose run"),
-    "fig_sweep": ("results.csv", "test risk against m per subset, any sweep or data run"),
+    "fig_sweep": ("results.csv", "test risk against m per subset, any sweep"),
     "fig_dynamics": (
         "dynamics.csv",
         "weight trajectories, time ratio and misattribution of two-modality late fusion "
         "against their closed forms",
     ),
 }
+
+#: A figure not drawn where another's table is present: a data or diagnose run's results
+#: are drawn as its learning curves (fig_curves, what the run itself draws), not again as
+#: a sweep, so ``mmtheory plot`` writes the files the run's report lists.
+SUPERSEDED = {"fig_sweep": "fig_curves"}
 
 
 def save_figure(fig, run_dir: Path, name: str) -> list[Path]:
@@ -210,10 +215,25 @@ def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
     curves = pd.read_csv(run_dir / FIGURES["fig_curves"][0])
     metric = "mse" if _is_regression(run_dir) else "error"
     fig, ax = plt.subplots(figsize=(6.8, 4.2))
-    plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS))
-    dashed = "" if too_few_sizes(curves.m.nunique()) else " (dashed: extrapolated)"
-    ax.set_title(f"learning curve per subset{dashed}", fontsize=10)
+    shown = curve_subsets(curves)
+    plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS), subsets=shown)
+    title = "learning curve per subset"
+    if "dataset" in curves.columns and curves.dataset.notna().any():
+        title = f"{curves.dataset.dropna().iloc[0]}: {title}"
+    n_sub = curves.subset.nunique()
+    if len(shown) < n_sub:
+        title += f" ({len(shown)} of {n_sub}: {_which_singles(curves.subset, shown)} and the best)"
+    if not too_few_sizes(curves.m.nunique()):
+        title += "\n(dashed: extrapolated)" if len(shown) < n_sub else " (dashed: extrapolated)"
+    ax.set_title(title, fontsize=10)
     return save_figure(fig, dest, "fig_curves")
+
+
+def _which_singles(subsets: pd.Series, shown: list[str]) -> str:
+    """ "the singles", or "k of n singles" where a selection of curves cut some."""
+    singles = {s for s in subsets.unique() if label_size(s) == 1}
+    kept = len(singles & set(shown))
+    return "the singles" if kept == len(singles) else f"{kept} of {len(singles)} singles"
 
 
 def _is_regression(run_dir: Path) -> bool:
@@ -246,10 +266,8 @@ def figure_fig_sweep(run_dir: Path, dest: Path) -> list[Path]:
         shown = curve_subsets(g, SWEEP_CURVES, column=column) if n_sub > SWEEP_CURVES else None
         title = " / ".join(map(str, key if isinstance(key, tuple) else (key,)))
         if shown is not None:
-            singles = {s for s in g.subset.unique() if label_size(s) == 1}
-            kept = len(singles & set(shown))
-            what = "the singles" if kept == len(singles) else f"{kept} of {len(singles)} singles"
-            title += f" ({len(shown)} of {n_sub} subsets: {what} and the best)"
+            which = _which_singles(g.subset, shown)
+            title += f" ({len(shown)} of {n_sub} subsets: {which} and the best)"
         for j, c in enumerate(cols):
             if g[c].notna().any():
                 plot_sweep_subsets(g, axes[row, j], column=c, subsets=shown)
@@ -304,6 +322,8 @@ def write_figures(
     for folder, to in runs:
         for name, (table, _) in FIGURES.items():
             if not (folder / table).exists():
+                continue
+            if name in SUPERSEDED and (folder / FIGURES[SUPERSEDED[name]][0]).exists():
                 continue
             to.mkdir(parents=True, exist_ok=True)
             try:

@@ -47,15 +47,24 @@ def as_data(data: object) -> tuple[MultiModalData, str]:
 
 
 def tables_from_run(
-    run: ProtocolRun, protocol: Protocol, *, n_boot: int = 200, factors=FACTORS
+    run: ProtocolRun,
+    protocol: Protocol,
+    *,
+    n_boot: int = 200,
+    factors=FACTORS,
+    dataset: str | None = None,
 ) -> dict[str, pd.DataFrame]:
-    """The diagnosis tables of a protocol run: results, best, curves, adding, contributions."""
+    """The diagnosis tables of a protocol run: results, best, curves, adding, contributions.
+    ``dataset``: its name, in the curves' first column (the figure's title reads it)."""
     res = run.results
     tf = protocol.test_fraction
+    curves = subset_curves(res)
+    if dataset is not None:
+        curves.insert(0, "dataset", dataset)
     return {
         "results": res,
         "best": best_subsets(res, tf),
-        "curves": subset_curves(res),
+        "curves": curves,
         "adding": adding_table(res, tf, factors=factors, n_boot=n_boot, seed=protocol.seed),
         "contributions": contributions(res, tf),
     }
@@ -78,9 +87,9 @@ def diagnose(
     factors above 1, ``verdict`` helps / hurts / cannot tell yet) and ``contributions``
     (Shapley values at the current size). Intervals are 95% over repeated splits."""
     p = protocol or Protocol(n_splits=8)
-    full, _ = as_data(data)
+    full, name = as_data(data)
     run = run_protocol(full, sizes=sizes, protocol=p)
-    return tables_from_run(run, p, n_boot=n_boot, factors=factors)
+    return tables_from_run(run, p, n_boot=n_boot, factors=factors, dataset=name)
 
 
 def run_diagnose(
@@ -98,7 +107,7 @@ def run_diagnose(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run = run_protocol(full, sizes=sizes, protocol=p)
-    tables = tables_from_run(run, p, n_boot=n_boot)
+    tables = tables_from_run(run, p, n_boot=n_boot, dataset=name)
     for key, table in tables.items():
         write_csv_atomic(table, out / f"{key}.csv")
     meta = {

@@ -454,7 +454,7 @@ def run_data(
 
         net = resolve_learners(learner, "classification")[0] if learner is not None else None
         run = run_protocol(data, sizes=sizes, protocol=p, progress=tick, store=store, learner=net)
-    tables = tables_from_run(run, p, n_boot=n_boot)
+    tables = tables_from_run(run, p, n_boot=n_boot, dataset=loaded.name)
     for key, table in tables.items():
         write_csv_atomic(table, out / f"{key}.csv")
     metric = run.metric

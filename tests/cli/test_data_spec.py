@@ -61,6 +61,11 @@ def test_plot_draws_the_curves_of_a_data_run(tmp_path):
                  "--splits", "2", "--sizes", "20,40,60"]) == 0  # fmt: skip
     drawn = (out / "fig_curves.png").read_bytes()  # the run's figure, from the one maker
     assert len(drawn) > 10_000
+    files = sorted(p.name for p in out.iterdir())
     (out / "fig_curves.png").unlink()
     assert main(["plot", str(out)]) == 0
     assert (out / "fig_curves.png").read_bytes() == drawn  # redrawn from the tables alone
+    # the files the run wrote (its report lists them), no more: its results.csv is drawn
+    # as learning curves, not again as a sweep
+    assert sorted(p.name for p in out.iterdir()) == files and "fig_sweep.png" not in files
+    assert (out / "curves.csv").read_text().startswith("dataset,")  # the figure's title
