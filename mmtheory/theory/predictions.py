@@ -118,26 +118,32 @@ class Slice:
         return nested_label_pairs(self.subsets)
 
     def paired(self, m_sub: str, n_sub: str, m: int, col: str) -> np.ndarray:
-        """col(M) - col(N) per seed at size m, over the seeds both have (in M's row order).
+        """col(M) - col(N) per seed at size m, over the seeds both have, in seed order (so
+        that no statistic depends on the table's row order)."""
+        return self.paired_by_seed(m_sub, n_sub, m, col).to_numpy(dtype=float)
+
+    def paired_by_seed(self, m_sub: str, n_sub: str, m: int, col: str) -> pd.Series:
+        """:meth:`paired` indexed by seed, for pairing seeds across sizes.
 
         Plain array look-ups where each cell's seeds are distinct and the column is
         numeric (a pandas ``.loc`` per pair cost most of the check); otherwise pandas'
         alignment, which the fast path equals (tested)."""
         ia, ib = self._rows.get((m_sub, m)), self._rows.get((n_sub, m))
         if ia is None or ib is None or col not in self.table.columns:
-            return np.array([], dtype=float)
+            return pd.Series(dtype=float)
         values = self.table[col].to_numpy()
         sa, sb = self._seeds[ia], self._seeds[ib]
         if values.dtype.kind not in "fiu" or len(set(sa)) < len(sa) or len(set(sb)) < len(sb):
             a, b = self._cell(m_sub, m), self._cell(n_sub, m)
             common = a.index.intersection(b.index)
-            return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+            return (a.loc[common, col] - b.loc[common, col]).astype(float).sort_index(kind="stable")
         where = {s: i for i, s in zip(ib, sb)}
-        pick = [(i, where[s]) for i, s in zip(ia, sa) if s in where]
+        pick = sorted((s, i, where[s]) for i, s in zip(ia, sa) if s in where)
         if not pick:
-            return np.array([], dtype=float)
-        pa, pb = np.array(pick).T
-        return (values[pa] - values[pb]).astype(float)
+            return pd.Series(dtype=float)
+        pa, pb = np.array([(i, j) for _, i, j in pick]).T
+        seeds = pd.Index(self._seeds[pa], name="seed")
+        return pd.Series((values[pa] - values[pb]).astype(float), index=seeds)
 
     def values(self, sub: str, m: int, col: str) -> pd.Series:
         """col at (sub, m), indexed by seed, as floats."""
@@ -614,8 +620,12 @@ def p7_crossover(sl: Slice) -> list[dict]:
     st = "crossover m* past which the larger subset wins"
     sizes = sl.sizes
     for n_sub, m_sub in sl.pairs():
-        per_size = [sl.paired(m_sub, n_sub, m, col) for m in sizes]
-        n = min((len(g) for g in per_size), default=0)
+        # each seed's gap curve over the sizes: seeds paired by seed, not by row position
+        # (a table's rows need not be in seed order), over the seeds every size has
+        per_size = [sl.paired_by_seed(m_sub, n_sub, m, col) for m in sizes]
+        per_size = [g[~g.index.duplicated()] for g in per_size]
+        seeds = sorted(set.intersection(*(set(g.index) for g in per_size))) if per_size else []
+        n = len(seeds)
         base = dict(M=m_sub, N=n_sub, m="")
         if n < 2 or len(sizes) < 2:
             rows.append(
@@ -630,7 +640,7 @@ def p7_crossover(sl: Slice) -> list[dict]:
                 )
             )
             continue
-        gaps = np.stack([g[:n] for g in per_size], axis=1)
+        gaps = np.stack([g.loc[seeds].to_numpy(dtype=float) for g in per_size], axis=1)
         cx = crossover(sizes, gaps)
         kw = dict(**base, n=n, stat=cx.point, lo=cx.low, hi=cx.high)
         limit = sl.eta_inf(n_sub) - sl.eta_inf(m_sub)
@@ -800,7 +810,10 @@ def p8_overlap(df: pd.DataFrame, keys: dict, label: str) -> list[dict]:
     overlaps = sorted(big.overlap.unique())
     universe = max(big.subset.unique(), key=label_size)
     K = label_size(universe)
-    partial = [s for s in big.subset.unique() if label_size(s) < K]
+    # by size, then label: neither the verdict nor its text depends on the row order
+    partial = sorted(
+        (s for s in big.subset.unique() if label_size(s) < K), key=lambda s: (label_size(s), s)
+    )
     tol = _ZERO * sl.scale
     st = "higher overlap, lower eta for every incomplete subset"
     if len(overlaps) < 2:

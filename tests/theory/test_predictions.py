@@ -167,6 +167,43 @@ def test_p7_verdicts_true_false_and_untestable():
     assert row.holds == "untestable" and "adds nothing in the limit" in row.reason
 
 
+def test_p7_pairs_seeds_across_sizes_by_seed_not_by_row_position():
+    """Each seed's gap curve runs over the sizes: the crossing's interval is the same for
+    any row order of the table (a sweep's records come in run-id order, which hashes the
+    version) and equals the one computed from the gaps stacked by seed. Seeds carry
+    persistent offsets, so pairing seed i at one size with seed j at the next (the old
+    positional stacking) narrows the interval: the shuffled table then disagreed."""
+    from mmtheory.theory.predictions import crossover
+
+    sizes, base = (20, 40, 80, 160, 320, 640), [0.5, 0.3, 0.1, -0.05, -0.1, -0.15]
+    rng = np.random.default_rng(11)
+    offsets = rng.normal(0, 0.04, 6)
+    cells = {}
+    for j, m in enumerate(sizes):
+        cells[("a", m)] = [{"test_risk": 1.0} for _ in offsets]
+        cells[("a+b", m)] = [
+            {"test_risk": 1.0 + base[j] + o + e} for o, e in zip(offsets, _noise(rng, 6))
+        ]
+    table = _table(cells)
+    ordered = _verdicts(table, "P7").iloc[0]
+    gaps = np.stack(
+        [
+            table[(table.subset == "a+b") & (table.m == m)].sort_values("seed").test_risk.to_numpy()
+            - 1.0
+            for m in sizes
+        ],
+        axis=1,
+    )
+    cx = crossover(list(sizes), gaps)
+    expected = [cx.point, cx.low, cx.high]
+    assert ordered.holds == "true" and np.isfinite(expected).all()
+    np.testing.assert_array_equal([ordered.statistic, ordered.ci_low, ordered.ci_high], expected)
+    for seed in range(3):
+        shuffled = table.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        row = _verdicts(shuffled, "P7").iloc[0]
+        np.testing.assert_array_equal([row.statistic, row.ci_low, row.ci_high], expected)
+
+
 def test_p7_reports_the_last_crossing_not_an_early_double_descent_one():
     # better at tiny m (both overparametrised), worse near the interpolation peak, better
     # for good from about m = 300: the first sign change is irrelevant
@@ -294,8 +331,8 @@ def test_verdict_block_names_each_untestable_reason_only_when_there_are_several(
 
 
 def test_paired_lookup_equals_pandas_alignment():
-    """Slice.paired's array look-ups give what pandas' seed alignment gives (the path it
-    replaced): shuffled seed orders, seeds one cell lacks, float32 and integer columns;
+    """Slice.paired's array look-ups give what pandas' seed alignment gives, in seed
+    order: shuffled seed orders, seeds one cell lacks, float32 and integer columns;
     duplicated seeds take pandas' path. A wrong pairing (by position instead of by seed)
     differs on the shuffled cells."""
     from mmtheory.theory.predictions import Slice
@@ -315,7 +352,7 @@ def test_paired_lookup_equals_pandas_alignment():
         a = t[(t.subset == M) & (t.m == 10)].set_index("seed")
         b = t[(t.subset == N) & (t.m == 10)].set_index("seed")
         common = a.index.intersection(b.index)
-        return (a.loc[common, col] - b.loc[common, col]).to_numpy(dtype=float)
+        return (a.loc[common, col] - b.loc[common, col]).sort_index().to_numpy(dtype=float)
 
     for M, N in (("{A,B}", "{A}"), ("{A}", "{A,B}"), ("{A,B}", "{B}"), ("{B}", "{A}")):
         for col in ("x", "x32", "k"):
@@ -340,3 +377,33 @@ def test_values_equal_the_cell_lookup():
         ref = t[(t.subset == "{A}") & (t.m == 5)].set_index("seed")[col].astype(float)
         pd.testing.assert_series_equal(sl.values("{A}", 5, col), ref)
     assert sl.values("{A}", 6, "x").empty and sl.values("{A}", 5, "absent").empty
+
+
+def test_no_verdict_depends_on_the_row_order_of_the_table():
+    """The checks read seeds by seed, never by row position: the golden results (every
+    prediction P1-P9, the bounds, the selection rule) checked in three shuffled row orders
+    give the same tables. The golden records come in run-id order, which hashes the
+    version: before 0.10.2, P7's interval moved with it (17.1 -> 18.5 at one bump)."""
+    from pathlib import Path
+
+    from mmtheory.theory.check import selection_table
+
+    t = pd.read_csv(Path(__file__).parents[1] / "golden" / "data" / "results.csv")
+    bounds, preds = check(t)
+    keys = ["prediction", "world_id", "learner", "M", "N", "m"]
+
+    def canonical(df, by):  # rows in one order: every column as text (NaN keys tie)
+        order = df.astype(str).sort_values(by + list(df.columns), kind="stable").index
+        return df.loc[order].reset_index(drop=True)
+
+    for seed in range(3):
+        shuffled = t.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+        b2, p2 = check(shuffled)
+        pd.testing.assert_frame_equal(canonical(p2, keys), canonical(preds, keys))
+        bkeys = ["world_id", "learner", "M", "N", "m", "seed"]
+        pd.testing.assert_frame_equal(canonical(b2, bkeys), canonical(bounds, bkeys))
+        sel = ["world_id", "learner", "M", "N", "m"]
+        pd.testing.assert_frame_equal(
+            canonical(selection_table(shuffled, b2), sel),
+            canonical(selection_table(t, bounds), sel),
+        )
