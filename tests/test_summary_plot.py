@@ -121,3 +121,7 @@ def test_fig_curves_title_names_the_dataset_and_the_subsets_it_draws(tmp_path, m
     pd.DataFrame(few).drop(columns="dataset").to_csv(tmp_path / "curves.csv", index=False)
     figures.write_figure("fig_curves", tmp_path)
     assert titles[-1] == "learning curve per subset (dashed: extrapolated)"
+    # a name with dollar signs is text, not mathtext (which would refuse to draw it)
+    monkeypatch.undo()
+    pd.DataFrame(few).assign(dataset="cost_$5_$10").to_csv(tmp_path / "curves.csv", index=False)
+    assert figures.write_figure("fig_curves", tmp_path)[0].stat().st_size > 10_000

@@ -1,7 +1,8 @@
 """Figures of a run directory, drawn from its saved tables only (``mmtheory plot DIR``).
 
-``write_figures(run_dir)`` regenerates every figure whose table exists in ``run_dir``; it
-never trains. Each figure is written as PNG and PDF.
+``write_figures(run_dir)`` regenerates every figure whose table exists in ``run_dir``
+(except one another figure supersedes there: :data:`SUPERSEDED`); it never trains. Each
+figure is written as PNG and PDF.
 """
 
 from __future__ import annotations
@@ -219,7 +220,8 @@ def figure_fig_curves(run_dir: Path, dest: Path) -> list[Path]:
     plot_subset_curves(curves, ax, metric=metric, extrapolate=max(FACTORS), subsets=shown)
     title = "learning curve per subset"
     if "dataset" in curves.columns and curves.dataset.notna().any():
-        title = f"{curves.dataset.dropna().iloc[0]}: {title}"
+        name = str(curves.dataset.dropna().iloc[0]).replace("$", r"\$")  # text, not math
+        title = f"{name}: {title}"
     n_sub = curves.subset.nunique()
     if len(shown) < n_sub:
         title += f" ({len(shown)} of {n_sub}: {_which_singles(curves.subset, shown)} and the best)"
@@ -303,10 +305,10 @@ def write_figure(name: str, run_dir: str | Path, dest: str | Path | None = None)
 def write_figures(
     run_dir: str | Path, dest: str | Path | None = None, *, nested: bool = True
 ) -> list[Path]:
-    """Every figure whose table exists in ``run_dir``, written to ``dest`` (default: the
-    run directory); returns the files written. ``nested``: also the figures of the runs
-    inside it, each a subdirectory with its own ``report.md`` (``reproduce``'s ``mfeat``),
-    into the same subdirectory of ``dest``."""
+    """Every figure whose table exists in ``run_dir`` (but for :data:`SUPERSEDED` ones),
+    written to ``dest`` (default: the run directory); returns the files written.
+    ``nested``: also the figures of the runs inside it, each a subdirectory with its own
+    ``report.md`` (``reproduce``'s ``mfeat``), into the same subdirectory of ``dest``."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {str(run_dir)!r} does not exist")

@@ -30,11 +30,16 @@ from mmtheory.theory.diagnosis import (
 __all__ = ["diagnose", "run_diagnose", "as_data", "tables_from_run"]
 
 
+#: The name of data given as arrays, without one (the report's heading says it; the
+#: curves table and figure title leave it out).
+UNNAMED = "data"
+
+
 def as_data(data: object) -> tuple[MultiModalData, str]:
     """A MultiModalData of all rows and a name, from a MultiModalData, a loaded dataset
     (its train and test rows pooled) or the path of an ``.npz`` file."""
     if isinstance(data, MultiModalData):
-        return data, "data"
+        return data, UNNAMED
     if isinstance(data, Loaded):
         return pooled(data), data.name
     if isinstance(data, str | Path):
@@ -55,11 +60,12 @@ def tables_from_run(
     dataset: str | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The diagnosis tables of a protocol run: results, best, curves, adding, contributions.
-    ``dataset``: its name, in the curves' first column (the figure's title reads it)."""
+    ``dataset``: its name, in the curves' first column (the figure's title reads it; none
+    for :data:`UNNAMED` data)."""
     res = run.results
     tf = protocol.test_fraction
     curves = subset_curves(res)
-    if dataset is not None:
+    if dataset is not None and dataset != UNNAMED:
         curves.insert(0, "dataset", dataset)
     return {
         "results": res,

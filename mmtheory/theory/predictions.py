@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -80,6 +81,23 @@ LABEL_PARAMS = [
 ]
 
 
+def _seed_key(seed) -> tuple:
+    """Sort key of a seed: numbers by value, anything else after them by its text (a
+    hand-made table may mix them)."""
+    if isinstance(seed, numbers.Real) and not isinstance(seed, bool):
+        return (0, float(seed), "")
+    return (1, 0.0, str(seed))
+
+
+def _in_seed_order(values: pd.Series) -> pd.Series:
+    """``values`` (indexed by seed) in seed order, NaN seeds dropped (a row without a seed
+    pairs with nothing; the bounds table drops them too): no statistic over seeds depends
+    on the table's row order."""
+    values = values[values.index.notna()]
+    order = sorted(range(len(values)), key=lambda i: _seed_key(values.index[i]))
+    return values.iloc[order]
+
+
 @dataclass
 class Slice:
     """One (world_id, learner) slice of a results table, indexed for paired look-ups."""
@@ -136,22 +154,22 @@ class Slice:
         if values.dtype.kind not in "fiu" or len(set(sa)) < len(sa) or len(set(sb)) < len(sb):
             a, b = self._cell(m_sub, m), self._cell(n_sub, m)
             common = a.index.intersection(b.index)
-            return (a.loc[common, col] - b.loc[common, col]).astype(float).sort_index(kind="stable")
+            return _in_seed_order((a.loc[common, col] - b.loc[common, col]).astype(float))
         where = {s: i for i, s in zip(ib, sb)}
-        pick = sorted((s, i, where[s]) for i, s in zip(ia, sa) if s in where)
+        pick = [(i, where[s]) for i, s in zip(ia, sa) if s in where]
         if not pick:
             return pd.Series(dtype=float)
-        pa, pb = np.array([(i, j) for _, i, j in pick]).T
+        pa, pb = np.array(pick).T
         seeds = pd.Index(self._seeds[pa], name="seed")
-        return pd.Series((values[pa] - values[pb]).astype(float), index=seeds)
+        return _in_seed_order(pd.Series((values[pa] - values[pb]).astype(float), index=seeds))
 
     def values(self, sub: str, m: int, col: str) -> pd.Series:
-        """col at (sub, m), indexed by seed, as floats."""
+        """col at (sub, m), indexed by seed, in seed order, as floats."""
         idx = self._rows.get((sub, m))
         if idx is None or col not in self.table.columns:
             return pd.Series(dtype=float)
         seeds = pd.Index(self._seeds[idx], name="seed")
-        return self.table[col].iloc[idx].set_axis(seeds).astype(float)
+        return _in_seed_order(self.table[col].iloc[idx].set_axis(seeds).astype(float))
 
     def column(self, col: str) -> pd.Series:
         return self.table[col] if col in self.table.columns else pd.Series(dtype=object)
@@ -624,21 +642,18 @@ def p7_crossover(sl: Slice) -> list[dict]:
         # (a table's rows need not be in seed order), over the seeds every size has
         per_size = [sl.paired_by_seed(m_sub, n_sub, m, col) for m in sizes]
         per_size = [g[~g.index.duplicated()] for g in per_size]
-        seeds = sorted(set.intersection(*(set(g.index) for g in per_size))) if per_size else []
+        every = set.intersection(*(set(g.index) for g in per_size)) if per_size else set()
+        seeds = sorted(every, key=_seed_key)
         n = len(seeds)
         base = dict(M=m_sub, N=n_sub, m="")
         if n < 2 or len(sizes) < 2:
-            rows.append(
-                _row(
-                    "P7",
-                    st,
-                    sl,
-                    **base,
-                    n=n,
-                    holds="untestable",
-                    reason="needs at least 2 seeds and 2 sizes",
+            why = "needs at least 2 seeds and 2 sizes"
+            if len(sizes) >= 2 and min(len(g) for g in per_size) >= 2:
+                why = (
+                    f"needs at least 2 seeds measured at every size (a seed's gap curve "
+                    f"spans all {len(sizes)}); {n} are"
                 )
-            )
+            rows.append(_row("P7", st, sl, **base, n=n, holds="untestable", reason=why))
             continue
         gaps = np.stack([g.loc[seeds].to_numpy(dtype=float) for g in per_size], axis=1)
         cx = crossover(sizes, gaps)
@@ -827,7 +842,8 @@ def p8_overlap(df: pd.DataFrame, keys: dict, label: str) -> list[dict]:
             a = big[(big.subset == sub) & (big.overlap == hi_w)].set_index("seed").eta
             b = big[(big.subset == sub) & (big.overlap == lo_w)].set_index("seed").eta
             common = a.index.intersection(b.index)
-            iv = interval((a.loc[common] - b.loc[common]).to_numpy(float), method="t")
+            gap = _in_seed_order(a.loc[common] - b.loc[common])
+            iv = interval(gap.to_numpy(float), method="t")
             side = _sign(iv, tol)
             if side == "pos":
                 worst = (sub, lo_w, hi_w, iv)

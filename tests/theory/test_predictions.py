@@ -359,14 +359,25 @@ def test_paired_lookup_equals_pandas_alignment():
             np.testing.assert_array_equal(sl.paired(M, N, 10, col), reference(M, N, col))
     assert len(sl.paired("{A,B}", "{A}", 10, "x")) == 4  # seeds 0-3
     assert sl.paired("{A,B}", "{A}", 99, "x").size == 0
+    # a seed that is NaN pairs with nothing, on either path (a repeated seed takes pandas'
+    # path); seeds of mixed types sort numbers first, then text, and do not crash
+    nan = pd.DataFrame(
+        {"subset": ["{A,B}"] * 3 + ["{A}"] * 3, "m": 10, "seed": [0.0, 1.0, np.nan] * 2}
+    ).assign(x=[1.0, 2.0, 3.0, 0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(Slice(nan, {}, "").paired("{A,B}", "{A}", 10, "x"), [1, 2])
+    again = pd.concat([nan, nan.iloc[[0]]], ignore_index=True)  # seed 0 twice in {A,B}
+    got = Slice(again, {}, "").paired("{A,B}", "{A}", 10, "x")
+    np.testing.assert_array_equal(got, [1, 1, 2])
+    mixed = nan.assign(seed=[0, "s1", 2] * 2)
+    np.testing.assert_array_equal(Slice(mixed, {}, "").paired("{A,B}", "{A}", 10, "x"), [1, 3, 2])
     assert sl.paired("{A,B}", "{A}", 10, "absent").size == 0
     by_position = t[t.subset == "{A,B}"].x.to_numpy()[:4] - t[t.subset == "{A}"].x.to_numpy()[:4]
     assert not np.allclose(np.sort(sl.paired("{A,B}", "{A}", 10, "x")), np.sort(by_position))
 
 
 def test_values_equal_the_cell_lookup():
-    """Slice.values reads one column at (subset, m), indexed by seed: the same Series as
-    the cell's frame indexed by seed (the path it replaced)."""
+    """Slice.values reads one column at (subset, m), indexed by seed: the cell's frame
+    indexed by seed (the path it replaced), in seed order."""
     from mmtheory.theory.predictions import Slice
 
     t = pd.DataFrame(
@@ -374,7 +385,7 @@ def test_values_equal_the_cell_lookup():
     ).assign(x=[1.5, 2.0, 3.0, 4.0], k=[1, 2, 3, 4])
     sl = Slice(t, {}, "hand")
     for col in ("x", "k"):
-        ref = t[(t.subset == "{A}") & (t.m == 5)].set_index("seed")[col].astype(float)
+        ref = t[(t.subset == "{A}") & (t.m == 5)].set_index("seed")[col].astype(float).sort_index()
         pd.testing.assert_series_equal(sl.values("{A}", 5, col), ref)
     assert sl.values("{A}", 6, "x").empty and sl.values("{A}", 5, "absent").empty
 
@@ -399,11 +410,13 @@ def test_no_verdict_depends_on_the_row_order_of_the_table():
     for seed in range(3):
         shuffled = t.sample(frac=1.0, random_state=seed).reset_index(drop=True)
         b2, p2 = check(shuffled)
-        pd.testing.assert_frame_equal(canonical(p2, keys), canonical(preds, keys))
+        exact = dict(check_exact=True)  # to the last bit: sums over seeds in one order
+        pd.testing.assert_frame_equal(canonical(p2, keys), canonical(preds, keys), **exact)
         bkeys = ["world_id", "learner", "M", "N", "m", "seed"]
-        pd.testing.assert_frame_equal(canonical(b2, bkeys), canonical(bounds, bkeys))
+        pd.testing.assert_frame_equal(canonical(b2, bkeys), canonical(bounds, bkeys), **exact)
         sel = ["world_id", "learner", "M", "N", "m"]
         pd.testing.assert_frame_equal(
             canonical(selection_table(shuffled, b2), sel),
             canonical(selection_table(t, bounds), sel),
+            **exact,
         )
