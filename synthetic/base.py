@@ -140,6 +140,28 @@ class LinearLatentWorld(World):
     _B: np.ndarray
     _label_noise: float
 
+    #: The methods that draw a sample. The closed-form truth (:meth:`bayes_risk`, the
+    #: linear oracle, the classification posterior) is computed from the declared model,
+    #: not from these: a subclass that draws another way must give its own truth.
+    #: ``_features`` may be overridden (structure, the same law: OverlapWorld).
+    DRAWS = ("sample", "sample_latent", "sample_from_latent", "targets_from_latent")
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        redrawn = cls.redrawn()
+        if redrawn and cls.bayes_risk is LinearLatentWorld.bayes_risk:
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(redrawn)}: LinearLatentWorld's closed-"
+                f"form Bayes risk and oracle describe the declared model x = T z + noise, not "
+                f"the samples {cls.__name__} draws; override bayes_risk (and oracle, or it is "
+                f"None) or subclass mmtheory's World instead"
+            )
+
+    @classmethod
+    def redrawn(cls) -> list[str]:
+        """The :data:`DRAWS` methods ``cls`` overrides (empty for the declared model)."""
+        return [n for n in cls.DRAWS if getattr(cls, n) is not getattr(LinearLatentWorld, n)]
+
     # ---------------------------------------------------------------- basics
     @property
     def dims(self) -> dict[str, int]:
@@ -154,8 +176,9 @@ class LinearLatentWorld(World):
         return int(self._B.shape[0])
 
     def oracle(self) -> LinearLatentWorld | None:
-        """This world itself when its linear oracles are exact (regression), else None."""
-        return self if self.task == "regression" else None
+        """This world itself when its linear oracles are exact (regression, sampled as
+        declared: :meth:`redrawn` is empty), else None."""
+        return self if self.task == "regression" and not self.redrawn() else None
 
     def target_bound(self) -> tuple[float, bool]:
         """(B, rigorous) with ||y||_2 <= B almost surely (regression, any number of outputs).
@@ -254,10 +277,8 @@ class LinearLatentWorld(World):
         sweep over them may draw and factor the features once per seed. The key hashes
         everything the latent and features depend on: the class (its ``_features``), the
         latent's size and law, each modality's map and noise level. None for a subclass
-        that draws its samples another way."""
-        if type(self).sample is not LinearLatentWorld.sample or (
-            type(self).sample_from_latent is not LinearLatentWorld.sample_from_latent
-        ):
+        that draws its latent or features another way."""
+        if set(self.redrawn()) - {"targets_from_latent"}:  # its own latent or features
             return None
         import hashlib
 

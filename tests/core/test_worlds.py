@@ -364,3 +364,43 @@ def test_bayes_risk_means_have_the_law_of_k_x():
     assert abs(ce.mean() - right) < tol
     wrong, _ = bayes(1.1 * cov)
     assert abs(ce.mean() - wrong) > tol
+
+
+def test_a_linear_world_that_draws_another_way_must_give_its_own_truth():
+    """The closed-form Bayes risk and oracle describe the declared model x = T z + noise.
+    A subclass overriding how samples are drawn, without its own Bayes risk, is refused
+    when it is defined (naming the methods); with its own Bayes risk it has no exact
+    oracle and shares no draws. Overriding only ``_features`` (structure, the same law)
+    keeps both (negative control)."""
+    import pytest
+
+    import synthetic
+    from synthetic.base import LinearLatentWorld
+
+    with pytest.raises(TypeError, match="Outliers overrides sample: .*override bayes_risk"):
+
+        class Outliers(synthetic.LinearWorld):  # noqa: F841  (refused at definition)
+            def sample(self, n, seed=None):
+                data = super().sample(n, seed)
+                return data
+
+    class OwnTruth(synthetic.LinearWorld):
+        def sample_latent(self, n, seed=None):
+            return 2.0 * super().sample_latent(n, seed)
+
+        def bayes_risk(self):
+            return float("nan")
+
+    world = OwnTruth((2, 2), latent_dim=2, seed=0)
+    assert OwnTruth.redrawn() == ["sample_latent"]
+    assert world.oracle() is None and not world.has_exact_oracles
+    assert world.shared_draw_key() is None
+
+    class Structured(synthetic.LinearWorld):
+        def _features(self, z, name):
+            return super()._features(z, name)
+
+    same = Structured((2, 2), latent_dim=2, seed=0)
+    assert Structured.redrawn() == [] and same.oracle() is same
+    assert same.shared_draw_key() is not None
+    assert LinearLatentWorld.redrawn() == []
