@@ -317,6 +317,7 @@ def _reproduce(args) -> None:
 
     run = report.parent
     print(f"wrote {report}")
+    print(f"\nTable 4, ours against the paper's (from {run / 'table4.csv'}):")
     print(table4_text(pd.read_csv(run / "table4.csv")))
     print(f"\nVerdict (from {report}; the rows: {run / 'predictions.csv'}):")
     print(verdict_section(report.read_text(encoding="utf-8")).replace("**", ""))

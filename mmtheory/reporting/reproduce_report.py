@@ -483,7 +483,7 @@ def files_list(out: Path | None, figures) -> list[str]:
     written (files an earlier run left there too): the tables of :data:`FILES` with what
     they hold, any other top-level file, each subdirectory with what is in it
     (:data:`FOLDERS`), then the figures (``figures``, written by then). Hidden files (the
-    record stores' locks) are left out."""
+    record stores' locks) are not listed one by one; a last line says they are there."""
     if out is None or not out.is_dir():
         return [f"- `{p.name}`" for p in figures]
     names = {p.name for p in figures}
@@ -500,4 +500,9 @@ def files_list(out: Path | None, figures) -> list[str]:
         lines.append(f"- `{d.name}/`:{what} {listed}")
     if figures:
         lines.append("- figures: " + ", ".join(f"`{p.name}`" for p in figures))
+    if any(q.name.endswith(".lock") for q in out.rglob(".*")):
+        lines.append(
+            "- hidden `.*.lock` files beside each `records.jsonl`: the record store's writer "
+            "lock (docs/clusters.md); safe to delete once no run writes here"
+        )
     return lines

@@ -51,6 +51,8 @@ def test_reproduce_on_a_reduced_grid(tmp_path, capsys, monkeypatch):
         else:
             assert f"`{p.name}`" in files, p.name
     assert "`mfeat/`: the real-data run" in files and "`fig_curves.png`" in files
+    locks = list(tmp_path.rglob(".*.lock"))  # not listed one by one, but said
+    assert locks and "hidden `.*.lock` files" in files
     t4 = pd.read_csv(tmp_path / "table4.csv")
     shown = t4[t4.paper_mse > 0]
     assert ((shown.ratio - 1).abs() < 0.08).all()  # quick-run tolerance of issue #5
@@ -72,6 +74,7 @@ def test_reproduce_on_a_reduced_grid(tmp_path, capsys, monkeypatch):
     bullets = [t.replace("**", "") for t in section.splitlines() if t.startswith("- ")]
     assert len(bullets) == 4 and "Training" in bullets[-1]  # held, failed, untestable, training
     assert all(b in shown for b in bullets) and "| overlap |" in shown
+    assert "Table 4, ours against the paper's" in shown  # the table is named
 
 
 def test_sweep_cli_and_dry_run(tmp_path, capsys):
