@@ -305,7 +305,7 @@ class LinearLatentWorld(World):
             self.task != "regression"
             or self.shared_draw_key() is None
             or not linear
-            or cls.targets_from_latent is not LinearLatentWorld.targets_from_latent
+            or "targets_from_latent" in cls.redrawn()
             or any(self._noise[k] > 0 for k in self.names)
             or self._label_noise > 0
         ):

@@ -93,9 +93,12 @@ def _in_seed_order(values: pd.Series) -> pd.Series:
     """``values`` (indexed by seed) in seed order, NaN seeds dropped (a row without a seed
     pairs with nothing; the bounds table drops them too): no statistic over seeds depends
     on the table's row order."""
-    values = values[values.index.notna()]
-    order = sorted(range(len(values)), key=lambda i: _seed_key(values.index[i]))
-    return values.iloc[order]
+    if values.index.hasnans:
+        values = values[values.index.notna()]
+    if values.index.is_monotonic_increasing:  # the usual case: a table in seed order
+        return values
+    seeds = list(values.index)
+    return values.iloc[sorted(range(len(seeds)), key=lambda i: _seed_key(seeds[i]))]
 
 
 @dataclass
