@@ -204,6 +204,28 @@ def test_p7_pairs_seeds_across_sizes_by_seed_not_by_row_position():
         np.testing.assert_array_equal([row.statistic, row.ci_low, row.ci_high], expected)
 
 
+def test_p7_needs_seeds_measured_at_every_size_and_says_so():
+    """Each size lacks a different seed (diverged runs dropped): every size has 5 seeds
+    but no seed spans all 6 sizes, so no seed's gap curve exists and P7 is untestable,
+    naming that; with two seeds lost at every size but the same two, it is tested
+    (negative control: the crossing is found)."""
+    sizes, base = (20, 40, 80, 160, 320, 640), [0.5, 0.3, 0.1, -0.05, -0.1, -0.15]
+    rng = np.random.default_rng(5)
+    full = _gap_table(base, sizes=sizes, seeds=6)
+
+    def without(table, lost):  # lost[j]: the seeds size j lacks
+        drop = np.zeros(len(table), dtype=bool)
+        for j, m in enumerate(sizes):
+            drop |= (table.m == m).to_numpy() & table.seed.isin(lost[j]).to_numpy()
+        return table[~drop].sample(frac=1.0, random_state=int(rng.integers(99)))
+
+    row = _verdicts(without(full, [[j] for j in range(6)]), "P7").iloc[0]
+    assert row.holds == "untestable" and "measured at every size" in row.reason
+    assert "0 are" in row.reason
+    kept = _verdicts(without(full, [[0, 1]] * 6), "P7").iloc[0]
+    assert kept.holds == "true" and kept.n_trials == 4
+
+
 def test_p7_reports_the_last_crossing_not_an_early_double_descent_one():
     # better at tiny m (both overparametrised), worse near the interpolation peak, better
     # for good from about m = 300: the first sign change is irrelevant
